@@ -1,0 +1,72 @@
+"""How shopreco sees the host's products, swappable by the ``SHOPRECO["ADAPTER"]`` setting.
+
+Every shop models products differently; rather than a dozen settings, the host subclasses
+:class:`DefaultAdapter` (allauth's adapter pattern) and overrides what differs.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Model, QuerySet
+
+from shopreco.conf import get_product_model, reco_settings
+
+
+def _has_field(model: type[Model], name: str) -> bool:
+    return any(f.name == name for f in model._meta.get_fields())
+
+
+class DefaultAdapter:
+    """Works with any model; uses ``is_active``, ``in_stock``, ``category``, ``price``,
+    ``name``/``title``, ``image`` and ``get_absolute_url`` when the model has them."""
+
+    def available(self, queryset: QuerySet | None = None) -> QuerySet:
+        """Products that may be shown to shoppers right now."""
+        model = get_product_model()
+        qs = model._default_manager.all() if queryset is None else queryset
+        if _has_field(model, "is_active"):
+            qs = qs.filter(is_active=True)
+        if _has_field(model, "in_stock"):
+            qs = qs.filter(in_stock=True)
+        return qs
+
+    def is_available(self, product: Model) -> bool:
+        return all(getattr(product, f, True) for f in ("is_active", "in_stock"))
+
+    def category_field(self) -> str | None:
+        """Name of the product field holding its category, for category filters."""
+        return "category" if _has_field(get_product_model(), "category") else None
+
+    def get_category(self, product: Model) -> Any:
+        field = self.category_field()
+        return getattr(product, field) if field else None
+
+    def get_name(self, product: Model) -> str:
+        for attr in ("name", "title"):
+            value = getattr(product, attr, None)
+            if value:
+                return str(value)
+        return str(product)
+
+    def get_url(self, product: Model) -> str:
+        get_url = getattr(product, "get_absolute_url", None)
+        return get_url() if callable(get_url) else ""
+
+    def get_image(self, product: Model) -> str:
+        image = getattr(product, "image_url", None) or getattr(product, "image", None)
+        if hasattr(image, "url"):
+            try:
+                return image.url
+            except ValueError:  # FieldFile without a file
+                return ""
+        return str(image or "")
+
+    def get_price(self, product: Model) -> Decimal | None:
+        return getattr(product, "price", None)
+
+
+def get_adapter() -> DefaultAdapter:
+    """The adapter instance chosen by settings."""
+    return reco_settings.ADAPTER()

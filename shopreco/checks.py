@@ -1,0 +1,109 @@
+"""System checks: catch misconfiguration at start-up with a hint, not at the first request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.utils.module_loading import import_string
+
+from shopreco.conf import DEFAULTS
+
+
+@register(Tags.models, "shopreco")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
+    errors: list = []
+    label = getattr(settings, "SHOPRECO_PRODUCT_MODEL", None)
+    if not label:
+        errors.append(
+            Error(
+                "SHOPRECO_PRODUCT_MODEL is not set.",
+                hint='Set SHOPRECO_PRODUCT_MODEL = "app_label.ModelName" to your product model.',
+                id="shopreco.E001",
+            )
+        )
+    else:
+        try:
+            apps.get_model(label, require_ready=False)
+        except (ValueError, LookupError) as exc:
+            errors.append(
+                Error(
+                    f"SHOPRECO_PRODUCT_MODEL refers to {label!r}, which cannot be loaded: {exc}",
+                    hint="Use the form 'app_label.ModelName' and make sure the app is installed.",
+                    id="shopreco.E002",
+                )
+            )
+    user = getattr(settings, "SHOPRECO", {})
+    if not isinstance(user, dict):
+        return errors + [
+            Error("SHOPRECO must be a dict.", hint="SHOPRECO = {...}", id="shopreco.E003")
+        ]
+    unknown = sorted(set(user) - set(DEFAULTS))
+    if unknown:
+        errors.append(
+            Error(
+                f"Unknown SHOPRECO option(s): {', '.join(unknown)}.",
+                hint="Check the spelling against the configuration reference in the README.",
+                id="shopreco.E003",
+            )
+        )
+    low = user.get("RATING_MIN", DEFAULTS["RATING_MIN"])
+    high = user.get("RATING_MAX", DEFAULTS["RATING_MAX"])
+    if not (isinstance(low, int | float) and isinstance(high, int | float) and low < high):
+        errors.append(
+            Error(
+                f"Rating scale RATING_MIN={low!r}, RATING_MAX={high!r} is invalid.",
+                hint="Both must be numbers with RATING_MIN < RATING_MAX.",
+                id="shopreco.E004",
+            )
+        )
+    weights = user.get("EVENT_WEIGHTS", DEFAULTS["EVENT_WEIGHTS"])
+    if not (
+        isinstance(weights, dict)
+        and weights
+        and all(isinstance(k, str) and isinstance(v, int | float) and v > 0
+                for k, v in weights.items())
+    ):
+        errors.append(
+            Error(
+                "EVENT_WEIGHTS must map event kinds to positive numbers.",
+                hint='For example {"view": 1, "cart": 3, "purchase": 5}.',
+                id="shopreco.E005",
+            )
+        )
+    for key in ("ADAPTER",):
+        path = user.get(key, DEFAULTS[key])
+        if isinstance(path, str):
+            try:
+                import_string(path)
+            except ImportError as exc:
+                errors.append(
+                    Error(
+                        f"SHOPRECO[{key!r}] = {path!r} cannot be imported: {exc}",
+                        hint="Give the dotted path of a class.",
+                        id="shopreco.E006",
+                    )
+                )
+    for key in ("NEIGHBOURS", "RECOMMENDATIONS_PER_USER", "MAX_LIMIT", "DEFAULT_LIMIT",
+                "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS"):
+        value = user.get(key, DEFAULTS[key])
+        if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            errors.append(
+                Error(
+                    f"SHOPRECO[{key!r}] must be a positive integer, not {value!r}.",
+                    id="shopreco.E007",
+                )
+            )
+    if "rest_framework" in settings.INSTALLED_APPS and "drf_spectacular" not in (
+        settings.INSTALLED_APPS
+    ):
+        errors.append(
+            Warning(
+                "drf_spectacular is not installed: the API schema endpoint will not work.",
+                hint="Add 'drf_spectacular' to INSTALLED_APPS.",
+                id="shopreco.W001",
+            )
+        )
+    return errors

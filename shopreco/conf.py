@@ -1,0 +1,118 @@
+"""Settings for shopreco, read through one object so ``override_settings`` works in tests.
+
+All options live in the ``SHOPRECO`` dict of the host's settings; ``SHOPRECO_PRODUCT_MODEL``
+stays top-level because migrations need it (like ``AUTH_USER_MODEL``). Modelled on DRF's
+``api_settings``: values are resolved on first access and the cache is dropped whenever Django
+sends ``setting_changed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+DEFAULTS: dict[str, Any] = {
+    # Explicit ratings: allowed range and whether half stars (x.5) are accepted.
+    "RATING_MIN": 1.0,
+    "RATING_MAX": 5.0,
+    "RATING_HALF_STARS": False,
+    # Implicit events: kind -> weight in the interaction matrix. Add kinds to extend.
+    "EVENT_WEIGHTS": {"view": 1.0, "cart": 3.0, "purchase": 5.0},
+    # Kinds that count as "owning" a product (excluded from personal lists).
+    "OWNED_EVENT_KINDS": ["purchase"],
+    # Exclude products the user already rated or bought from personal lists.
+    "EXCLUDE_OWNED": True,
+    # Engine parameters for the recompute pipeline.
+    "ALGORITHM": "item",
+    "SIMILARITY": "adjusted_cosine",
+    "NEIGHBOURS": 50,
+    "SHRINKAGE": 10.0,
+    "RECOMMENDATIONS_PER_USER": 50,
+    "SIMILAR_PER_PRODUCT": 50,
+    # Sharding: items per similarity block task.
+    "BLOCK_SIZE": 2000,
+    # Users per recommendation batch.
+    "USER_BATCH_SIZE": 500,
+    # Keep this many finished runs; older ones (and their results) are pruned.
+    "KEEP_RUNS": 3,
+    # A running run with no heartbeat for this many seconds is considered dead.
+    "STALE_RUN_SECONDS": 600,
+    # Debounce window for per-user refreshes after a rating/event (seconds).
+    "REFRESH_DEBOUNCE_SECONDS": 5,
+    # Storage for the interaction matrix snapshot (dotted path or alias; None = default_storage).
+    "SNAPSHOT_STORAGE": None,
+    "SNAPSHOT_PREFIX": "shopreco/snapshots",
+    # Serving.
+    "DEFAULT_LIMIT": 6,
+    "MAX_LIMIT": 50,
+    "CACHE_TIMEOUT": 300,
+    "CACHE_ALIAS": "default",
+    "TRENDING_HALF_LIFE_DAYS": 7.0,
+    "RECENT_ITEMS_FOR_COLD_START": 10,
+    # Adapter deciding availability, URLs, images, categories of the host's products.
+    "ADAPTER": "shopreco.adapter.DefaultAdapter",
+    # Record views automatically through the middleware ("middleware") or only via the
+    # {% shopreco_track_view %} tag / shopreco.track() ("manual").
+    "VIEW_TRACKING": "manual",
+    "LOG_IMPRESSIONS": True,
+    # Privacy.
+    "HONOR_GPC": True,
+    "EVENT_RETENTION_DAYS": 365,
+    "ANONYMIZE_SECRET": None,  # falls back to SECRET_KEY
+    # REST API.
+    "API_PRODUCT_SERIALIZER": "shopreco.api.serializers.ProductSerializer",
+}
+
+# Options holding dotted paths that are imported on access.
+IMPORT_STRINGS = {"ADAPTER", "API_PRODUCT_SERIALIZER"}
+
+
+class ShopRecoSettings:
+    """Attribute access to ``settings.SHOPRECO`` merged over :data:`DEFAULTS`."""
+
+    def __init__(self) -> None:
+        self._cached: set[str] = set()
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        return getattr(settings, "SHOPRECO", None) or {}
+
+    @property
+    def PRODUCT_MODEL(self) -> str:  # noqa: N802 - mirrors the setting name
+        return getattr(settings, "SHOPRECO_PRODUCT_MODEL", "")
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr not in DEFAULTS:
+            raise AttributeError(f"Invalid shopreco setting: {attr!r}")
+        value = self.user_settings.get(attr, DEFAULTS[attr])
+        if attr in IMPORT_STRINGS and isinstance(value, str):
+            value = import_string(value)
+        self._cached.add(attr)
+        setattr(self, attr, value)
+        return value
+
+    def reload(self) -> None:
+        for attr in self._cached:
+            delattr(self, attr)
+        self._cached.clear()
+
+
+reco_settings = ShopRecoSettings()
+
+
+def get_product_model() -> Any:
+    """The host's product model class, from ``SHOPRECO_PRODUCT_MODEL``."""
+    from django.apps import apps
+
+    return apps.get_model(settings.SHOPRECO_PRODUCT_MODEL, require_ready=False)
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("SHOPRECO", "SHOPRECO_PRODUCT_MODEL"):
+        reco_settings.reload()
+
+
+setting_changed.connect(_reload)

@@ -1,0 +1,275 @@
+"""shopreco's data: what shoppers did (ratings, events) and what a recompute produced.
+
+Products are referenced through ``settings.SHOPRECO_PRODUCT_MODEL`` with a real foreign key,
+so serving queries join in the database and integer, UUID and text keys all work.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+from django.utils.deconstruct import deconstructible
+from django.utils.translation import gettext_lazy as _
+
+from shopreco.conf import reco_settings
+
+
+@deconstructible
+class RatingScaleValidator:
+    """Checks a score against the configured scale at validation time, not import time."""
+
+    def __call__(self, value: float) -> None:
+        low, high = float(reco_settings.RATING_MIN), float(reco_settings.RATING_MAX)
+        if value is None or not (low <= float(value) <= high):
+            raise ValidationError(
+                _("Score must be between %(low)s and %(high)s."),
+                code="out_of_scale",
+                params={"low": low, "high": high},
+            )
+        step = 0.5 if reco_settings.RATING_HALF_STARS else 1.0
+        if (float(value) - low) / step != int((float(value) - low) / step):
+            raise ValidationError(
+                _("Score must be a multiple of %(step)s."), code="bad_step", params={"step": step}
+            )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RatingScaleValidator)
+
+
+@deconstructible
+class EventKindValidator:
+    """Accepts the kinds configured in ``SHOPRECO["EVENT_WEIGHTS"]`` (extensible by setting)."""
+
+    def __call__(self, value: str) -> None:
+        if value not in reco_settings.EVENT_WEIGHTS:
+            raise ValidationError(
+                _("Unknown event type %(value)s; expected one of %(kinds)s."),
+                code="bad_kind",
+                params={"value": value, "kinds": ", ".join(sorted(reco_settings.EVENT_WEIGHTS))},
+            )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EventKindValidator)
+
+
+def validate_rating_score(value: float) -> None:
+    RatingScaleValidator()(value)
+
+
+def new_recommendation_id() -> str:
+    """A fresh, unguessable id for one served list."""
+    return uuid.uuid4().hex
+
+
+class Rating(models.Model):
+    """An explicit rating: one per user and product, updated in place when re-rated."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shopreco_ratings"
+    )
+    product = models.ForeignKey(
+        settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    score = models.FloatField(validators=[RatingScaleValidator()])
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "product"], name="shopreco_rating_unique")
+        ]
+        indexes = [models.Index(fields=["product", "user"], name="shopreco_rating_prod_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} rated {self.product_id}: {self.score}"
+
+
+class Interaction(models.Model):
+    """An implicit event (view, cart, purchase, ...); anonymous visitors keep their session key."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="shopreco_interactions",
+    )
+    session_key = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    product = models.ForeignKey(
+        settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    kind = models.CharField(max_length=32, validators=[EventKindValidator()])
+    recommendation_id = models.CharField(max_length=64, null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="shopreco_event_user_idx"),
+            models.Index(fields=["product", "kind"], name="shopreco_event_prod_idx"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.user_id or f"session {self.session_key[:8]}"
+        return f"{who} {self.kind} {self.product_id}"
+
+
+class RecomputeRun(models.Model):
+    """One recompute (or evaluation): only the latest succeeded full run is served."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    class Kind(models.TextChoices):
+        FULL = "full", _("Full recompute")
+        EVALUATION = "evaluation", _("Offline evaluation")
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.FULL)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    algorithm = models.CharField(max_length=64, blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
+    stage = models.CharField(max_length=64, blank=True, default="")
+    progress = models.FloatField(default=0.0, help_text=_("Percent done, 0 to 100."))
+    counts = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    snapshot = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["kind", "status", "-finished_at"], name="shopreco_run_serve_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"Run #{self.pk} ({self.kind}, {self.status})"
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+    @classmethod
+    def latest_succeeded(cls) -> RecomputeRun | None:
+        """The run that serving reads: the newest successful full recompute."""
+        return (
+            cls.objects.filter(kind=cls.Kind.FULL, status=cls.Status.SUCCEEDED)
+            .order_by("-finished_at", "-id")
+            .first()
+        )
+
+
+class ItemSimilarity(models.Model):
+    """A product's neighbours in one run ("you may also like")."""
+
+    run = models.ForeignKey(RecomputeRun, on_delete=models.CASCADE, related_name="similarities")
+    product = models.ForeignKey(
+        settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    similar_product = models.ForeignKey(
+        settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    score = models.FloatField()
+
+    class Meta:
+        verbose_name_plural = "item similarities"
+        indexes = [
+            models.Index(fields=["run", "product", "-score"], name="shopreco_sim_serve_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} ~ {self.similar_product_id}: {self.score:.3f}"
+
+
+class Recommendation(models.Model):
+    """A precomputed personal recommendation of one run, with the reason shown to the user."""
+
+    run = models.ForeignKey(
+        RecomputeRun, on_delete=models.CASCADE, related_name="recommendations"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shopreco_recommendations"
+    )
+    product = models.ForeignKey(
+        settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    score = models.FloatField()
+    rank = models.PositiveIntegerField()
+    reason = models.CharField(max_length=255, blank=True, default="")
+    reason_product = models.ForeignKey(
+        settings.SHOPRECO_PRODUCT_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "user", "rank"], name="shopreco_rec_serve_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.rank} for {self.user_id}: {self.product_id}"
+
+
+class Preference(models.Model):
+    """Per-user privacy choices: personalisation and event tracking can be switched off."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shopreco_preference"
+    )
+    personalize = models.BooleanField(
+        default=True, help_text=_("Use my activity to personalise recommendations.")
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: personalize={self.personalize}"
+
+
+class PendingRefresh(models.Model):
+    """Outbox of per-user refreshes: written in the same transaction as the rating or event, so
+    no refresh is lost while the broker is down; a task drains it once the broker is back."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"refresh {self.user_id} since {self.requested_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Impression(models.Model):
+    """One served list (widget render or API response), keyed by its recommendation id, so
+    clicks and purchases that carry the id can be credited to the widget that showed them."""
+
+    recommendation_id = models.CharField(max_length=64, unique=True, default=new_recommendation_id)
+    widget = models.CharField(max_length=32, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="shopreco_impressions",
+    )
+    session_key = models.CharField(max_length=64, blank=True, default="")
+    products = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.widget} {self.recommendation_id}"
