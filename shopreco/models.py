@@ -174,9 +174,15 @@ class RecomputeRun(models.Model):
 
 
 class ItemSimilarity(models.Model):
-    """A product's neighbours in one run ("you may also like")."""
+    """A product's neighbours in one run: "you may also like" (``similar``) or
+    "customers who bought this also bought" (``also_bought``, from co-purchases)."""
+
+    class Kind(models.TextChoices):
+        SIMILAR = "similar", _("Similar")
+        ALSO_BOUGHT = "also_bought", _("Also bought")
 
     run = models.ForeignKey(RecomputeRun, on_delete=models.CASCADE, related_name="similarities")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SIMILAR)
     product = models.ForeignKey(
         settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+"
     )
@@ -188,7 +194,9 @@ class ItemSimilarity(models.Model):
     class Meta:
         verbose_name_plural = "item similarities"
         indexes = [
-            models.Index(fields=["run", "product", "-score"], name="shopreco_sim_serve_idx")
+            models.Index(
+                fields=["run", "kind", "product", "-score"], name="shopreco_sim_serve_idx"
+            )
         ]
 
     def __str__(self) -> str:
