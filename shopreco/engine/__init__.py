@@ -1,0 +1,26 @@
+"""shopreco's recommendation engine: numpy/scipy only, no Django.
+
+Matrices in, arrays out: similarities (whole or by row block), neighbourhood models,
+popularity and offline evaluation (:mod:`shopreco.engine.evaluate`).
+"""
+
+from .baseline import Baselines, fit_baselines
+from .similarity import (
+    Prepared,
+    item_similarity,
+    item_similarity_block,
+    prepare,
+    user_similarity,
+    user_similarity_block,
+)
+
+__all__ = [
+    "Baselines",
+    "Prepared",
+    "fit_baselines",
+    "item_similarity",
+    "item_similarity_block",
+    "prepare",
+    "user_similarity",
+    "user_similarity_block",
+]

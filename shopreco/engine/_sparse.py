@@ -1,0 +1,153 @@
+"""Small sparse helpers shared by the engine (numpy/scipy only).
+
+Everything here is vectorised: no Python loop runs per row, user or item.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+# Dense scratch blocks are capped at this many cells (float64: 8 bytes each).
+DENSE_BLOCK_CELLS = 4_000_000
+
+
+def as_csr(R, name: str = "R") -> sp.csr_matrix:
+    """Return ``R`` as a canonical float64 CSR matrix, or raise a clear error."""
+    if not sp.issparse(R):
+        if isinstance(R, np.ndarray) and R.ndim == 2:
+            R = sp.csr_matrix(R)
+        else:
+            raise TypeError(f"{name} must be a 2-D scipy.sparse matrix, got {type(R).__name__}")
+    if R.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {R.shape}")
+    R = sp.csr_matrix(R, dtype=np.float64, copy=True)
+    R.sum_duplicates()
+    R.sort_indices()
+    if R.nnz and not np.all(np.isfinite(R.data)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return R
+
+
+def row_ids(M: sp.csr_matrix) -> np.ndarray:
+    """Row index of every stored entry of a CSR matrix."""
+    return np.repeat(np.arange(M.shape[0], dtype=np.int64), np.diff(M.indptr))
+
+
+def pattern(M: sp.csr_matrix) -> sp.csr_matrix:
+    """Binary matrix with the sparsity pattern of ``M`` (explicit zeros included)."""
+    return sp.csr_matrix(
+        (np.ones(M.nnz), M.indices.copy(), M.indptr.copy()), shape=M.shape
+    )
+
+
+def with_data(M: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
+    """Same pattern as ``M`` with new values; explicit zeros are kept on purpose."""
+    return sp.csr_matrix((data, M.indices.copy(), M.indptr.copy()), shape=M.shape)
+
+
+def topk_rows(M: sp.csr_matrix, k: int | None, drop_offset: int | None = None) -> sp.csr_matrix:
+    """Keep the ``k`` largest non-zero values of every row of ``M``.
+
+    Ties are broken by the smaller column index, so the result depends only on each
+    row's own values: the same row gives the same output whatever block it was computed
+    in. ``drop_offset`` removes the entries (r, r + drop_offset) first (the diagonal of
+    a row block starting at that offset). Zeros are dropped. Returns canonical CSR
+    (sorted column indices).
+    """
+    M = sp.csr_matrix(M)
+    n_rows, n_cols = M.shape
+    rows = row_ids(M)
+    cols = M.indices.astype(np.int64)
+    vals = M.data
+    keep = vals != 0
+    if drop_offset is not None:
+        keep &= cols != rows + drop_offset
+    if not keep.all():
+        rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    counts = np.bincount(rows, minlength=n_rows)
+    if k is not None and counts.size and counts.max() > k:
+        if n_rows * n_cols <= DENSE_BLOCK_CELLS and rows.size * 16 >= n_rows * n_cols:
+            rows, cols, vals = _topk_dense(rows, cols, vals, n_rows, n_cols, k)
+        else:
+            rows, cols, vals = _topk_sorted(rows, cols, vals, n_rows, k)
+    order = np.lexsort((cols, rows)) if rows.size else np.zeros(0, dtype=np.int64)
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    out = sp.csr_matrix((vals, cols, indptr), shape=(n_rows, n_cols))
+    out.has_sorted_indices = True
+    return out
+
+
+def _topk_sorted(rows, cols, vals, n_rows, k):
+    """General path: sort each row by (value desc, column asc) and keep the first k."""
+    order = np.lexsort((cols, -vals, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    starts = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=starts[1:])
+    rank = np.arange(rows.size) - starts[rows]
+    keep = rank < k
+    return rows[keep], cols[keep], vals[keep]
+
+
+def _topk_dense(rows, cols, vals, n_rows, n_cols, k):
+    """Dense path for well-filled blocks: a threshold per row from np.partition.
+
+    Selects exactly the same entries as :func:`_topk_sorted`.
+    """
+    key = np.full((n_rows, n_cols), -np.inf)
+    key[rows, cols] = vals
+    kk = min(k, n_cols)
+    thr = -np.partition(-key, kk - 1, axis=1)[:, kk - 1]
+    above = key > thr[:, None]
+    tie = key == thr[:, None]
+    need = kk - above.sum(axis=1)
+    tie_rank = np.cumsum(tie, axis=1)
+    sel = above | (tie & (tie_rank <= need[:, None]))
+    sel &= key > -np.inf
+    r, c = np.nonzero(sel)
+    return r.astype(np.int64), c.astype(np.int64), key[r, c]
+
+
+def sort_rows_by_value(M: sp.csr_matrix) -> sp.csr_matrix:
+    """Copy of ``M`` whose rows are ordered by value desc, then column asc.
+
+    Used to walk neighbour lists from the most similar one.
+    """
+    rows = row_ids(M)
+    order = np.lexsort((M.indices, -M.data, rows))
+    out = sp.csr_matrix((M.data[order], M.indices[order], M.indptr.copy()), shape=M.shape)
+    out.has_sorted_indices = False
+    return out
+
+
+def entry_keys(M: sp.csr_matrix) -> np.ndarray:
+    """Sorted int64 keys row * n_cols + col of a canonical CSR matrix (for lookups)."""
+    return row_ids(M) * np.int64(M.shape[1]) + M.indices.astype(np.int64)
+
+
+def lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray):
+    """Vectorised lookup of ``query`` keys in sorted ``keys``: (found mask, values)."""
+    if keys.size == 0:
+        return np.zeros(query.shape, dtype=bool), np.zeros(query.shape)
+    pos = np.searchsorted(keys, query)
+    pos = np.minimum(pos, keys.size - 1)
+    found = keys[pos] == query
+    return found, np.where(found, values[pos], 0.0)
+
+
+def segment_ranges(indptr: np.ndarray, rows: np.ndarray):
+    """Expand CSR rows ``rows`` into (segment id, position) for every stored entry.
+
+    Returns ``seg`` (index into ``rows`` of each expanded entry), ``pos`` (index into the
+    CSR data/indices arrays) and ``starts`` (offset of each segment in the expansion).
+    """
+    lo = indptr[rows].astype(np.int64)
+    lens = indptr[rows + 1].astype(np.int64) - lo
+    starts = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(lens, out=starts[1:])
+    total = int(starts[-1])
+    seg = np.repeat(np.arange(rows.size, dtype=np.int64), lens)
+    pos = np.arange(total, dtype=np.int64) - starts[seg] + lo[seg]
+    return seg, pos, starts

@@ -1,0 +1,275 @@
+"""User-user and item-item similarities, whole or by row block.
+
+Every similarity here is a sparse matrix product ``L[start:stop] @ Rt`` of transformed
+rating matrices, computed in row blocks so that the scratch memory stays bounded
+(``DENSE_BLOCK_CELLS``) and the stored result is at most ``k`` entries per row.
+
+Formulas (``shrinkage=0``, ``k=None``; sums over the co-rated set, empty set or zero
+denominator -> 0, the diagonal is not stored since nothing is its own neighbour):
+
+- ``pearson``: centred on the mean of each compared object (user or item), norms over
+  the co-rated set.
+- ``adjusted_cosine`` (items only, Sarwar et al. 2001): as pearson but each rating is
+  centred on its user's mean.
+- ``pearson_baseline`` (Koren 2010): as pearson but centred on the baseline
+  mu + b_u + b_i, which is what the rating-prediction default uses.
+- ``cosine``: plain cosine of the two full vectors.
+
+With ``shrinkage`` every similarity is multiplied by n_common / (n_common + shrinkage);
+with ``k`` only the k largest values of each row are kept (ties: smaller column first).
+
+Sharding: :func:`item_similarity_block` returns rows [start, stop) and is bitwise equal to
+the same rows of :func:`item_similarity` whatever the block boundaries, because each row
+is computed from that row's own data only. :func:`prepare` does the O(nnz) centring once
+so that many blocks can share it (pass its result instead of ``R``).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._sparse import DENSE_BLOCK_CELLS, as_csr, pattern, row_ids, topk_rows, with_data
+from .baseline import Baselines, fit_baselines
+
+ITEM_METHODS = ("pearson", "adjusted_cosine", "cosine", "pearson_baseline")
+USER_METHODS = ("pearson", "cosine", "pearson_baseline")
+_RESTRICTED = ("pearson", "adjusted_cosine", "pearson_baseline")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Transformed matrices for one similarity method, shared by all row blocks.
+
+    Objects compared are the columns of the original orientation: items for
+    ``kind="item"``, users for ``kind="user"``. ``left`` is objects x raters, ``right``
+    raters x objects. For the restricted-norm methods ``left_sq``/``right_sq`` hold the
+    squared centred values; ``left_bin``/``right_bin`` the binary pattern.
+    """
+
+    method: str
+    kind: str
+    n_objects: int
+    left: sp.csr_matrix
+    right: sp.csr_matrix
+    left_bin: sp.csr_matrix
+    right_bin: sp.csr_matrix
+    left_sq: sp.csr_matrix | None
+    right_sq: sp.csr_matrix | None
+    binary: bool
+
+
+def prepare(
+    R,
+    method: str = "pearson",
+    kind: str = "item",
+    baselines: Baselines | None = None,
+) -> Prepared:
+    """Centre / normalise ``R`` (users x items) once for ``method``; O(nnz).
+
+    ``kind="item"`` compares columns (items), ``kind="user"`` rows (users). For
+    ``pearson_baseline`` the ALS baselines are fitted here unless given.
+    """
+    if kind not in ("item", "user"):
+        raise ValueError(f"kind must be 'item' or 'user', got {kind!r}")
+    allowed = ITEM_METHODS if kind == "item" else USER_METHODS
+    if method not in allowed:
+        raise ValueError(f"method must be one of {allowed} for {kind} similarity, got {method!r}")
+    R = as_csr(R)
+    if method == "pearson_baseline":
+        b = baselines if baselines is not None else fit_baselines(R)
+        R = with_data(R, R.data - b.of_entries(R))
+    elif method == "adjusted_cosine":
+        # centre each rating on its user's mean
+        R = with_data(R, R.data - _row_means(R)[row_ids(R)])
+    # X: raters x objects
+    X = R if kind == "item" else R.T.tocsr()
+    X.sort_indices()
+    binary = bool(X.nnz) and bool(np.all(X.data == X.data[0]))
+    if method == "pearson":
+        X = with_data(X, X.data - _col_means(X)[X.indices])
+    elif method == "cosine":
+        norms = np.sqrt(np.bincount(X.indices, X.data**2, minlength=X.shape[1]))
+        inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        X = with_data(X, X.data * inv[X.indices])
+    B = pattern(X)
+    XT = X.T.tocsr()
+    BT = B.T.tocsr()
+    if method in _RESTRICTED:
+        X2 = with_data(X, X.data**2)
+        X2T = X2.T.tocsr()
+    else:
+        X2 = X2T = None
+    return Prepared(method, kind, X.shape[1], XT, X, BT, B, X2T, X2, binary)
+
+
+def _row_means(M: sp.csr_matrix) -> np.ndarray:
+    cnt = np.diff(M.indptr)
+    sums = np.add.reduceat(M.data, M.indptr[:-1]) if M.nnz else np.zeros(M.shape[0])
+    sums = np.where(cnt > 0, sums, 0.0)
+    return np.divide(sums, cnt, out=np.zeros(M.shape[0]), where=cnt > 0)
+
+
+def _col_means(M: sp.csr_matrix) -> np.ndarray:
+    cnt = np.bincount(M.indices, minlength=M.shape[1])
+    sums = np.bincount(M.indices, M.data, minlength=M.shape[1])
+    return np.divide(sums, cnt, out=np.zeros(M.shape[1]), where=cnt > 0)
+
+
+def _check(shrinkage: float, k: int | None) -> None:
+    if not np.isfinite(shrinkage) or shrinkage < 0:
+        raise ValueError(f"shrinkage must be a finite number >= 0, got {shrinkage!r}")
+    if k is not None and (int(k) != k or k < 1):
+        raise ValueError(f"k must be a positive integer or None, got {k!r}")
+
+
+def _block_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: int | None):
+    """Similarity rows [start, stop) of one sub-block (no further splitting)."""
+    num = P.left[start:stop] @ P.right
+    need_cnt = shrinkage > 0
+    if P.method in _RESTRICTED:
+        q1 = P.left_sq[start:stop] @ P.right_bin
+        q2 = P.left_bin[start:stop] @ P.right_sq
+        mats = [num, q1, q2]
+    else:
+        mats = [num]
+    if need_cnt:
+        mats.append(P.left_bin[start:stop] @ P.right_bin)
+    n = P.n_objects
+    b = stop - start
+    if b * n <= DENSE_BLOCK_CELLS:
+        dense = [m.toarray() for m in mats]
+        num_d = dense[0]
+        r, c = np.nonzero(num_d)
+        vals = num_d[r, c]
+        others = [d[r, c] for d in dense[1:]]
+    else:
+        num.sort_indices()
+        r = row_ids(num)
+        c = num.indices.astype(np.int64)
+        vals = num.data
+        others = [_values_at(m, r, c, n) for m in mats[1:]]
+    if P.method in _RESTRICTED:
+        vals = vals / np.sqrt(others[0] * others[1])
+    if need_cnt:
+        cnt = others[-1]
+        vals = vals * (cnt / (cnt + shrinkage))
+    out = sp.csr_matrix((vals, (r, c)), shape=(b, n))
+    return topk_rows(out, k, drop_offset=start)
+
+
+def _values_at(M: sp.csr_matrix, r: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
+    M.sort_indices()
+    keys = row_ids(M) * np.int64(n) + M.indices
+    q = r * np.int64(n) + c
+    pos = np.minimum(np.searchsorted(keys, q), max(keys.size - 1, 0))
+    return M.data[pos]
+
+
+def _sub_blocks(P: Prepared, start: int, stop: int) -> list[tuple[int, int]]:
+    """Split [start, stop) so that each dense scratch block has at most DENSE_BLOCK_CELLS."""
+    step = max(1, DENSE_BLOCK_CELLS // max(P.n_objects, 1))
+    return [(a, min(a + step, stop)) for a in range(start, stop, step)]
+
+
+def _n_threads(n_jobs: int | None) -> int:
+    if n_jobs is None:
+        return max(1, min(os.cpu_count() or 1, 8))
+    return max(1, int(n_jobs))
+
+
+def _similarity_rows(
+    P: Prepared, start: int, stop: int, shrinkage: float, k: int | None, n_jobs: int | None
+) -> sp.csr_matrix:
+    blocks = _sub_blocks(P, start, stop)
+    if not blocks:
+        return sp.csr_matrix((0, P.n_objects))
+    threads = min(_n_threads(n_jobs), len(blocks))
+    if threads > 1:
+        # scipy's sparse matmul and numpy's partition release the GIL: threads scale.
+        with ThreadPoolExecutor(threads) as ex:
+            parts = list(ex.map(lambda ab: _block_rows(P, ab[0], ab[1], shrinkage, k), blocks))
+    else:
+        parts = [_block_rows(P, a, b, shrinkage, k) for a, b in blocks]
+    out = sp.vstack(parts, format="csr") if len(parts) > 1 else parts[0]
+    out.has_sorted_indices = True
+    return out
+
+
+def _resolve(R, method: str | None, kind: str, default: str) -> Prepared:
+    if isinstance(R, Prepared):
+        if method is not None and method != R.method:
+            raise ValueError(f"method {method!r} differs from the prepared {R.method!r}")
+        if R.kind != kind:
+            raise ValueError(f"prepared for {R.kind} similarity, not {kind}")
+        return R
+    return prepare(R, method or default, kind=kind)
+
+
+def item_similarity_block(
+    R,
+    start: int,
+    stop: int,
+    method: str | None = None,
+    shrinkage: float = 0.0,
+    k: int | None = None,
+    n_jobs: int | None = 1,
+) -> sp.csr_matrix:
+    """Rows [start, stop) of the item-item similarity, top-k per row applied.
+
+    ``R`` is the users x items matrix or the output of ``prepare(R, method)`` (then
+    ``method`` may be omitted). Returns CSR of shape (stop - start, n_items), bitwise equal
+    to ``item_similarity(...)[start:stop]``. This is the unit a task queue shards.
+    """
+    _check(shrinkage, k)
+    P = _resolve(R, method, "item", "pearson")
+    if not (0 <= start <= stop <= P.n_objects):
+        raise ValueError(f"need 0 <= start <= stop <= {P.n_objects}, got {start}, {stop}")
+    return _similarity_rows(P, int(start), int(stop), float(shrinkage), k, n_jobs)
+
+
+def item_similarity(
+    R,
+    method: str = "pearson",
+    shrinkage: float = 0.0,
+    k: int | None = None,
+    n_jobs: int | None = None,
+) -> sp.csr_matrix:
+    """Item x item similarity (CSR); see the module docstring for the formulas."""
+    _check(shrinkage, k)
+    P = _resolve(R, method, "item", "pearson")
+    return _similarity_rows(P, 0, P.n_objects, float(shrinkage), k, n_jobs)
+
+
+def user_similarity_block(
+    R,
+    start: int,
+    stop: int,
+    method: str | None = None,
+    shrinkage: float = 0.0,
+    k: int | None = None,
+    n_jobs: int | None = 1,
+) -> sp.csr_matrix:
+    """Rows [start, stop) of the user-user similarity (see :func:`item_similarity_block`)."""
+    _check(shrinkage, k)
+    P = _resolve(R, method, "user", "pearson")
+    if not (0 <= start <= stop <= P.n_objects):
+        raise ValueError(f"need 0 <= start <= stop <= {P.n_objects}, got {start}, {stop}")
+    return _similarity_rows(P, int(start), int(stop), float(shrinkage), k, n_jobs)
+
+
+def user_similarity(
+    R,
+    method: str = "pearson",
+    shrinkage: float = 0.0,
+    k: int | None = None,
+    n_jobs: int | None = None,
+) -> sp.csr_matrix:
+    """User x user similarity (CSR): ``pearson``, ``cosine`` or ``pearson_baseline``."""
+    _check(shrinkage, k)
+    P = _resolve(R, method, "user", "pearson")
+    return _similarity_rows(P, 0, P.n_objects, float(shrinkage), k, n_jobs)
