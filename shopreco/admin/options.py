@@ -1,0 +1,480 @@
+"""ModelAdmins for shopreco's own tables.
+
+Ratings and events are editable (they are the shop's data); similarities, recommendations and
+runs are read-only (they are derived, and rewritten by every recompute). Large tables stay fast:
+raw id widgets instead of <select>s over every user and product, ``list_select_related``,
+no full result count, and filters whose choices come from settings rather than ``DISTINCT``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.core.management import call_command
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from shopreco.admin.charts import percent
+from shopreco.conf import get_product_model, reco_settings
+from shopreco.insights import run_duration
+from shopreco.models import (
+    Impression,
+    Interaction,
+    ItemSimilarity,
+    Rating,
+    Recommendation,
+    RecomputeRun,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _name_fields(model) -> list[str]:
+    names = {f.name for f in model._meta.get_fields()}
+    return [n for n in ("name", "title", "sku", "external_id") if n in names]
+
+
+def user_search_fields(prefix: str = "user") -> list[str]:
+    """Search by the user model's username field (and email when it has one)."""
+    user_model = get_user_model()
+    fields = [f"{prefix}__{user_model.USERNAME_FIELD}"]
+    email = user_model.get_email_field_name()
+    if email and email != user_model.USERNAME_FIELD:
+        fields.append(f"{prefix}__{email}")
+    return fields
+
+
+def product_search_fields(prefix: str = "product") -> list[str]:
+    """Search by the host product's name/title/sku fields, whatever it has."""
+    return [f"{prefix}__{n}" for n in _name_fields(get_product_model())]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Derived data: visible to staff with view permission, never edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class EventKindFilter(admin.SimpleListFilter):
+    """Kinds from ``SHOPRECO["EVENT_WEIGHTS"]``: no ``DISTINCT`` over a large events table."""
+
+    title = _("kind")
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return [(k, k) for k in reco_settings.EVENT_WEIGHTS]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(kind=self.value()) if self.value() else queryset
+
+
+class ScoreFilter(admin.SimpleListFilter):
+    """Scores of the configured scale, so the filter costs no query."""
+
+    title = _("score")
+    parameter_name = "score"
+
+    def lookups(self, request, model_admin):
+        low, high = float(reco_settings.RATING_MIN), float(reco_settings.RATING_MAX)
+        step = 0.5 if reco_settings.RATING_HALF_STARS else 1.0
+        values, v = [], low
+        while v <= high + 1e-9:
+            values.append(v)
+            v += step
+        return [(f"{v:g}", f"{v:g}") for v in values]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        try:
+            return queryset.filter(score=float(self.value()))
+        except ValueError:
+            return queryset.none()
+
+
+class AttributedFilter(admin.SimpleListFilter):
+    title = _("from a recommendation")
+    parameter_name = "attributed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Yes")), ("no", _("No"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(recommendation_id__isnull=True).exclude(recommendation_id="")
+        if self.value() == "no":
+            return queryset.filter(recommendation_id__isnull=True) | queryset.filter(
+                recommendation_id=""
+            )
+        return queryset
+
+
+class VisitorFilter(admin.SimpleListFilter):
+    title = _("visitor")
+    parameter_name = "visitor"
+
+    def lookups(self, request, model_admin):
+        return [("user", _("Signed in")), ("anonymous", _("Anonymous"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "user":
+            return queryset.filter(user__isnull=False)
+        if self.value() == "anonymous":
+            return queryset.filter(user__isnull=True)
+        return queryset
+
+
+class SearchByUserAndProduct:
+    """Search fields computed from the host's user and product models."""
+
+    extra_search_fields: tuple[str, ...] = ()
+
+    def get_search_fields(self, request):
+        return [
+            *user_search_fields(),
+            *product_search_fields(),
+            *self.extra_search_fields,
+        ]
+
+
+@admin.register(Rating)
+class RatingAdmin(SearchByUserAndProduct, admin.ModelAdmin):
+    list_display = ("user", "product", "score", "created_at", "updated_at")
+    list_filter = (ScoreFilter, "created_at")
+    raw_id_fields = ("user", "product")
+    list_select_related = ("user", "product")
+    show_full_result_count = False
+    ordering = ("-created_at",)
+    search_help_text = _("Search by user name or e-mail, or by product name.")
+
+
+@admin.register(Interaction)
+class InteractionAdmin(SearchByUserAndProduct, admin.ModelAdmin):
+    list_display = ("created_at", "kind", "visitor", "product", "short_recommendation_id")
+    list_filter = (EventKindFilter, "created_at", AttributedFilter, VisitorFilter)
+    raw_id_fields = ("user", "product")
+    list_select_related = ("user", "product")
+    show_full_result_count = False
+    ordering = ("-created_at",)
+    extra_search_fields = ("=session_key", "=recommendation_id")
+    search_help_text = _(
+        "Search by user name or e-mail, product name, or an exact session key or recommendation id."
+    )
+
+    @admin.display(description=_("visitor"), ordering="user")
+    def visitor(self, obj: Interaction) -> str:
+        if obj.user_id:
+            return str(obj.user)
+        return _("session %(key)s") % {"key": (obj.session_key or "?")[:8]}
+
+    @admin.display(description=_("recommendation"), ordering="recommendation_id")
+    def short_recommendation_id(self, obj: Interaction) -> str:
+        return obj.recommendation_id[:12] if obj.recommendation_id else "-"
+
+
+@admin.register(Impression)
+class ImpressionAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "widget", "user", "recommendation_id", "shown")
+    list_filter = ("widget", "created_at")
+    raw_id_fields = ("user",)
+    list_select_related = ("user",)
+    show_full_result_count = False
+    ordering = ("-created_at",)
+    search_fields = ("=recommendation_id",)
+
+    def get_search_fields(self, request):
+        return [*user_search_fields(), "=recommendation_id", "=session_key"]
+
+    @admin.display(description=_("products shown"))
+    def shown(self, obj: Impression) -> int:
+        return len(obj.products or [])
+
+
+@admin.register(ItemSimilarity)
+class ItemSimilarityAdmin(ReadOnlyAdmin):
+    list_display = ("product", "kind", "similar_product", "score", "run")
+    list_filter = ("kind", "run")
+    raw_id_fields = ("run", "product", "similar_product")
+    list_select_related = ("product", "similar_product", "run")
+    show_full_result_count = False
+    ordering = ("run", "kind", "product", "-score")
+
+    def get_search_fields(self, request):
+        return [*product_search_fields("product"), *product_search_fields("similar_product")]
+
+
+@admin.register(Recommendation)
+class RecommendationAdmin(SearchByUserAndProduct, ReadOnlyAdmin):
+    list_display = ("user", "rank", "product", "score", "reason", "reason_product", "run")
+    list_filter = ("run", "reason")
+    raw_id_fields = ("run", "user", "product", "reason_product")
+    list_select_related = ("user", "product", "reason_product", "run")
+    show_full_result_count = False
+    ordering = ("run", "user", "rank")
+
+
+def _pretty_json(value) -> str:
+    if not value:
+        return "-"
+    return format_html(
+        '<pre class="shopreco-json">{}</pre>',
+        json.dumps(value, indent=2, sort_keys=True, default=str),
+    )
+
+
+@admin.register(RecomputeRun)
+class RecomputeRunAdmin(ReadOnlyAdmin):
+    """Runs, with "Recompute now" / "Evaluate now" buttons and a live progress page."""
+
+    change_list_template = "admin/shopreco/recomputerun/change_list.html"
+    list_display = (
+        "__str__",
+        "kind",
+        "status_badge",
+        "stage",
+        "progress_bar",
+        "duration_display",
+        "users",
+        "products",
+        "coverage",
+        "created_at",
+    )
+    list_filter = ("kind", "status", "created_at")
+    ordering = ("-created_at", "-id")
+    fields = (
+        "kind",
+        "status",
+        "progress_link",
+        "stage",
+        "progress",
+        "algorithm",
+        "params_display",
+        "duration_display",
+        "counts_display",
+        "metrics_display",
+        "timings_display",
+        "error",
+        "snapshot",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+    )
+    readonly_fields = fields
+
+    # --- columns ---------------------------------------------------------------------------
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, obj: RecomputeRun) -> str:
+        return format_html(
+            '<span class="shopreco-status shopreco-status-{}">{}</span>',
+            obj.status,
+            obj.get_status_display(),
+        )
+
+    @admin.display(description=_("progress"), ordering="progress")
+    def progress_bar(self, obj: RecomputeRun) -> str:
+        value = max(0.0, min(100.0, float(obj.progress or 0)))
+        return format_html(
+            '<progress max="100" value="{}" title="{}%"></progress>', f"{value:.0f}", f"{value:.0f}"
+        )
+
+    @admin.display(description=_("duration"))
+    def duration_display(self, obj: RecomputeRun) -> str:
+        seconds = run_duration(obj)
+        return "-" if seconds is None else f"{seconds:.1f} s"
+
+    @admin.display(description=_("users"))
+    def users(self, obj: RecomputeRun):
+        return (obj.counts or {}).get("users", "-")
+
+    @admin.display(description=_("products"))
+    def products(self, obj: RecomputeRun):
+        return (obj.counts or {}).get("products", "-")
+
+    @admin.display(description=_("coverage"))
+    def coverage(self, obj: RecomputeRun) -> str:
+        value = (obj.metrics or {}).get("coverage")
+        return percent(value) if isinstance(value, int | float) else "-"
+
+    @admin.display(description=_("progress page"))
+    def progress_link(self, obj: RecomputeRun) -> str:
+        url = reverse(
+            f"{self.admin_site.name}:shopreco_recomputerun_progress", args=[obj.pk]
+        )
+        return format_html('<a href="{}">{}</a>', url, _("Follow this run"))
+
+    @admin.display(description=_("params"))
+    def params_display(self, obj):
+        return _pretty_json(obj.params)
+
+    @admin.display(description=_("counts"))
+    def counts_display(self, obj):
+        return _pretty_json(obj.counts)
+
+    @admin.display(description=_("metrics"))
+    def metrics_display(self, obj):
+        return _pretty_json(obj.metrics)
+
+    @admin.display(description=_("timings (s)"))
+    def timings_display(self, obj):
+        return _pretty_json(obj.timings)
+
+    # --- extra views -----------------------------------------------------------------------
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("recompute/", wrap(self.recompute_view), name="shopreco_recomputerun_recompute"),
+            path("evaluate/", wrap(self.evaluate_view), name="shopreco_recomputerun_evaluate"),
+            path(
+                "<path:object_id>/progress/",
+                wrap(self.progress_view),
+                name="shopreco_recomputerun_progress",
+            ),
+            *super().get_urls(),
+        ]
+
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        """Starting runs needs ``shopreco.add_recomputerun`` (superusers have it)."""
+        return request.user.has_perm(f"{self.opts.app_label}.add_{self.opts.model_name}")
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), **self.run_buttons_context(request)}
+        return super().changelist_view(request, extra_context)
+
+    def run_buttons_context(self, request: HttpRequest) -> dict:
+        name = self.admin_site.name
+        return {
+            "shopreco_can_run": self.has_run_permission(request),
+            "shopreco_recompute_url": reverse(f"{name}:shopreco_recomputerun_recompute"),
+            "shopreco_evaluate_url": reverse(f"{name}:shopreco_recomputerun_evaluate"),
+        }
+
+    def _progress_url(self, run: RecomputeRun) -> str:
+        return reverse(f"{self.admin_site.name}:shopreco_recomputerun_progress", args=[run.pk])
+
+    def _back(self, request: HttpRequest) -> HttpResponseRedirect:
+        return HttpResponseRedirect(
+            reverse(f"{self.admin_site.name}:shopreco_recomputerun_changelist")
+        )
+
+    @staticmethod
+    def _run_error(run: RecomputeRun | None) -> str:
+        return (run.error or "").strip().splitlines()[-1] if run and run.error else ""
+
+    def recompute_view(self, request: HttpRequest) -> HttpResponse:
+        """POST: ``pipeline.request_full_recompute()`` (coalesced; eager without a broker)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        from shopreco import pipeline
+
+        try:
+            run = pipeline.request_full_recompute()
+        except Exception as exc:  # shown to the operator instead of a 500
+            logger.exception("shopreco: recompute request failed")
+            self.message_user(
+                request, _("Could not start a recompute: %(error)s") % {"error": exc},
+                messages.ERROR,
+            )
+            return self._back(request)
+        run.refresh_from_db()
+        level = messages.ERROR if run.status == RecomputeRun.Status.FAILED else messages.SUCCESS
+        self.message_user(
+            request,
+            format_html(
+                '{} <a href="{}">{}</a>',
+                _("Recompute %(run)s is %(status)s.")
+                % {"run": run, "status": run.get_status_display().lower()},
+                self._progress_url(run),
+                _("Follow its progress"),
+            ),
+            level,
+        )
+        return HttpResponseRedirect(self._progress_url(run))
+
+    def evaluate_view(self, request: HttpRequest) -> HttpResponse:
+        """POST: runs ``manage.py shopreco_evaluate`` on the shop's data, in this request."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        before = (
+            RecomputeRun.objects.filter(kind=RecomputeRun.Kind.EVALUATION)
+            .order_by("-id")
+            .values_list("id", flat=True)
+            .first()
+            or 0
+        )
+        out = io.StringIO()
+        try:
+            call_command("shopreco_evaluate", stdout=out, stderr=out)
+        except Exception as exc:  # CommandError (e.g. too few ratings) or a failure
+            logger.exception("shopreco: evaluation failed")
+            self.message_user(
+                request, _("Evaluation failed: %(error)s") % {"error": exc}, messages.ERROR
+            )
+            return self._back(request)
+        run = (
+            RecomputeRun.objects.filter(kind=RecomputeRun.Kind.EVALUATION, id__gt=before)
+            .order_by("-id")
+            .first()
+        )
+        if run is None:
+            self.message_user(request, _("Evaluation finished."), messages.SUCCESS)
+            return self._back(request)
+        level = messages.ERROR if run.status == RecomputeRun.Status.FAILED else messages.SUCCESS
+        self.message_user(
+            request,
+            format_html(
+                '{} <a href="{}">{}</a>',
+                _("Evaluation %(run)s is %(status)s.")
+                % {"run": run, "status": run.get_status_display().lower()},
+                self._progress_url(run),
+                _("See its metrics"),
+            ),
+            level,
+        )
+        return HttpResponseRedirect(self._progress_url(run))
+
+    def progress_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """A run's progress; refreshes itself (no JavaScript) while the run is not finished."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = get_object_or_404(RecomputeRun, pk=object_id)
+        active = run.status in (RecomputeRun.Status.PENDING, RecomputeRun.Status.RUNNING)
+        context = {
+            **self.admin_site.each_context(request),
+            **self.run_buttons_context(request),
+            "title": _("Progress of %(run)s") % {"run": run},
+            "opts": self.opts,
+            "run": run,
+            "active": active,
+            "duration": run_duration(run),
+            "counts": sorted((run.counts or {}).items()),
+            "metrics": sorted((run.metrics or {}).items()),
+            "timings": sorted((run.timings or {}).items()),
+            "progress": max(0.0, min(100.0, float(run.progress or 0))),
+            "change_url": reverse(
+                f"{self.admin_site.name}:shopreco_recomputerun_change", args=[run.pk]
+            ),
+        }
+        return TemplateResponse(request, "admin/shopreco/recomputerun/progress.html", context)

@@ -1,0 +1,366 @@
+"""The figures behind the admin's insights page, computed with the ORM from shopreco's own rows.
+
+Kept apart from the admin views so that every number on the page can be checked by a test
+against the rows it came from, and reused by a host's own dashboards. Definitions:
+
+* **clicks / carts / purchases** of a widget: ``Interaction`` rows of kind ``view`` / ``cart`` /
+  ``purchase`` whose ``recommendation_id`` names an ``Impression`` of that widget.
+* **CTR** = clicks / impressions (lists shown); **cart rate** and **purchase rate** = carts and
+  purchases per impression.
+* **revenue share** = revenue of the widget's purchases / revenue of all purchases in the window,
+  each purchase priced by the adapter's ``get_price`` (products without a price are left out).
+* **long-tail share** = share of a run's recommendations whose product is outside the head: the
+  top 20% of the catalogue by popularity (ratings + events), ties broken by primary key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, OuterRef, Subquery
+
+from shopreco.adapter import get_adapter
+from shopreco.conf import get_product_model
+from shopreco.models import Impression, Interaction, Rating, Recommendation, RecomputeRun
+
+CLICK, CART, PURCHASE = "view", "cart", "purchase"
+UNATTRIBUTED = "(unknown widget)"
+
+# Offline metrics charted over time: canonical key -> label. Evaluation runs may spell the keys
+# differently ("precision@10", "precision_at_10", ...); metric_value() normalises them.
+OFFLINE_METRICS: list[tuple[str, str]] = [
+    ("rmse", "RMSE"),
+    ("precision@10", "Precision@10"),
+    ("ndcg@10", "NDCG@10"),
+    ("coverage", "Catalogue coverage"),
+    ("popularity_bias", "Popularity bias"),
+]
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "rmse": ("rmse",),
+    "precision@10": ("precision10", "precisionat10", "p10", "pat10"),
+    "ndcg@10": ("ndcg10", "ndcgat10"),
+    "coverage": ("coverage", "catalogcoverage", "cataloguecoverage", "itemcoverage"),
+    "popularity_bias": (
+        "popularitybias",
+        "meanpopularity",
+        "popularitymean",
+        "avgpopularity",
+        "averagepopularity",
+        "popularity",
+    ),
+}
+
+
+def _norm(key: str) -> str:
+    return "".join(ch for ch in str(key).lower() if ch.isalnum())
+
+
+def _number(value: Any) -> float | None:
+    """A metric value as a float: plain numbers, or the ``mean`` of a {mean, std} dict."""
+    if isinstance(value, dict):
+        value = value.get("mean", value.get("value"))
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def metric_value(metrics: dict, canonical: str) -> float | None:
+    """Looks ``canonical`` up in a run's metrics, tolerating spelling and one level of nesting
+    (e.g. ``{"item": {"rmse": ...}}`` or ``{"metrics": {...}}``)."""
+    if not isinstance(metrics, dict):
+        return None
+    aliases = _ALIASES.get(canonical, (_norm(canonical),))
+    flat = {_norm(k): v for k, v in metrics.items()}
+    for alias in aliases:
+        if alias in flat:
+            found = _number(flat[alias])
+            if found is not None:
+                return found
+    for value in metrics.values():
+        if isinstance(value, dict) and not {"mean", "value"} & set(value):
+            found = metric_value(value, canonical)
+            if found is not None:
+                return found
+    return None
+
+
+def _ratio(numerator: float | Decimal, denominator: float | Decimal) -> float | None:
+    return float(numerator) / float(denominator) if denominator else None
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunSummary:
+    run: RecomputeRun
+    duration: float | None  # seconds
+    users: int | None
+    products: int | None
+    recommendations: int | None
+    coverage: float | None
+
+
+def run_duration(run: RecomputeRun) -> float | None:
+    """Wall-clock seconds of a run: finished - started, else the pipeline's ``timings.total``."""
+    if run.duration is not None:
+        return run.duration.total_seconds()
+    return _number((run.timings or {}).get("total"))
+
+
+def last_runs(limit: int = 10, kind: str = RecomputeRun.Kind.FULL) -> list[RunSummary]:
+    """The newest runs of ``kind``, newest first, with the figures a shop owner checks first."""
+    runs = RecomputeRun.objects.filter(kind=kind).order_by("-created_at", "-id")[:limit]
+    out = []
+    for run in runs:
+        counts = run.counts or {}
+        out.append(
+            RunSummary(
+                run=run,
+                duration=run_duration(run),
+                users=counts.get("users"),
+                products=counts.get("products"),
+                recommendations=counts.get("recommendations"),
+                coverage=metric_value(run.metrics or {}, "coverage"),
+            )
+        )
+    return out
+
+
+@dataclass
+class MetricPoint:
+    run: RecomputeRun
+    at: datetime
+    value: float
+
+
+def offline_metrics(limit: int = 50) -> dict[str, list[MetricPoint]]:
+    """Series per offline metric from the last ``limit`` succeeded evaluation runs, oldest
+    first; a run missing a metric simply has no point in that series."""
+    runs = list(
+        RecomputeRun.objects.filter(
+            kind=RecomputeRun.Kind.EVALUATION, status=RecomputeRun.Status.SUCCEEDED
+        ).order_by("-finished_at", "-created_at", "-id")[:limit]
+    )
+    runs.reverse()
+    series: dict[str, list[MetricPoint]] = {key: [] for key, _ in OFFLINE_METRICS}
+    for run in runs:
+        for key, _ in OFFLINE_METRICS:
+            value = metric_value(run.metrics or {}, key)
+            if value is not None:
+                series[key].append(MetricPoint(run, run.finished_at or run.created_at, value))
+    return series
+
+
+# --- online metrics ----------------------------------------------------------------------------
+
+
+@dataclass
+class WidgetStats:
+    widget: str
+    impressions: int = 0
+    clicks: int = 0
+    carts: int = 0
+    purchases: int = 0
+    revenue: Decimal = Decimal(0)
+    total_revenue: Decimal = Decimal(0)
+
+    @property
+    def ctr(self) -> float | None:
+        return _ratio(self.clicks, self.impressions)
+
+    @property
+    def cart_rate(self) -> float | None:
+        return _ratio(self.carts, self.impressions)
+
+    @property
+    def purchase_rate(self) -> float | None:
+        return _ratio(self.purchases, self.impressions)
+
+    @property
+    def revenue_share(self) -> float | None:
+        return _ratio(self.revenue, self.total_revenue)
+
+
+@dataclass
+class OnlineMetrics:
+    since: datetime | None
+    widgets: list[WidgetStats] = field(default_factory=list)
+    total_revenue: Decimal = Decimal(0)
+    total_purchases: int = 0
+    unpriced_purchases: int = 0
+
+    @property
+    def attributed_revenue(self) -> Decimal:
+        return sum((w.revenue for w in self.widgets), Decimal(0))
+
+    @property
+    def attributed_share(self) -> float | None:
+        return _ratio(self.attributed_revenue, self.total_revenue)
+
+
+def _prices(product_ids: set) -> dict[Any, Decimal | None]:
+    adapter = get_adapter()
+    products = get_product_model()._default_manager.in_bulk(list(product_ids))
+    out = {}
+    for pk in product_ids:
+        product = products.get(pk)
+        price = adapter.get_price(product) if product is not None else None
+        out[pk] = Decimal(str(price)) if price is not None else None
+    return out
+
+
+def online_metrics(since: datetime | None = None, until: datetime | None = None) -> OnlineMetrics:
+    """Impressions, clicks, carts, purchases and revenue per widget between ``since`` and
+    ``until`` (both optional), from tracked events."""
+    impressions = Impression.objects.all()
+    events = Interaction.objects.all()
+    if since is not None:
+        impressions = impressions.filter(created_at__gte=since)
+        events = events.filter(created_at__gte=since)
+    if until is not None:
+        impressions = impressions.filter(created_at__lt=until)
+        events = events.filter(created_at__lt=until)
+
+    stats: dict[str, WidgetStats] = {}
+
+    def widget(name: str | None) -> WidgetStats:
+        name = name or UNATTRIBUTED
+        if name not in stats:
+            stats[name] = WidgetStats(widget=name)
+        return stats[name]
+
+    for row in impressions.values("widget").annotate(n=Count("id")).order_by():
+        widget(row["widget"]).impressions = row["n"]
+
+    widget_of = Impression.objects.filter(recommendation_id=OuterRef("recommendation_id"))
+    attributed = (
+        events.filter(recommendation_id__isnull=False, kind__in=(CLICK, CART, PURCHASE))
+        .exclude(recommendation_id="")
+        .annotate(shown_in=Subquery(widget_of.values("widget")[:1]))
+    )
+    for row in attributed.values("shown_in", "kind").annotate(n=Count("id")).order_by():
+        attr = {CLICK: "clicks", CART: "carts", PURCHASE: "purchases"}[row["kind"]]
+        target = widget(row["shown_in"])
+        setattr(target, attr, getattr(target, attr) + row["n"])
+
+    # Revenue: purchases counted per product, priced once per product through the adapter.
+    all_purchases = {
+        row["product"]: row["n"]
+        for row in events.filter(kind=PURCHASE).values("product").annotate(n=Count("id")).order_by()
+    }
+    by_widget: dict[str | None, dict[Any, int]] = defaultdict(dict)
+    for row in (
+        attributed.filter(kind=PURCHASE)
+        .values("shown_in", "product")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        by_widget[row["shown_in"]][row["product"]] = row["n"]
+    prices = _prices(set(all_purchases))
+
+    result = OnlineMetrics(since=since)
+    for pk, n in all_purchases.items():
+        result.total_purchases += n
+        if prices.get(pk) is None:
+            result.unpriced_purchases += n
+        else:
+            result.total_revenue += prices[pk] * n
+    for name, counts in by_widget.items():
+        target = widget(name)
+        target.revenue = sum(
+            (prices[pk] * n for pk, n in counts.items() if prices.get(pk) is not None),
+            Decimal(0),
+        )
+    for item in stats.values():
+        item.total_revenue = result.total_revenue
+    result.widgets = sorted(
+        stats.values(), key=lambda w: (w.widget == UNATTRIBUTED, -w.impressions, w.widget)
+    )
+    return result
+
+
+def default_since(days: int = 30, now: datetime | None = None) -> datetime:
+    from django.utils import timezone
+
+    return (now or timezone.now()) - timedelta(days=days)
+
+
+# --- what the latest run recommends ----------------------------------------------------------
+
+
+@dataclass
+class ProductCount:
+    product: Any  # the host's product instance (None if it was deleted since)
+    product_id: Any
+    recommendations: int
+    share_of_users: float | None
+
+
+def _served_run(run: RecomputeRun | None) -> RecomputeRun | None:
+    return run if run is not None else RecomputeRun.latest_succeeded()
+
+
+def most_recommended(run: RecomputeRun | None = None, limit: int = 10) -> list[ProductCount]:
+    """Products appearing in the most personal lists of ``run`` (default: the served run)."""
+    run = _served_run(run)
+    if run is None:
+        return []
+    recs = Recommendation.objects.filter(run=run)
+    users = recs.values("user").distinct().count()
+    rows = list(
+        recs.values("product").annotate(n=Count("id")).order_by("-n", "product")[:limit]
+    )
+    products = get_product_model()._default_manager.in_bulk([r["product"] for r in rows])
+    return [
+        ProductCount(
+            product=products.get(r["product"]),
+            product_id=r["product"],
+            recommendations=r["n"],
+            share_of_users=_ratio(r["n"], users),
+        )
+        for r in rows
+    ]
+
+
+def product_popularity() -> dict[Any, int]:
+    """Ratings + events per product (all time), for products that have any."""
+    popularity: dict[Any, int] = defaultdict(int)
+    for model in (Rating, Interaction):
+        for row in model.objects.values("product").annotate(n=Count("id")).order_by():
+            popularity[row["product"]] += row["n"]
+    return dict(popularity)
+
+
+def head_products(head_fraction: float = 0.2) -> set:
+    """The most popular ``head_fraction`` of the catalogue (ceil), only products with activity."""
+    catalogue = get_product_model()._default_manager.count()
+    size = math.ceil(catalogue * head_fraction)
+    popularity = product_popularity()
+    ranked = sorted(popularity.items(), key=lambda item: (-item[1], item[0]))
+    return {pk for pk, _ in ranked[:size]}
+
+
+def long_tail_share(run: RecomputeRun | None = None, head_fraction: float = 0.2) -> float | None:
+    """Share of ``run``'s recommendations outside the popular head (None without any)."""
+    run = _served_run(run)
+    if run is None:
+        return None
+    head = head_products(head_fraction)
+    total = tail = 0
+    for row in (
+        Recommendation.objects.filter(run=run).values("product").annotate(n=Count("id")).order_by()
+    ):
+        total += row["n"]
+        if row["product"] not in head:
+            tail += row["n"]
+    return _ratio(tail, total)

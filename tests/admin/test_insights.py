@@ -1,0 +1,151 @@
+"""Every insights figure equals the same figure computed here, independently, from the rows."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from shopreco import insights
+from shopreco.models import Impression, Interaction, Rating, Recommendation, RecomputeRun
+
+pytestmark = pytest.mark.django_db
+
+
+def price(product):
+    return None if product.name.startswith("Free sample") else product.price
+
+
+def expected_online(since):
+    widget_of = {i.recommendation_id: i.widget for i in Impression.objects.all()}
+    impressions = Counter(i.widget for i in Impression.objects.all() if i.created_at >= since)
+    counts = defaultdict(Counter)
+    revenue = defaultdict(Decimal)
+    total = Decimal(0)
+    for e in Interaction.objects.select_related("product"):
+        if e.created_at < since:
+            continue
+        if e.kind == "purchase" and price(e.product) is not None:
+            total += price(e.product)
+        if not e.recommendation_id:
+            continue
+        widget = widget_of.get(e.recommendation_id, insights.UNATTRIBUTED)
+        counts[widget][e.kind] += 1
+        if e.kind == "purchase" and price(e.product) is not None:
+            revenue[widget] += price(e.product)
+    return impressions, counts, revenue, total
+
+
+def test_online_metrics_per_widget_match_rows(shop):
+    since = shop["now"] - timedelta(days=30)
+    impressions, counts, revenue, total = expected_online(since)
+    result = insights.online_metrics(since=since)
+    by_widget = {w.widget: w for w in result.widgets}
+
+    assert set(by_widget) == set(impressions) | set(counts)
+    assert result.total_revenue == total
+    for name, stats in by_widget.items():
+        assert stats.impressions == impressions[name]
+        assert stats.clicks == counts[name]["view"]
+        assert stats.carts == counts[name]["cart"]
+        assert stats.purchases == counts[name]["purchase"]
+        assert stats.revenue == revenue[name]
+        if impressions[name]:
+            assert stats.ctr == pytest.approx(counts[name]["view"] / impressions[name])
+            assert stats.cart_rate == pytest.approx(counts[name]["cart"] / impressions[name])
+            assert stats.purchase_rate == pytest.approx(
+                counts[name]["purchase"] / impressions[name]
+            )
+        else:
+            assert stats.ctr is None
+        assert stats.revenue_share == pytest.approx(float(revenue[name] / total))
+    # The fixture exercises each path: clicks, carts, an unknown list, an unpriced purchase.
+    assert by_widget["similar"].clicks and by_widget["for-you"].carts
+    assert insights.UNATTRIBUTED in by_widget
+    assert result.unpriced_purchases == 1
+
+
+def test_online_window_excludes_old_rows(shop):
+    everything = insights.online_metrics()
+    recent = insights.online_metrics(since=shop["now"] - timedelta(days=30))
+    sim_all = next(w for w in everything.widgets if w.widget == "similar")
+    sim_recent = next(w for w in recent.widgets if w.widget == "similar")
+    assert sim_all.impressions == sim_recent.impressions + 1
+    assert sim_all.clicks == sim_recent.clicks + 1
+    assert everything.total_revenue > recent.total_revenue
+
+
+def test_long_tail_share_matches_rows(shop):
+    popularity = Counter(r.product_id for r in Rating.objects.all())
+    popularity.update(e.product_id for e in Interaction.objects.all())
+    n_products = len(shop["products"])
+    head_size = math.ceil(n_products * 0.2)
+    ranked = sorted(popularity.items(), key=lambda kv: (-kv[1], kv[0]))
+    head = {pk for pk, _ in ranked[:head_size]}
+    recs = list(Recommendation.objects.filter(run=shop["full"]))
+    expected = sum(r.product_id not in head for r in recs) / len(recs)
+
+    assert insights.long_tail_share() == pytest.approx(expected)
+    assert 0 < expected < 1  # the fixture has both head and tail recommendations
+
+
+def test_most_recommended_matches_rows(shop):
+    recs = list(Recommendation.objects.filter(run=shop["full"]))
+    counts = Counter(r.product_id for r in recs)
+    n_users = len({r.user_id for r in recs})
+    expected = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+
+    top = insights.most_recommended(limit=3)
+    assert [(row.product_id, row.recommendations) for row in top] == expected
+    assert top[0].share_of_users == pytest.approx(expected[0][1] / n_users)
+    assert top[0].product.pk == expected[0][0]
+
+
+def test_last_runs_and_offline_series(shop):
+    runs = insights.last_runs()
+    full_runs = list(RecomputeRun.objects.filter(kind="full").order_by("-created_at"))
+    assert [s.run.pk for s in runs] == [r.pk for r in full_runs]
+    ok = next(s for s in runs if s.run.pk == shop["full"].pk)
+    assert ok.duration == pytest.approx(
+        (shop["full"].finished_at - shop["full"].started_at).total_seconds()
+    )
+    assert (ok.users, ok.products, ok.coverage) == (5, 11, 0.4)
+
+    series = insights.offline_metrics()
+    evaluations = sorted(shop["evaluations"], key=lambda r: r.finished_at)
+    for key in ("rmse", "precision@10", "ndcg@10", "coverage", "popularity_bias"):
+        assert [p.value for p in series[key]] == [r.metrics[key] for r in evaluations]
+
+
+def test_served_run_is_the_latest_succeeded_full_run(shop):
+    newer = RecomputeRun.objects.create(kind="full", status="succeeded",
+                                        finished_at=shop["now"])
+    assert insights.most_recommended() == []  # the newer run has no rows
+    assert insights.long_tail_share() is None
+    assert insights.most_recommended(run=shop["full"])
+    assert newer.pk != shop["full"].pk
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [
+        {"precision_at_10": 0.2},
+        {"Precision@10": 0.2},
+        {"precision@10": {"mean": 0.2, "std": 0.01}},
+        {"item": {"precision@10": 0.2}},
+    ],
+)
+def test_metric_spellings(metrics):
+    assert insights.metric_value(metrics, "precision@10") == pytest.approx(0.2)
+
+
+def test_no_data_gives_empty_figures(db):
+    assert insights.last_runs() == []
+    assert insights.most_recommended() == []
+    assert insights.long_tail_share() is None
+    result = insights.online_metrics()
+    assert result.widgets == [] and result.total_revenue == 0
+    assert all(points == [] for points in insights.offline_metrics().values())
