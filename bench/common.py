@@ -1,0 +1,422 @@
+"""Shared helpers for the benchmarks in bench/: data, folds, timing, child processes, output.
+
+Every bench_*.py module imports this as ``common`` (bench/run.py puts bench/ on sys.path).
+Figures are medians and ratios because the machine is shared and noisy; memory is the peak
+RSS of a dedicated child process, read from the kernel (``wait4``), so nothing else in the
+parent's heap is counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+OUT_DIR = BENCH_DIR / "out"
+CACHE_DIR = OUT_DIR / "cache"
+RESULT_MARKER = "BENCH_RESULT "
+SKIP_EXIT_CODE = 3  # a bench module's main() raised DataMissing: run.py reports "skipped"
+
+
+def data_dir() -> Path:
+    """../shared/data relative to the repository, or $SHOPRECO_DATA_DIR when set."""
+    override = os.environ.get("SHOPRECO_DATA_DIR")
+    if override:
+        return Path(override).expanduser().resolve()
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+class DataMissing(RuntimeError):
+    """Raised by a bench when its data set is absent; run.py turns it into a 'skipped' line."""
+
+
+def require_data(*parts: str) -> Path:
+    """Path to a file or folder under the data directory, or DataMissing naming it."""
+    path = data_dir().joinpath(*parts)
+    if not path.exists():
+        raise DataMissing(f"skipped: ../shared/data not found ({path} is missing)")
+    return path
+
+
+def file_sha256(path: Path, length: int = 12) -> str:
+    """Short content hash, used to key cached peer results to the exact data."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]
+
+
+# --------------------------------------------------------------------------- MovieLens
+
+
+@dataclass
+class Ratings:
+    """Explicit ratings in file order with a dense, sorted id mapping shared by every model."""
+
+    path: Path
+    sha: str
+    user_raw: np.ndarray  # raw ids, file order
+    item_raw: np.ndarray
+    rating: np.ndarray  # float64
+    timestamp: np.ndarray  # int64
+    users: np.ndarray  # sorted unique raw user ids; index = dense user index
+    items: np.ndarray
+    u: np.ndarray = field(repr=False)  # dense user index per rating
+    i: np.ndarray = field(repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.users), len(self.items))
+
+    def __len__(self) -> int:
+        return len(self.rating)
+
+    def matrix(self, rows: np.ndarray | None = None, binary: bool = False) -> sp.csr_matrix:
+        """users x items CSR of the selected ratings (all when rows is None)."""
+        sel = slice(None) if rows is None else rows
+        values = np.ones(len(self.u[sel]), dtype=np.float32) if binary else self.rating[sel]
+        return sp.csr_matrix((values, (self.u[sel], self.i[sel])), shape=self.shape)
+
+
+def load_movielens(name: str = "ml-latest-small") -> Ratings:
+    """ratings.csv of a MovieLens release (userId,movieId,rating,timestamp with a header)."""
+    path = require_data(name, "ratings.csv")
+    users: list[int] = []
+    items: list[int] = []
+    ratings: list[float] = []
+    stamps: list[int] = []
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        if [h.strip() for h in header[:3]] != ["userId", "movieId", "rating"]:
+            raise ValueError(f"{path}: unexpected header {header!r}")
+        for lineno, row in enumerate(reader, start=2):
+            try:
+                users.append(int(row[0]))
+                items.append(int(row[1]))
+                ratings.append(float(row[2]))
+                stamps.append(int(row[3]) if len(row) > 3 else 0)
+            except (ValueError, IndexError) as exc:
+                raise ValueError(f"{path}, line {lineno}: {exc}") from exc
+    user_raw = np.asarray(users, dtype=np.int64)
+    item_raw = np.asarray(items, dtype=np.int64)
+    uniq_u, u = np.unique(user_raw, return_inverse=True)
+    uniq_i, i = np.unique(item_raw, return_inverse=True)
+    return Ratings(
+        path=path,
+        sha=file_sha256(path),
+        user_raw=user_raw,
+        item_raw=item_raw,
+        rating=np.asarray(ratings, dtype=np.float64),
+        timestamp=np.asarray(stamps, dtype=np.int64),
+        users=uniq_u,
+        items=uniq_i,
+        u=u.astype(np.int32),
+        i=i.astype(np.int32),
+    )
+
+
+def kfold_test_indices(n: int, n_folds: int = 5, seed: int = 0) -> list[np.ndarray]:
+    """Test-row indices of each fold: one seeded permutation cut into near-equal parts."""
+    perm = np.random.default_rng(seed).permutation(n)
+    return [np.sort(part) for part in np.array_split(perm, n_folds)]
+
+
+def train_indices(n: int, test: np.ndarray) -> np.ndarray:
+    """The complement of a fold's test rows."""
+    mask = np.ones(n, dtype=bool)
+    mask[test] = False
+    return np.flatnonzero(mask)
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+
+def synthetic_interactions(
+    n_users: int = 100_000,
+    n_items: int = 20_000,
+    nnz: int = 5_000_000,
+    seed: int = 0,
+    item_exponent: float = 0.8,
+    user_sigma: float = 1.0,
+) -> sp.csr_matrix:
+    """Binary users x items matrix with exactly ``nnz`` distinct entries.
+
+    Item popularity follows a Zipf law (rank^-item_exponent, ranks shuffled over item ids),
+    user activity is log-normal: the long-tailed shape of real shop data. Deterministic for a
+    given seed.
+    """
+    if nnz > n_users * n_items:
+        raise ValueError("nnz: more interactions than cells in the matrix")
+    rng = np.random.default_rng(seed)
+    item_p = 1.0 / np.arange(1, n_items + 1, dtype=np.float64) ** item_exponent
+    item_p = item_p[rng.permutation(n_items)]
+    item_p /= item_p.sum()
+    user_p = rng.lognormal(0.0, user_sigma, n_users)
+    user_p /= user_p.sum()
+    keys = np.empty(0, dtype=np.int64)
+    draw = int(nnz * 1.15) + 1000
+    while len(keys) < nnz:
+        u = rng.choice(n_users, size=draw, p=user_p)
+        i = rng.choice(n_items, size=draw, p=item_p)
+        keys = np.unique(np.concatenate([keys, u.astype(np.int64) * n_items + i]))
+        draw = max(int((nnz - len(keys)) * 1.5), 1000)
+    keys = np.sort(rng.choice(keys, size=nnz, replace=False))
+    rows = (keys // n_items).astype(np.int32)
+    cols = (keys % n_items).astype(np.int32)
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
+    data = np.ones(nnz, dtype=np.float32)
+    return sp.csr_matrix((data, cols, indptr), shape=(n_users, n_items))
+
+
+def save_csr(matrix: sp.csr_matrix, path: Path) -> None:
+    """Uncompressed .npz so a child process loads it fast and identically."""
+    np.savez(path, data=matrix.data, indices=matrix.indices, indptr=matrix.indptr,
+             shape=np.asarray(matrix.shape))
+
+
+def load_csr(path: Path) -> sp.csr_matrix:
+    with np.load(path) as z:
+        return sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(result, seconds) of one call, wall clock."""
+    t0 = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - t0
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def repeat_median(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, list[float]]:
+    """Median wall time of ``repeat`` calls and the individual times."""
+    times = [timed(fn)[1] for _ in range(repeat)]
+    return median(times), times
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+def proc_status_bytes(key: str) -> int:
+    """VmRSS / VmHWM etc. of this process from /proc/self/status, in bytes (0 if unknown)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class ChildResult:
+    returncode: int | None  # None: killed after the timeout
+    wall_s: float
+    peak_rss_bytes: int  # ru_maxrss of the child, from wait4
+    payload: dict[str, Any] | None
+    stderr_tail: str
+    killed_reason: str = ""  # "timeout after N s" / "RSS over N GiB" when the parent killed it
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.payload is not None
+
+
+def emit_result(payload: dict[str, Any]) -> None:
+    """Child side: print the JSON line run_child() looks for."""
+    print(RESULT_MARKER + json.dumps(payload), flush=True)
+
+
+def _rss_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_child(argv: Sequence[str], timeout: float = 1800.0, env: dict[str, str] | None = None,
+              cwd: Path | None = None, rss_limit_bytes: int | None = None) -> ChildResult:
+    """Run argv as a child, return its wall time, peak RSS and last emit_result() payload.
+
+    Peak RSS comes from os.wait4 on that one child, so it is exact and per process
+    (RUSAGE_CHILDREN would be the maximum over every child ever waited for). The child is
+    killed past ``timeout`` seconds or ``rss_limit_bytes`` of resident memory, since the
+    machine is shared with other work.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=err, env=env,
+                                cwd=str(cwd or REPO_DIR), start_new_session=True)
+        deadline = t0 + timeout
+        status = rusage = None
+        killed = ""
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if not killed:
+                if time.perf_counter() > deadline:
+                    killed = f"timeout after {timeout:.0f} s"
+                elif rss_limit_bytes and _rss_of(proc.pid) > rss_limit_bytes:
+                    killed = f"RSS over {rss_limit_bytes / 2**30:.1f} GiB"
+                if killed:
+                    os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(0.02)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)  # keep Popen from waiting again
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    payload = None
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            payload = json.loads(line[len(RESULT_MARKER):])
+            break
+    return ChildResult(
+        returncode=None if killed else proc.returncode,
+        wall_s=wall,
+        peak_rss_bytes=int(rusage.ru_maxrss) * 1024,
+        payload=payload,
+        stderr_tail="\n".join(stderr.strip().splitlines()[-8:]),
+        killed_reason=killed,
+    )
+
+
+# --------------------------------------------------------------------------- machine and output
+
+
+def load_average() -> str:
+    """'1-min, 5-min, 15-min' load averages: the machine is shared, so every result notes it."""
+    try:
+        one, five, fifteen = os.getloadavg()
+        return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
+    except OSError:
+        return "unknown"
+
+
+def _meminfo_total() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(module: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:  # noqa: BLE001 - absent package: say so rather than fail the report
+        return "not installed"
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures were measured on: cores, memory, CPU, library versions, BLAS."""
+    blas: list[str] = []
+    try:
+        from threadpoolctl import threadpool_info
+
+        for pool in threadpool_info():
+            blas.append(
+                f"{pool.get('internal_api')} {pool.get('version')} "
+                f"({pool.get('architecture', '-')}, {pool.get('num_threads')} threads, "
+                f"{Path(pool.get('filepath', '')).name})"
+            )
+    except ImportError:
+        blas.append("threadpoolctl not installed")
+    return {
+        "nproc": os.cpu_count(),
+        "ram_gib": round(_meminfo_total() / 2**30, 1),
+        "cpu": _cpu_model(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": _version("scipy"),
+        "scikit-surprise": _version("scikit-surprise"),
+        "implicit": _version("implicit"),
+        "blas": blas,
+        "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                   "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+                         if k in os.environ},
+        "load": load_average(),
+    }
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub markdown table; floats are written as given (format them before)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.2f} GiB"
+
+
+def mib(nbytes: float) -> str:
+    return f"{nbytes / 2**20:.0f} MiB"
+
+
+def verdict(ok: bool | None) -> str:
+    """Plain words for a target: met / NOT met / not measured."""
+    if ok is None:
+        return "not measured"
+    return "met" if ok else "NOT met"
+
+
+def write_section(name: str, text: str) -> Path:
+    """bench/out/<name>.md, the piece run.py assembles into RESULTS.md."""
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUT_DIR / f"{name}.md"
+    path.write_text(text.rstrip() + "\n")
+    return path
+
+
+def python_cmd(script: Path, *args: str) -> list[str]:
+    """argv to run a bench script with this interpreter."""
+    return [sys.executable, str(script), *args]

@@ -1,0 +1,188 @@
+"""Run every bench/bench_*.py and assemble bench/RESULTS.md (what `make bench` does).
+
+Each module's main() runs in its own subprocess (a crash or a leak in one cannot skew the
+next), in turn, never in parallel: the machine has two shared cores. A bench whose data set is
+missing raises common.DataMissing and is reported as "skipped: ../shared/data not found".
+Each bench writes bench/out/<name>.md; this script stitches those sections together under a
+description of the machine and the command that reproduces them.
+
+    python bench/run.py                  # everything
+    python bench/run.py --only engine    # one bench; other sections kept, marked as older
+    python bench/run.py --assemble-only  # rebuild RESULTS.md from bench/out/*.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+import common  # noqa: E402
+
+RESULTS = BENCH_DIR / "RESULTS.md"
+FIRST = ("engine",)  # the rest follow in name order
+
+
+def discover() -> list[str]:
+    """Bench names (bench_<name>.py -> <name>), engine first."""
+    names = sorted(p.stem[len("bench_"):] for p in BENCH_DIR.glob("bench_*.py"))
+    return [n for n in FIRST if n in names] + [n for n in names if n not in FIRST]
+
+
+def _child(name: str) -> int:
+    """Child side: import bench_<name> and call its main() with a clean argv."""
+    sys.path[:0] = [str(BENCH_DIR), str(common.REPO_DIR)]
+    sys.argv = [str(BENCH_DIR / f"bench_{name}.py")]
+    try:
+        module = importlib.import_module(f"bench_{name}")
+        code = module.main()
+    except common.DataMissing as exc:
+        print(str(exc) if str(exc).startswith("skipped") else
+              f"skipped: ../shared/data not found ({exc})", flush=True)
+        return common.SKIP_EXIT_CODE
+    except FileNotFoundError as exc:
+        if exc.filename and str(common.data_dir()) in str(exc.filename):
+            print(f"skipped: ../shared/data not found ({exc.filename})", flush=True)
+            return common.SKIP_EXIT_CODE
+        raise
+    return int(code or 0)
+
+
+def run_one(name: str, timeout: float) -> tuple[str, float]:
+    """Run one bench in a subprocess; output streams through. Returns (status, seconds)."""
+    print(f"\n=== bench_{name} (load {common.load_average()}) ===", flush=True)
+    t0 = time.perf_counter()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(BENCH_DIR), str(common.REPO_DIR)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
+                                                 else []))
+    try:
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", name],
+                              cwd=common.REPO_DIR, env=env, timeout=timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        return f"failed: timed out after {timeout:.0f} s", time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    if code == common.SKIP_EXIT_CODE:
+        return "skipped: ../shared/data not found", seconds
+    if code != 0:
+        return f"failed: exit code {code}", seconds
+    return "ok", seconds
+
+
+def _git_head() -> str:
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%h %cd", "--date=short"],
+                             cwd=common.REPO_DIR, capture_output=True, text=True, timeout=20)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=common.REPO_DIR, capture_output=True, text=True, timeout=20)
+        return out.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip()
+                                     else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def assemble(log: dict[str, tuple[str, float]], started: float, load_start: str) -> Path:
+    """Write RESULTS.md from bench/out/<name>.md sections plus the machine and run log."""
+    info = common.machine_info()
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    blas = "; ".join(info["blas"]) or "none found"
+    openblas_env = ", ".join(f"{k}={v}" for k, v in info["openblas_env"].items()) or "none set"
+    lines = [
+        "# shopreco benchmarks",
+        "",
+        "Reproduce with `make bench` (installs requirements-bench.txt, then runs "
+        "`.venv/bin/python bench/run.py`). Data: MovieLens latest-small from ../shared/data "
+        "(or $SHOPRECO_DATA_DIR); synthetic sets are generated with fixed seeds. The machine is "
+        "shared, so figures are medians and ratios measured side by side in one run, and each "
+        "section notes the load average at the time.",
+        "",
+        f"Assembled {now} at commit {_git_head()}.",
+        "",
+        "## Machine",
+        "",
+        common.md_table(["what", "value"], [
+            ["cores (nproc)", info["nproc"]],
+            ["RAM", f"{info['ram_gib']} GiB"],
+            ["CPU", info["cpu"]],
+            ["Python / numpy / scipy", f"{info['python']} / {info['numpy']} / {info['scipy']}"],
+            ["scikit-surprise / implicit", f"{info['scikit-surprise']} / {info['implicit']}"],
+            ["BLAS and thread pools (threadpoolctl)", blas],
+            ["OPENBLAS_* / OMP_* in the environment", openblas_env],
+            ["load average (1, 5, 15 min) at start / end", f"{load_start} / {info['load']}"],
+        ]),
+        "",
+        "## Run log",
+        "",
+    ]
+    rows, sections = [], []
+    for name in discover():
+        section = common.OUT_DIR / f"{name}.md"
+        status, seconds = log.get(name, ("not run this time" if started else "assembled only",
+                                          float("nan")))
+        fresh = section.exists() and section.stat().st_mtime >= started  # started=0: all
+        if section.exists():
+            when = datetime.fromtimestamp(section.stat().st_mtime, UTC).strftime(
+                "%Y-%m-%d %H:%M UTC")
+            note = f"written {when}" + ("" if fresh else ", earlier run")
+            text = section.read_text().rstrip()
+            if started and not fresh:
+                text += (f"\n\n_This section is from an earlier run ({when}); this run: "
+                         f"{status}._")
+            sections.append(text)
+        else:
+            note = "none written"
+        rows.append([f"bench_{name}.py", status,
+                     "" if seconds != seconds else f"{seconds:.0f}", note])
+    lines.append(common.md_table(["bench", "status", "seconds", "section"], rows))
+    lines += ["", *("\n\n".join(sections).splitlines())]
+    RESULTS.write_text("\n".join(lines).rstrip() + "\n")
+    return RESULTS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated bench names (e.g. engine)")
+    parser.add_argument("--assemble-only", action="store_true",
+                        help="do not run anything, rebuild RESULTS.md from bench/out")
+    parser.add_argument("--timeout", type=float, default=3 * 3600,
+                        help="seconds allowed per bench (default 3 h)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child(args.child)
+
+    started = time.time()
+    load_start = common.load_average()
+    names = discover()
+    if args.only:
+        wanted = [n.strip().removeprefix("bench_").removesuffix(".py")
+                  for n in args.only.split(",") if n.strip()]
+        unknown = sorted(set(wanted) - set(names))
+        if unknown:
+            parser.error(f"--only: no bench/bench_{unknown[0]}.py (have: {', '.join(names)})")
+        names = [n for n in names if n in wanted]
+    log: dict[str, tuple[str, float]] = {}
+    if not args.assemble_only:
+        if not common.data_dir().exists():
+            print(f"note: {common.data_dir()} not found; benches that need it will be skipped")
+        for name in names:
+            status, seconds = run_one(name, args.timeout)
+            log[name] = (status, seconds)
+            print(f"--- bench_{name}: {status} ({seconds:.0f} s)", flush=True)
+    path = assemble(log, 0.0 if args.assemble_only else started, load_start)
+    print(f"\nwrote {path}")
+    for name, (status, _) in log.items():
+        print(f"  bench_{name}: {status}")
+    return 1 if any(s.startswith("failed") for s, _ in log.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
