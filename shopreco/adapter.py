@@ -43,6 +43,15 @@ class DefaultAdapter:
         field = self.category_field()
         return getattr(product, field) if field else None
 
+    def created_field(self) -> str | None:
+        """Name of the product's creation timestamp, so new products get exposure in popular
+        lists before anyone interacted with them (None: no such field)."""
+        model = get_product_model()
+        for name in ("created_at", "created", "date_added"):
+            if _has_field(model, name):
+                return name
+        return None
+
     def get_name(self, product: Model) -> str:
         for attr in ("name", "title"):
             value = getattr(product, attr, None)

@@ -1,0 +1,894 @@
+"""The serving layer: the only place that reads recommendation results for display.
+
+Template tags, the REST API and admin previews all call these functions, so every path applies
+the same business rules (Gorse once leaked hidden items because one serving path skipped a
+filter): adapter availability, owned products excluded, optional category and exclude list,
+no product twice on one page, and a cold-start chain that never leaves a widget empty while the
+catalogue has available products.
+
+Query budget per widget (checked by tests): one request-level "state" query (active run id and
+the user's preference, memoised on the request), one query for the list (products joined in),
+one INSERT for the impression. Candidate lists are cached per product/viewer, keyed by the
+active run id and a per-viewer version token that changes whenever the viewer acts; a cache hit
+costs one query to re-check availability of the cached products instead of the list query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.cache import caches
+from django.db.models import (
+    Case,
+    Count,
+    DateField,
+    Exists,
+    Model,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import TruncDate
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from shopreco.adapter import get_adapter
+from shopreco.conf import get_product_model, reco_settings
+from shopreco.models import (
+    Impression,
+    Interaction,
+    ItemSimilarity,
+    Preference,
+    Rating,
+    Recommendation,
+    RecomputeRun,
+    new_recommendation_id,
+)
+
+logger = logging.getLogger("shopreco.services")
+
+WIDGETS = ("similar", "for-you", "popular", "also-bought")
+REASON_KINDS = (
+    "rated", "bought", "carted", "viewed", "also_bought", "similar", "popular", "trending",
+)
+# Event kind -> reason code used when a recent event explains a recommendation.
+EVENT_REASON = {"purchase": "bought", "cart": "carted", "view": "viewed", "rating": "rated"}
+# Weight of a rating in popularity (events use SHOPRECO["EVENT_WEIGHTS"]).
+RATING_POPULARITY_WEIGHT = 2.0
+# Entries kept in a cached popularity ranking.
+POPULAR_RANKING_SIZE = 200
+SESSION_ATTRIBUTION_KEY = "shopreco_rec"
+SESSION_ATTRIBUTION_MAX = 50
+_REC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MEMO_ATTR = "_shopreco_memo"
+
+
+# --- public data types ----------------------------------------------------------------------
+
+
+@dataclass
+class RecoItem:
+    """One recommended product with the reason shown to the shopper."""
+
+    product: Any
+    score: float
+    reason: str
+    reason_kind: str
+    reason_product: Any = None
+
+    @property
+    def pk(self) -> Any:
+        return self.product.pk
+
+
+@dataclass
+class RecoList:
+    """One served list; ``recommendation_id`` travels with clicks, carts and purchases."""
+
+    widget: str
+    recommendation_id: str
+    items: list[RecoItem] = field(default_factory=list)
+    source: str = "popular"
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def products(self) -> list[Any]:
+        return [item.product for item in self.items]
+
+
+@dataclass
+class _Cand:
+    """A cacheable candidate: primary keys and codes only, objects are loaded separately."""
+
+    pk: Any
+    score: float
+    code: str
+    reason_pk: Any = None
+    source: str = "popular"
+
+
+# --- small helpers --------------------------------------------------------------------------
+
+
+def clean_limit(limit: Any) -> int:
+    """Validate a list length from a tag argument or query string; ``None`` means the default."""
+    if limit is None or limit == "":
+        return int(reco_settings.DEFAULT_LIMIT)
+    high = int(reco_settings.MAX_LIMIT)
+    if isinstance(limit, bool):
+        raise ValueError(f"limit: must be an integer between 1 and {high}.")
+    try:
+        value = int(str(limit).strip()) if not isinstance(limit, int) else limit
+    except (TypeError, ValueError):
+        raise ValueError(f"limit: must be an integer between 1 and {high}.") from None
+    if not 1 <= value <= high:
+        raise ValueError(f"limit: must be an integer between 1 and {high}, not {value}.")
+    return value
+
+
+def _cache():
+    return caches[reco_settings.CACHE_ALIAS]
+
+
+def _json_pk(pk: Any) -> Any:
+    return pk if isinstance(pk, int | str) else str(pk)
+
+
+def _to_pk(value: Any) -> Any:
+    """A product, or a primary key in any form, as the model's native pk value."""
+    model = get_product_model()
+    if isinstance(value, Model):
+        return value.pk
+    return model._meta.pk.to_python(value)
+
+
+def _category_pk(category: Any) -> Any:
+    return category.pk if isinstance(category, Model) else category
+
+
+def _base_request(request: Any) -> Any:
+    """The Django HttpRequest behind a DRF Request (memo lives there)."""
+    return getattr(request, "_request", request)
+
+
+def _memo(request: Any) -> dict:
+    if request is None:
+        return {}
+    base = _base_request(request)
+    memo = getattr(base, _MEMO_ATTR, None)
+    if memo is None:
+        memo = {"shown": set()}
+        try:
+            setattr(base, _MEMO_ATTR, memo)
+        except AttributeError:  # pragma: no cover - exotic request objects
+            pass
+    return memo
+
+
+def _is_user(obj: Any) -> bool:
+    return obj is not None and getattr(obj, "is_authenticated", False) and obj.pk is not None
+
+
+def _session_key(request: Any, create: bool = False) -> str:
+    session = getattr(request, "session", None) if request is not None else None
+    if session is None:
+        return ""
+    if not session.session_key and create:
+        session.save()
+    return session.session_key or ""
+
+
+class _Viewer:
+    """Who the list is for: a user, an anonymous session, or nobody in particular."""
+
+    def __init__(self, user: Any = None, session_key: str = "") -> None:
+        self.user = user if _is_user(user) else None
+        self.session_key = "" if self.user else (session_key or "")
+
+    @property
+    def key(self) -> str:
+        if self.user is not None:
+            return f"u:{self.user.pk}"
+        if self.session_key:
+            return f"s:{self.session_key}"
+        return "anon"
+
+    @property
+    def identified(self) -> bool:
+        return self.user is not None or bool(self.session_key)
+
+    def events(self) -> QuerySet:
+        if self.user is not None:
+            return Interaction.objects.filter(user=self.user)
+        if self.session_key:
+            return Interaction.objects.filter(user__isnull=True, session_key=self.session_key)
+        return Interaction.objects.none()
+
+
+def _viewer_from(user: Any, request: Any) -> _Viewer:
+    if isinstance(user, str):
+        return _Viewer(None, user)
+    if user is None and request is not None:
+        user = getattr(request, "user", None)
+    if _is_user(user):
+        return _Viewer(user)
+    return _Viewer(None, _session_key(request))
+
+
+# --- per-viewer cache versions --------------------------------------------------------------
+
+
+def _version_key(viewer_key: str) -> str:
+    return f"shopreco:v:{viewer_key}"
+
+
+def _version(viewer_key: str) -> str:
+    """A random token per viewer; replacing it orphans every cached list of that viewer (a token
+    rather than a counter, so an evicted key can never bring an old version back)."""
+    if viewer_key == "anon":
+        return "0"
+    cache = _cache()
+    token = cache.get(_version_key(viewer_key))
+    if token is None:
+        token = uuid.uuid4().hex[:12]
+        cache.add(_version_key(viewer_key), token, timeout=None)
+        token = cache.get(_version_key(viewer_key)) or token
+    return token
+
+
+def invalidate_user(user_or_key: Any) -> None:
+    """Drop every cached list of a user (instance or pk) or an anonymous session key.
+
+    Called on each rating, event and preference change; the pipeline and privacy code call it
+    after rewriting a user's data."""
+    if isinstance(user_or_key, str) and not user_or_key.isdigit():
+        key = f"s:{user_or_key}"
+    else:
+        pk = getattr(user_or_key, "pk", user_or_key)
+        key = f"u:{pk}"
+    _cache().set(_version_key(key), uuid.uuid4().hex[:12], timeout=None)
+
+
+def _invalidate_viewer(user_id: Any, session_key: str = "") -> None:
+    if user_id is not None:
+        _cache().set(_version_key(f"u:{user_id}"), uuid.uuid4().hex[:12], timeout=None)
+    elif session_key:
+        _cache().set(_version_key(f"s:{session_key}"), uuid.uuid4().hex[:12], timeout=None)
+
+
+@receiver(post_save, sender=Rating, dispatch_uid="shopreco.services.rating_saved")
+@receiver(post_delete, sender=Rating, dispatch_uid="shopreco.services.rating_deleted")
+def _rating_changed(sender: Any, instance: Rating, **kwargs: Any) -> None:
+    _invalidate_viewer(instance.user_id)
+
+
+@receiver(post_save, sender=Interaction, dispatch_uid="shopreco.services.event_saved")
+def _event_saved(sender: Any, instance: Interaction, **kwargs: Any) -> None:
+    _invalidate_viewer(instance.user_id, instance.session_key)
+
+
+@receiver(post_save, sender=Preference, dispatch_uid="shopreco.services.preference_saved")
+def _preference_saved(sender: Any, instance: Preference, **kwargs: Any) -> None:
+    _invalidate_viewer(instance.user_id)
+
+
+# --- request state: active run and preference in one query ----------------------------------
+
+
+def _latest_run_subquery() -> QuerySet:
+    return (
+        RecomputeRun.objects.filter(
+            kind=RecomputeRun.Kind.FULL, status=RecomputeRun.Status.SUCCEEDED
+        )
+        .order_by("-finished_at", "-id")
+        .values("id")[:1]
+    )
+
+
+def _state(user: Any, request: Any) -> tuple[int | None, bool]:
+    """(active run id, personalize preference), read with ONE query and memoised per request.
+
+    No cache: a newly activated run or a changed preference takes effect on the next request."""
+    memo = _memo(request)
+    user_pk = user.pk if _is_user(user) else None
+    cached = memo.get(("state", user_pk))
+    if cached is not None:
+        return cached
+    if user_pk is not None:
+        row = (
+            get_user_model()
+            ._default_manager.filter(pk=user_pk)
+            .annotate(
+                _run=Subquery(_latest_run_subquery()),
+                _pers=Subquery(
+                    Preference.objects.filter(user_id=OuterRef("pk")).values("personalize")[:1]
+                ),
+            )
+            .values_list("_run", "_pers")
+            .first()
+        )
+        run_id, pers = row if row else (None, None)
+        state = (run_id, pers is not False)
+    else:
+        state = (_latest_run_subquery().values_list("id", flat=True).first(), True)
+    if request is not None:
+        memo[("state", user_pk)] = state
+    return state
+
+
+def active_run_id(request: Any = None) -> int | None:
+    """Id of the run being served (the latest succeeded full run), memoised per request."""
+    return _state(None, request)[0]
+
+
+def _gpc(request: Any) -> bool:
+    if request is None or not reco_settings.HONOR_GPC:
+        return False
+    headers = getattr(request, "headers", None)
+    return bool(headers) and headers.get("Sec-GPC", "").strip() == "1"
+
+
+def personalization_allowed(user: Any, request: Any = None) -> bool:
+    """False when the user opted out (Preference.personalize) or the browser sends Sec-GPC: 1
+    and HONOR_GPC is on: such visitors get popular lists only and nothing is tracked."""
+    if _gpc(request):
+        return False
+    if user is None and request is not None:
+        user = getattr(request, "user", None)
+    if not _is_user(user):
+        return True
+    return _state(user, request)[1]
+
+
+# --- candidate steps ------------------------------------------------------------------------
+
+
+def _available_pks() -> QuerySet:
+    return get_adapter().available().values("pk")
+
+
+def _category_filter(prefix: str, category: Any) -> dict[str, Any]:
+    if category is None:
+        return {}
+    cf = get_adapter().category_field()
+    if cf is None:
+        raise ValueError("category: the product model has no category field (see the adapter).")
+    return {f"{prefix}{cf}": _category_pk(category)}
+
+
+def _owned_exclusions(qs: QuerySet, path: str, viewer: _Viewer) -> QuerySet:
+    """Exclude, in SQL, products the viewer already rated or bought (EXCLUDE_OWNED)."""
+    if not reco_settings.EXCLUDE_OWNED or not viewer.identified:
+        return qs
+    owned_kinds = list(reco_settings.OWNED_EVENT_KINDS)
+    qs = qs.exclude(**{f"{path}__in": viewer.events().filter(kind__in=owned_kinds)
+                       .values("product")})
+    if viewer.user is not None:
+        qs = qs.exclude(**{f"{path}__in": Rating.objects.filter(user=viewer.user)
+                           .values("product")})
+    return qs
+
+
+def _owned_pks(viewer: _Viewer, request: Any) -> set:
+    """Owned products as a Python set (for the cached popular ranking), one query per request."""
+    if not reco_settings.EXCLUDE_OWNED or not viewer.identified:
+        return set()
+    memo = _memo(request)
+    key = ("owned", viewer.key)
+    if key in memo:
+        return memo[key]
+    qs = viewer.events().filter(kind__in=list(reco_settings.OWNED_EVENT_KINDS)).values_list(
+        "product_id", flat=True
+    )
+    if viewer.user is not None:
+        qs = qs.union(Rating.objects.filter(user=viewer.user).values_list("product_id", flat=True))
+    owned = set(qs)
+    if request is not None:
+        memo[key] = owned
+    return owned
+
+
+def _select_related_paths(prefix: str) -> list[str]:
+    cf = get_adapter().category_field()
+    model = get_product_model()
+    if cf and model._meta.get_field(cf).is_relation:
+        return [f"{prefix}__{cf}"]
+    return [prefix]
+
+
+def _neighbours(product: Any, kind: str, run_id: int | None, viewer: _Viewer, n: int,
+                category: Any, objs: dict) -> list[_Cand]:
+    if run_id is None:
+        return []
+    qs = ItemSimilarity.objects.filter(
+        run_id=run_id, kind=kind, product_id=product.pk, similar_product__in=_available_pks(),
+        **_category_filter("similar_product__", category),
+    ).exclude(similar_product_id=product.pk)
+    qs = _owned_exclusions(qs, "similar_product", viewer)
+    qs = qs.select_related(*_select_related_paths("similar_product")).order_by("-score")[:n]
+    code = "also_bought" if kind == ItemSimilarity.Kind.ALSO_BOUGHT else "similar"
+    out = []
+    objs[product.pk] = product
+    for row in qs:
+        objs[row.similar_product_id] = row.similar_product
+        out.append(_Cand(row.similar_product_id, float(row.score), code, product.pk, code))
+    return out
+
+
+def _personal(viewer: _Viewer, run_id: int | None, n: int, category: Any,
+              objs: dict) -> list[_Cand]:
+    if run_id is None or viewer.user is None:
+        return []
+    qs = Recommendation.objects.filter(
+        run_id=run_id, user=viewer.user, product__in=_available_pks(),
+        **_category_filter("product__", category),
+    )
+    qs = _owned_exclusions(qs, "product", viewer)
+    qs = qs.select_related(*_select_related_paths("product"), "reason_product").order_by("rank")
+    out = []
+    for row in qs[:n]:
+        objs[row.product_id] = row.product
+        if row.reason_product_id is not None:
+            objs[row.reason_product_id] = row.reason_product
+        code = row.reason if row.reason in EVENT_REASON.values() else "similar"
+        out.append(_Cand(row.product_id, float(row.score), code, row.reason_product_id,
+                         "personal"))
+    return out
+
+
+def _recent(viewer: _Viewer, run_id: int | None, n: int, category: Any) -> list[_Cand]:
+    """Item-based from the viewer's recent views, cart, purchases and good ratings: serves
+    anonymous sessions and users whose personal list is not computed yet."""
+    if run_id is None or not viewer.identified:
+        return []
+    limit = int(reco_settings.RECENT_ITEMS_FOR_COLD_START)
+    weights = reco_settings.EVENT_WEIGHTS
+    sources: dict[Any, tuple[str, float]] = {}
+    for pk, kind in viewer.events().order_by("-created_at").values_list("product_id", "kind")[
+        : limit * 5
+    ]:
+        if len(sources) >= limit:
+            break
+        if pk not in sources:
+            sources[pk] = (EVENT_REASON.get(kind, "viewed"), float(weights.get(kind, 1.0)))
+    if viewer.user is not None:
+        mid = (float(reco_settings.RATING_MIN) + float(reco_settings.RATING_MAX)) / 2
+        for pk, score in Rating.objects.filter(user=viewer.user, score__gte=mid).order_by(
+            "-updated_at"
+        ).values_list("product_id", "score")[:limit]:
+            if pk not in sources or sources[pk][0] == "viewed":
+                sources[pk] = ("rated", 1.0 + float(score) - mid)
+    if not sources:
+        return []
+    qs = ItemSimilarity.objects.filter(
+        run_id=run_id, kind=ItemSimilarity.Kind.SIMILAR, product_id__in=list(sources),
+        similar_product__in=_available_pks(), **_category_filter("similar_product__", category),
+    ).exclude(similar_product_id__in=list(sources))
+    qs = _owned_exclusions(qs, "similar_product", viewer)
+    totals: dict[Any, float] = {}
+    best: dict[Any, tuple[float, Any]] = {}
+    for cand, src, score in qs.values_list("similar_product_id", "product_id", "score"):
+        contribution = float(score) * sources[src][1]
+        totals[cand] = totals.get(cand, 0.0) + contribution
+        if cand not in best or contribution > best[cand][0]:
+            best[cand] = (contribution, src)
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:n]
+    return [_Cand(pk, s, sources[best[pk][1]][0], best[pk][1], "recent") for pk, s in ranked]
+
+
+def popularity_ranking(category: Any = None) -> list[tuple[Any, float, str]]:
+    """Available products ranked by time-decayed activity: [(pk, score, code)], code being
+    "trending" (recent activity dominates), "new" (recently added) or "popular".
+
+    Score = sum(weight * 0.5 ** (age_days / TRENDING_HALF_LIFE_DAYS)) over the last four half
+    lives + 0.1 * log1p(all-time weight), plus a decaying bonus for new products so they get
+    exposure before anyone has interacted with them. Shared by every visitor and cached for
+    CACHE_TIMEOUT seconds."""
+    cat_pk = _category_pk(category)
+    key = f"shopreco:pop:{cat_pk!s}"
+    cache = _cache()
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    adapter = get_adapter()
+    now = timezone.now()
+    half_life = max(float(reco_settings.TRENDING_HALF_LIFE_DAYS), 0.01)
+    cutoff = now - timedelta(days=4 * half_life)
+    today = timezone.localdate(now)
+    available = adapter.available()
+    if category is not None:
+        available = available.filter(**_category_filter("", category))
+    avail_pks = available.values("pk")
+    weights = reco_settings.EVENT_WEIGHTS
+    recent: dict[Any, float] = {}
+    base: dict[Any, float] = {}
+
+    def add(pk: Any, weight: float, day: Any, n: int) -> None:
+        base[pk] = base.get(pk, 0.0) + weight * n
+        if day is not None:
+            age = max((today - day).days, 0) + 0.5
+            recent[pk] = recent.get(pk, 0.0) + weight * n * 0.5 ** (age / half_life)
+
+    def bucketed(qs: QuerySet, field_name: str) -> QuerySet:
+        return qs.annotate(
+            _day=Case(
+                When(**{f"{field_name}__gte": cutoff}, then=TruncDate(field_name)),
+                default=Value(None),
+                output_field=DateField(),
+            )
+        )
+
+    events = (
+        bucketed(Interaction.objects.filter(product__in=avail_pks), "created_at")
+        .values("product_id", "kind", "_day")
+        .annotate(_n=Count("id"))
+        .values_list("product_id", "kind", "_day", "_n")
+        .order_by()
+    )
+    for pk, kind, day, n in events:
+        add(pk, float(weights.get(kind, 1.0)), day, n)
+    ratings = (
+        bucketed(Rating.objects.filter(product__in=avail_pks), "created_at")
+        .values("product_id", "_day")
+        .annotate(_n=Count("id"))
+        .values_list("product_id", "_day", "_n")
+        .order_by()
+    )
+    for pk, day, n in ratings:
+        add(pk, RATING_POPULARITY_WEIGHT, day, n)
+    scores = {pk: recent.get(pk, 0.0) + 0.1 * math.log1p(b) for pk, b in base.items()}
+    codes = {
+        pk: "trending" if recent.get(pk, 0.0) >= 1.0 and recent[pk] > 0.1 * math.log1p(base[pk])
+        else "popular"
+        for pk in base
+    }
+    created = adapter.created_field()
+    if created:
+        for pk, when in available.filter(**{f"{created}__gte": cutoff}).values_list(
+            "pk", created
+        ):
+            age = max((now - when).total_seconds() / 86400.0, 0.0)
+            bonus = 0.5 ** (age / half_life)
+            if recent.get(pk, 0.0) < bonus:
+                codes[pk] = "new"
+            scores[pk] = scores.get(pk, 0.0) + bonus
+    ranking = sorted(scores.items(), key=lambda kv: (-kv[1], str(kv[0])))[:POPULAR_RANKING_SIZE]
+    result = [(pk, round(score, 6), codes[pk]) for pk, score in ranking]
+    cache.set(key, result, timeout=reco_settings.CACHE_TIMEOUT)
+    return result
+
+
+def _popular(viewer: _Viewer, request: Any, n: int, category: Any, skip: set) -> list[_Cand]:
+    owned = _owned_pks(viewer, request)
+    out = []
+    for pk, score, code in popularity_ranking(category):
+        if pk in skip or pk in owned:
+            continue
+        out.append(_Cand(pk, score, code, None, "popular"))
+        if len(out) >= n:
+            return out
+    # Not enough products with any activity: fill from the rest of the available catalogue.
+    taken = skip | owned | {c.pk for c in out}
+    available = get_adapter().available()
+    if category is not None:
+        available = available.filter(**_category_filter("", category))
+    filler = available.exclude(pk__in=list(taken)).order_by("-pk").values_list("pk", flat=True)
+    for pk in filler[: n - len(out)]:
+        out.append(_Cand(pk, 0.0, "catalogue", None, "popular"))
+    return out
+
+
+# --- reasons --------------------------------------------------------------------------------
+
+
+def _category_name(product: Any) -> str:
+    category = get_adapter().get_category(product) if product is not None else None
+    return str(category) if category not in (None, "") else ""
+
+
+def reason_text(code: str, product: Any, reason_product: Any = None) -> str:
+    """The sentence shown under a recommended product (plain text; templates escape it)."""
+    adapter = get_adapter()
+    name = adapter.get_name(reason_product) if reason_product is not None else ""
+    category = _category_name(product)
+    if name:
+        if code == "rated":
+            return _("Because you rated %(name)s") % {"name": name}
+        if code == "bought":
+            return _("Because you bought %(name)s") % {"name": name}
+        if code == "carted":
+            return _("Because %(name)s is in your cart") % {"name": name}
+        if code == "viewed":
+            return _("Because you viewed %(name)s") % {"name": name}
+        if code == "also_bought":
+            return _("Customers who bought %(name)s also bought this") % {"name": name}
+        if code == "similar":
+            return _("Shoppers who liked %(name)s also liked this") % {"name": name}
+    if code == "trending":
+        if category:
+            return _("Popular in %(category)s this week") % {"category": category}
+        return _("Popular this week")
+    if code == "new":
+        return _("New in %(category)s") % {"category": category} if category else _("New arrival")
+    if code == "catalogue":
+        return _("From our %(category)s range") % {"category": category} if category else _(
+            "From our range"
+        )
+    if code in ("rated", "bought", "carted", "viewed", "similar"):
+        return _("Picked for you")
+    if category:
+        return _("Popular in %(category)s") % {"category": category}
+    return _("A customer favourite")
+
+
+def _reason_kind(code: str) -> str:
+    return {"new": "trending", "catalogue": "popular"}.get(code, code)
+
+
+# --- the one serving path -------------------------------------------------------------------
+
+
+def _load_products(pks: Iterable[Any]) -> dict[Any, Any]:
+    """Products by pk; those the adapter no longer finds available are marked, in ONE query."""
+    pks = list(pks)
+    if not pks:
+        return {}
+    model = get_product_model()
+    available = get_adapter().available(model._default_manager.filter(pk=OuterRef("pk")))
+    qs = model._default_manager.filter(pk__in=pks).annotate(_shopreco_ok=Exists(available))
+    cf = get_adapter().category_field()
+    if cf and model._meta.get_field(cf).is_relation:
+        qs = qs.select_related(cf)
+    return {p.pk: p for p in qs}
+
+
+def _cache_key(*parts: Any) -> str:
+    raw = "|".join(str(p) for p in parts)
+    return "shopreco:list:" + hashlib.sha1(raw.encode()).hexdigest()
+
+
+def _serve(
+    widget: str,
+    *,
+    limit: Any,
+    product: Any = None,
+    user: Any = None,
+    request: Any = None,
+    category: Any = None,
+    exclude: Iterable[Any] = (),
+    log: bool = True,
+    use_cache: bool = True,
+    dedupe: bool = True,
+    ignore_gpc: bool = False,
+) -> RecoList:
+    limit = clean_limit(limit)
+    viewer = _viewer_from(user, request)
+    allowed = (ignore_gpc or not _gpc(request)) and (
+        viewer.user is None or _state(viewer.user, request)[1]
+    )
+    if not allowed:
+        viewer = _Viewer()  # popular lists only, nothing personal, nothing tracked
+    run_id = _state(viewer.user, request)[0]
+    memo = _memo(request)
+    shown: set = memo.get("shown", set()) if dedupe else set()
+    skip = {_to_pk(x) for x in exclude}
+    if product is not None:
+        skip.add(product.pk)
+    n = limit + len(shown) + 4
+
+    key = _cache_key(widget, getattr(product, "pk", ""), viewer.key, _version(viewer.key), run_id,
+                     _category_pk(category), sorted(map(str, skip)), n)
+    cands = _cache().get(key) if use_cache else None
+    objs: dict[Any, Any] = {}
+    fresh = cands is None
+    if fresh:
+        cands = []
+        if widget in ("similar", "also-bought"):
+            kind = (ItemSimilarity.Kind.SIMILAR if widget == "similar"
+                    else ItemSimilarity.Kind.ALSO_BOUGHT)
+            cands = _neighbours(product, kind, run_id, viewer, n, category, objs)
+        elif widget == "for-you":
+            cands = _personal(viewer, run_id, n, category, objs)
+            if len(cands) < n:
+                have = {c.pk for c in cands}
+                cands += [c for c in _recent(viewer, run_id, n, category) if c.pk not in have]
+        cands = [c for c in cands if c.pk not in skip]
+        if len(cands) < n:
+            have = skip | {c.pk for c in cands}
+            if product is not None and category is None and get_adapter().category_field():
+                same = get_adapter().get_category(product)
+                if same is not None:
+                    cands += _popular(viewer, request, n - len(cands), same, have)
+                    have |= {c.pk for c in cands}
+            if len(cands) < n:
+                cands += _popular(viewer, request, n - len(cands), category, have)
+        if use_cache:
+            _cache().set(key, cands, timeout=reco_settings.CACHE_TIMEOUT)
+
+    chosen = [c for c in cands if c.pk not in shown][: limit + 4]
+    missing = {c.pk for c in chosen if c.pk not in objs}
+    missing |= {c.reason_pk for c in chosen if c.reason_pk is not None and c.reason_pk not in objs}
+    if not fresh or missing:
+        loaded = _load_products(missing if fresh else
+                                {c.pk for c in chosen} | {c.reason_pk for c in chosen} - {None})
+        objs.update(loaded)
+        chosen = [c for c in chosen if c.pk in objs
+                  and (getattr(objs[c.pk], "_shopreco_ok", True) or c.pk not in loaded)]
+    chosen = chosen[:limit]
+    if len(chosen) < limit:
+        # Page de-dup or a stale cache ate the margin: top up from the popular ranking.
+        have = skip | shown | {c.pk for c in chosen}
+        extra = _popular(viewer, request, limit - len(chosen), category, have)
+        loaded = _load_products({c.pk for c in extra})
+        objs.update(loaded)
+        chosen += [c for c in extra if c.pk in loaded and loaded[c.pk]._shopreco_ok]
+
+    items = [
+        RecoItem(
+            product=objs[c.pk],
+            score=c.score,
+            reason=reason_text(c.code, objs[c.pk], objs.get(c.reason_pk)),
+            reason_kind=_reason_kind(c.code),
+            reason_product=objs.get(c.reason_pk),
+        )
+        for c in chosen
+    ]
+    if dedupe and request is not None:
+        memo.setdefault("shown", set()).update(c.pk for c in chosen)
+    source = chosen[0].source if chosen else "popular"
+    rec_id = new_recommendation_id()
+    if log and reco_settings.LOG_IMPRESSIONS and items:
+        Impression.objects.create(
+            recommendation_id=rec_id,
+            widget=widget,
+            user=viewer.user if allowed else None,
+            session_key=viewer.session_key if allowed else "",
+            products=[_json_pk(i.pk) for i in items],
+        )
+    return RecoList(widget=widget, recommendation_id=rec_id, items=items, source=source)
+
+
+def similar_products(product: Any, limit: Any = None, *, user: Any = None, request: Any = None,
+                     category: Any = None, exclude: Iterable[Any] = ()) -> RecoList:
+    """"You may also like": the product's CF neighbours, then popular in its category."""
+    if product is None:
+        raise ValueError("product: a product is required.")
+    return _serve("similar", limit=limit, product=product, user=user, request=request,
+                  category=category, exclude=exclude)
+
+
+def also_bought(product: Any, limit: Any = None, *, user: Any = None, request: Any = None,
+                exclude: Iterable[Any] = ()) -> RecoList:
+    """"Customers who bought this also bought": co-purchase neighbours, then popular."""
+    if product is None:
+        raise ValueError("product: a product is required.")
+    return _serve("also-bought", limit=limit, product=product, user=user, request=request,
+                  exclude=exclude)
+
+
+def recommended_for(user_or_session: Any, limit: Any = None, *, request: Any = None,
+                    category: Any = None, exclude: Iterable[Any] = ()) -> RecoList:
+    """Personal list -> item-based from recent activity (anonymous sessions too) -> popular."""
+    return _serve("for-you", limit=limit, user=user_or_session, request=request,
+                  category=category, exclude=exclude)
+
+
+def popular(limit: Any = None, *, category: Any = None, user: Any = None, request: Any = None,
+            exclude: Iterable[Any] = ()) -> RecoList:
+    """Popular and trending products (time-decayed), optionally within one category."""
+    return _serve("popular", limit=limit, user=user, request=request, category=category,
+                  exclude=exclude)
+
+
+def preview_for_user(user: Any, limit: Any = None) -> RecoList:
+    """What ``user`` would see in "Recommended for you", for staff: same filters and chain,
+    not cached, not logged, no page de-dup."""
+    return _serve("for-you", limit=limit, user=user, request=None, log=False, use_cache=False,
+                  dedupe=False)
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+def _attribution(request: Any) -> dict | None:
+    session = getattr(request, "session", None) if request is not None else None
+    if session is None:
+        return None
+    return session.get(SESSION_ATTRIBUTION_KEY) or {}
+
+
+def remember_click(request: Any, product_pk: Any, recommendation_id: str) -> bool:
+    """Remember in the session that ``product_pk`` was reached from a recommendation, so a
+    later cart or purchase of it is credited to that list. Returns False for unknown ids."""
+    if not _valid_rec_id(recommendation_id, product_pk):
+        return False
+    return _remember(request, product_pk, recommendation_id)
+
+
+def _remember(request: Any, product_pk: Any, recommendation_id: str) -> bool:
+    session = getattr(request, "session", None) if request is not None else None
+    if session is None:
+        return False
+    memory = dict(session.get(SESSION_ATTRIBUTION_KEY) or {})
+    memory.pop(str(product_pk), None)
+    memory[str(product_pk)] = recommendation_id
+    while len(memory) > SESSION_ATTRIBUTION_MAX:
+        memory.pop(next(iter(memory)))
+    session[SESSION_ATTRIBUTION_KEY] = memory
+    return True
+
+
+def _valid_rec_id(recommendation_id: Any, product_pk: Any) -> bool:
+    """A well-formed id of a list that really showed this product (when impressions are
+    logged), so forged or stale ids cannot be credited."""
+    if not isinstance(recommendation_id, str) or not _REC_ID_RE.match(recommendation_id):
+        return False
+    if not reco_settings.LOG_IMPRESSIONS:
+        return True
+    products = (
+        Impression.objects.filter(recommendation_id=recommendation_id)
+        .values_list("products", flat=True)
+        .first()
+    )
+    return products is not None and str(product_pk) in {str(p) for p in products}
+
+
+def track(request: Any, product: Any, kind: str,
+          recommendation_id: str | None = None) -> Interaction | None:
+    """Record a view, cart or purchase (any kind in EVENT_WEIGHTS) for the current shopper.
+
+    Returns None, recording nothing, when personalisation is off for this shopper (opt-out or
+    Sec-GPC). Anonymous visitors are recorded under their session key. Without an explicit
+    ``recommendation_id`` the one remembered for this product in the session (from a clicked
+    recommendation) is used, so carts and purchases are credited too."""
+    if product is None or getattr(product, "pk", None) is None:
+        raise ValueError("product: a saved product is required.")
+    if kind not in reco_settings.EVENT_WEIGHTS:
+        raise ValueError(
+            f"kind: unknown event type {kind!r}; expected one of "
+            f"{', '.join(sorted(reco_settings.EVENT_WEIGHTS))}."
+        )
+    user = getattr(request, "user", None) if request is not None else None
+    if not personalization_allowed(user, request):
+        return None
+    if recommendation_id:
+        if _valid_rec_id(recommendation_id, product.pk):
+            _remember(request, product.pk, recommendation_id)
+        else:
+            recommendation_id = None
+    else:
+        memory = _attribution(request) or {}
+        recommendation_id = memory.get(str(product.pk))
+    is_user = _is_user(user)
+    event = Interaction.objects.create(
+        user=user if is_user else None,
+        session_key="" if is_user else _session_key(request, create=True),
+        product=product,
+        kind=kind,
+        recommendation_id=recommendation_id or None,
+    )
+    return event
+
+
+def mark_viewed(request: Any, product: Any) -> None:
+    """Note that this response shows ``product``; ShopRecoMiddleware records the view once the
+    response succeeded (VIEW_TRACKING = "middleware")."""
+    _memo(request)["viewed"] = product
