@@ -19,10 +19,13 @@ CACHES = {
     }
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # A file (not :memory:) so that worker processes started by integration tests see the
-    # test database; one per xdist worker.
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-{worker}.sqlite3")}
+    # A file (not :memory:) so that worker processes started by integration tests can open the
+    # test database (they get its path from connection.settings_dict["NAME"]); one per test
+    # process, so concurrent runs and xdist workers never share one.
+    _name = os.environ.get("SHOPRECO_TEST_DB_NAME") or (
+        f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{os.getpid()}.sqlite3"
+    )
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / _name)}
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 MEDIA_ROOT = BASE_DIR / "var" / "test-media"
 REST_FRAMEWORK = {**REST_FRAMEWORK}  # noqa: F405
