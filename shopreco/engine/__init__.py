@@ -5,6 +5,7 @@ popularity and offline evaluation (:mod:`shopreco.engine.evaluate`).
 """
 
 from .baseline import Baselines, fit_baselines
+from .knn import ItemKNN, UserKNN
 from .similarity import (
     Prepared,
     item_similarity,
@@ -16,6 +17,8 @@ from .similarity import (
 
 __all__ = [
     "Baselines",
+    "ItemKNN",
+    "UserKNN",
     "Prepared",
     "fit_baselines",
     "item_similarity",

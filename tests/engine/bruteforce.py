@@ -101,3 +101,27 @@ def topk_dense(S, k):
         for _neg, c in sorted(cand)[:k]:
             out[r, c] = S[r, c]
     return out
+
+
+def predict(R, S, u, i, k, kind="item", centre=None, positive_only=False, fallback=None):
+    """Issue 3's prediction formula with a loop over candidate neighbours.
+
+    ``centre(obj)`` gives the centring value of a rating by/of ``obj``; for baseline
+    centring pass ``centre`` as a function of (u, i) via ``kind`` handling below.
+    """
+    V, M = dense(R)
+    if kind == "item":
+        cands = [(S[i, j], j) for j in range(V.shape[1]) if M[u, j] and j != i]
+    else:
+        cands = [(S[u, v], v) for v in range(V.shape[0]) if M[v, i] and v != u]
+    cands = [c for c in cands if c[0] != 0 and (c[0] > 0 or not positive_only)]
+    cands.sort(key=lambda t: (-t[0], t[1]))
+    cands = cands[:k]
+    den = sum(abs(s) for s, _ in cands)
+    if not cands or den == 0:
+        return fallback(u, i)
+    if kind == "item":
+        num = sum(s * (V[u, j] - centre(u, j)) for s, j in cands)
+    else:
+        num = sum(s * (V[v, i] - centre(v, i)) for s, v in cands)
+    return centre(u, i) + num / den
