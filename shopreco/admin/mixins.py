@@ -27,6 +27,7 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 
 from shopreco.adapter import get_adapter
+from shopreco.models import Impression
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,9 @@ class SimilarProductsAdminMixin(_PanelMixin):
             (_("Customers who bought this also bought"), services.also_bought),
         ):
             reco_list = fetch(obj, self.shopreco_similar_limit)
+            # A staff member opening the product page is not a shopper seeing a widget: drop
+            # the impression the serving layer logged, so click-through rates stay honest.
+            Impression.objects.filter(recommendation_id=reco_list.recommendation_id).delete()
             lists.append(
                 {"title": title, "source": reco_list.source, "rows": self._rows(reco_list)}
             )

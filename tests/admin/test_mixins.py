@@ -28,11 +28,13 @@ def test_product_page_shows_similar_products_as_the_storefront_would(shop, staff
         ItemSimilarity.objects.create(run=run, kind="similar", product=products[0],
                                       similar_product=other, score=1.0 / rank)
     expected = [item.product.name for item in services.similar_products(products[0], 10).items]
+    impressions = Impression.objects.count()
     response = staff_client.get(reverse("admin:catalog_product_change", args=[products[0].pk]))
     html = response.content.decode()
     assert response.status_code == 200
     assert "Customers who bought this also bought" in html
     assert expected and in_order(html, expected)
+    assert Impression.objects.count() == impressions  # staff views are not impressions
 
 
 def test_user_page_previews_recommendations_with_reasons(shop, staff_client):
