@@ -6,6 +6,7 @@ popularity and offline evaluation (:mod:`shopreco.engine.evaluate`).
 
 from .baseline import Baselines, fit_baselines
 from .knn import ItemKNN, UserKNN
+from .popularity import popularity
 from .similarity import (
     Prepared,
     item_similarity,
@@ -22,6 +23,7 @@ __all__ = [
     "Prepared",
     "fit_baselines",
     "item_similarity",
+    "popularity",
     "item_similarity_block",
     "prepare",
     "user_similarity",
