@@ -243,7 +243,7 @@ def _version_key(viewer_key: str) -> str:
 def _version(viewer_key: str) -> str:
     """A random token per viewer; replacing it orphans every cached list of that viewer (a token
     rather than a counter, so an evicted key can never bring an old version back)."""
-    if viewer_key == "anon":
+    if viewer_key.startswith("anon"):
         return "0"
     cache = _cache()
     token = cache.get(_version_key(viewer_key))
@@ -265,6 +265,7 @@ def invalidate_user(user_or_key: Any) -> None:
         pk = getattr(user_or_key, "pk", user_or_key)
         key = f"u:{pk}"
     _cache().set(_version_key(key), uuid.uuid4().hex[:12], timeout=None)
+    _cache().set(_version_key(key + ":views"), uuid.uuid4().hex[:12], timeout=None)
 
 
 def _invalidate_viewer(user_id: Any, session_key: str = "") -> None:
@@ -282,6 +283,14 @@ def _rating_changed(sender: Any, instance: Rating, **kwargs: Any) -> None:
 
 @receiver(post_save, sender=Interaction, dispatch_uid="shopreco.services.event_saved")
 def _event_saved(sender: Any, instance: Interaction, **kwargs: Any) -> None:
+    # A view only changes the "recent activity" step of the for-you list, so it renews just
+    # that token: similar/also-bought lists of a browsing shopper stay cached.
+    if instance.kind == "view":
+        key = f"u:{instance.user_id}" if instance.user_id is not None else (
+            f"s:{instance.session_key}" if instance.session_key else "")
+        if key:
+            _cache().set(_version_key(key + ":views"), uuid.uuid4().hex[:12], timeout=None)
+        return
     _invalidate_viewer(instance.user_id, instance.session_key)
 
 
@@ -694,7 +703,9 @@ def _serve(
         skip.add(product.pk)
     n = limit + len(shown) + 4
 
-    key = _cache_key(widget, getattr(product, "pk", ""), viewer.key, _version(viewer.key), run_id,
+    views_version = _version(viewer.key + ":views") if widget == "for-you" else ""
+    key = _cache_key(widget, getattr(product, "pk", ""), viewer.key, _version(viewer.key),
+                     views_version, run_id,
                      _category_pk(category), sorted(map(str, skip)), n)
     cands = _cache().get(key) if use_cache else None
     objs: dict[Any, Any] = {}
@@ -888,7 +899,26 @@ def track(request: Any, product: Any, kind: str,
     return event
 
 
-def mark_viewed(request: Any, product: Any) -> None:
-    """Note that this response shows ``product``; ShopRecoMiddleware records the view once the
-    response succeeded (VIEW_TRACKING = "middleware")."""
-    _memo(request)["viewed"] = product
+def mark_viewed(request: Any, product: Any) -> Interaction | None:
+    """A product page was rendered. With VIEW_TRACKING = "middleware" and ShopRecoMiddleware
+    installed, the view is recorded after the response succeeded (no event for error pages);
+    otherwise it is recorded now. The ``?rec=`` id of the link that led here is credited."""
+    memo = _memo(request)
+    if reco_settings.VIEW_TRACKING == "middleware" and memo.get("middleware"):
+        memo["viewed"] = product
+        return None
+    return track(request, product, "view", _rec_from_query(request))
+
+
+def _rec_from_query(request: Any) -> str | None:
+    params = getattr(request, "GET", None)
+    value = params.get("rec") if params is not None else None
+    return value or None
+
+
+def record_marked_view(request: Any, response_status: int) -> Interaction | None:
+    """Called by ShopRecoMiddleware once the response is known: records the marked view."""
+    product = _memo(request).pop("viewed", None)
+    if product is None or response_status >= 400:
+        return None
+    return track(request, product, "view", _rec_from_query(request))

@@ -1,0 +1,34 @@
+"""Records product views after the response is known (SHOPRECO["VIEW_TRACKING"] = "middleware").
+
+Product pages declare themselves with ``{% shopreco_track_view product %}`` (or
+``shopreco.services.mark_viewed(request, product)`` in the view); the middleware then records
+the view only if the page rendered successfully, crediting the ``?rec=`` id of the
+recommendation link that led there. Recording after rendering keeps the event write out of the
+template and never counts error pages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from shopreco import services
+from shopreco.conf import reco_settings
+
+logger = logging.getLogger("shopreco.middleware")
+
+
+class ShopRecoMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        services._memo(request)["middleware"] = True
+        response = self.get_response(request)
+        if reco_settings.VIEW_TRACKING == "middleware" and request.method in ("GET", "HEAD"):
+            try:
+                services.record_marked_view(request, response.status_code)
+            except Exception:  # an analytics write must never break the page
+                logger.exception("Could not record a product view")
+        return response

@@ -1,0 +1,142 @@
+"""``{% load shopreco %}``: recommendation widgets for the host's templates.
+
+Each widget tag calls the serving layer (``shopreco.services``) and renders an overridable
+template under ``shopreco/widgets/`` (pass ``template="..."`` to use another one), like
+django-star-ratings' inclusion tags. The tags need the request in the context (page de-dup,
+the shopper, the session), so they fail loudly when the request context processor is missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.core.exceptions import ImproperlyConfigured
+from django.templatetags.static import static
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from shopreco import services
+from shopreco.adapter import get_adapter
+
+register = template.Library()
+
+DEFAULT_TEMPLATES = {
+    "similar": "shopreco/widgets/similar.html",
+    "for-you": "shopreco/widgets/for_you.html",
+    "popular": "shopreco/widgets/popular.html",
+    "also-bought": "shopreco/widgets/also_bought.html",
+}
+
+
+def _request(context: template.Context) -> Any:
+    request = context.get("request")
+    if request is None:
+        raise ImproperlyConfigured(
+            "shopreco template tags need the request in the template context: add "
+            "'django.template.context_processors.request' to TEMPLATES[...]['OPTIONS']"
+            "['context_processors'] (or render with a RequestContext)."
+        )
+    return request
+
+
+def _with_rec(url: str, rec_id: str) -> str:
+    if not url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}rec={rec_id}"
+
+
+def _click_url() -> str:
+    try:
+        return reverse("shopreco:click")
+    except NoReverseMatch:
+        return ""
+
+
+def _render(context: template.Context, reco: services.RecoList, template_name: str | None,
+            title: str | None) -> SafeString:
+    adapter = get_adapter()
+    items = [
+        {
+            "product": item.product,
+            "pk": item.pk,
+            "name": adapter.get_name(item.product),
+            "url": _with_rec(adapter.get_url(item.product), reco.recommendation_id),
+            "image": adapter.get_image(item.product),
+            "price": adapter.get_price(item.product),
+            "reason": item.reason,
+            "reason_kind": item.reason_kind,
+            "score": item.score,
+        }
+        for item in reco.items
+    ]
+    tpl = context.template.engine.get_template(template_name or DEFAULT_TEMPLATES[reco.widget])
+    values = {
+        "reco": reco,
+        "items": items,
+        "title": title,
+        "widget": reco.widget,
+        "recommendation_id": reco.recommendation_id,
+        "click_url": _click_url(),
+    }
+    with context.push(values):
+        return tpl.render(context)
+
+
+@register.simple_tag(takes_context=True)
+def similar_products(context: template.Context, product: Any, limit: Any = None,
+                     template: str | None = None, category: Any = None,
+                     title: str | None = None) -> SafeString:
+    """"You may also like" for ``product``."""
+    request = _request(context)
+    reco = services.similar_products(product, limit, request=request, category=category)
+    return _render(context, reco, template, title)
+
+
+@register.simple_tag(takes_context=True)
+def also_bought(context: template.Context, product: Any, limit: Any = None,
+                template: str | None = None, title: str | None = None) -> SafeString:
+    """"Customers who bought this also bought" for ``product``."""
+    request = _request(context)
+    reco = services.also_bought(product, limit, request=request)
+    return _render(context, reco, template, title)
+
+
+@register.simple_tag(takes_context=True)
+def recommended_for_you(context: template.Context, limit: Any = None,
+                        template: str | None = None, category: Any = None,
+                        title: str | None = None) -> SafeString:
+    """The shopper's personal list (popular for guests without history)."""
+    request = _request(context)
+    reco = services.recommended_for(getattr(request, "user", None), limit, request=request,
+                                    category=category)
+    return _render(context, reco, template, title)
+
+
+@register.simple_tag(takes_context=True)
+def popular_products(context: template.Context, limit: Any = None, template: str | None = None,
+                     category: Any = None, title: str | None = None) -> SafeString:
+    """Popular and trending products, optionally in one category."""
+    request = _request(context)
+    reco = services.popular(limit, category=category, request=request)
+    return _render(context, reco, template, title)
+
+
+@register.simple_tag(takes_context=True)
+def shopreco_track_view(context: template.Context, product: Any) -> str:
+    """Declare that this page shows ``product`` (records a view; see ShopRecoMiddleware)."""
+    services.mark_viewed(_request(context), product)
+    return ""
+
+
+@register.simple_tag
+def shopreco_click_script() -> SafeString:
+    """The optional click recorder script tag."""
+    return format_html('<script src="{}" defer></script>', static("shopreco/clicks.js"))
+
+
+@register.simple_tag
+def shopreco_stylesheet() -> SafeString:
+    """Minimal default widget styles (hosts may use their own instead)."""
+    return format_html('<link rel="stylesheet" href="{}">', static("shopreco/widgets.css"))
