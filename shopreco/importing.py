@@ -31,8 +31,9 @@ Errors come in two kinds:
   rows without a customer id and non-product stock codes (postage, fees).
 * **Fatal** (nothing is written, :class:`FatalImportError` names the line): the file cannot be
   opened, is empty, is not valid in the given encoding, has a header without the required
-  columns (including a truncated header), or is structurally broken CSV (NUL bytes, a field
-  over the size limit), and any per-row error in ``strict`` mode.
+  columns (including a truncated header), contains NUL bytes (binary data), or is
+  structurally broken CSV (a field over the size limit), and any per-row error in ``strict``
+  mode.
 
 The file is streamed line by line and written in batches inside one transaction; memory grows
 only with the number of distinct (user, product) ratings and distinct events, not the file.
@@ -201,6 +202,10 @@ def read_lines(path: Path | str, encoding: str = "utf-8") -> Iterator[str]:
             return
         first_encoding = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
         for number, raw in enumerate(handle, 1):
+            if b"\x00" in raw:
+                raise FatalImportError(
+                    f"NUL byte at column {raw.index(0) + 1}: a binary file, or UTF-16 without "
+                    "a byte-order mark?", number)
             try:
                 yield raw.decode(first_encoding if number == 1 else encoding)
             except UnicodeDecodeError as exc:
