@@ -1,0 +1,361 @@
+"""Database <-> engine: full recomputes (in-process or sharded on Celery) and per-user refreshes.
+
+A full run goes through four stages, each a plain function so that the in-process run
+(:func:`run_full_recompute`, used by ``manage.py shopreco_recompute``) and the Celery run
+(:func:`request_full_recompute` -> ``shopreco.tasks``) execute the same code:
+
+1. ``start_run``: claim the run, stream ratings/events into a snapshot (``.npz`` through
+   Django storage) and the also-bought neighbours.
+2. ``compute_block`` per item block (one task each; a chord across the workers), then
+   ``assemble_similarities`` stacks the blocks into the run's similarity file.
+3. ``compute_batch`` per user batch (one task each), recommendations with reason codes.
+4. ``finish_run``: bulk-write results (COPY on PostgreSQL), activate in one transaction,
+   prune old runs, and refresh the shoppers who were active while the run computed.
+
+Only small values (run id, block bounds) travel through the broker; matrices go through
+storage, so workers on other machines join by configuration alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+
+from shopreco.models import (
+    Interaction,
+    ItemSimilarity,
+    PendingRefresh,
+    Rating,
+    Recommendation,
+    RecomputeRun,
+)
+from shopreco.pipeline import compute, runs, storage, writer
+from shopreco.pipeline.matrix import Snapshot, load_snapshot
+from shopreco.pipeline.refresh import refresh_user, request_user_refresh
+from shopreco.pipeline.runs import RecomputeInProgress, RunAborted
+
+__all__ = [
+    "RecomputeInProgress",
+    "RunAborted",
+    "refresh_user",
+    "request_full_recompute",
+    "request_user_refresh",
+    "run_full_recompute",
+]
+
+log = logging.getLogger("shopreco.pipeline")
+
+ProgressCallback = Callable[[str, float], None]
+
+# Progress (percent) at the start of each stage.
+STAGES = {"load": 0.0, "similarities": 10.0, "recommendations": 50.0, "write": 85.0}
+# Run files; names carry the run's random token so no cache can mistake one run for another.
+SNAPSHOT = "snapshot"
+SIMILARITY = "similarity"
+ALSO_BOUGHT = "also_bought"
+# Users active while the run computed get a refresh after activation, at most this many.
+MAX_CATCH_UP_REFRESHES = 10000
+
+
+def run_file(run: RecomputeRun, base: str) -> str:
+    """Storage name of one of the run's files."""
+    return storage.path(run.pk, f"{base}-{run.params.get('token', 'x')}.npz")
+
+
+def _block_name(i: int) -> str:
+    return f"block-{i:05d}"
+
+
+def _batch_name(i: int) -> str:
+    return f"recs-{i:05d}"
+
+
+def load_run_snapshot(run: RecomputeRun) -> Snapshot:
+    return storage.cached(run_file(run, SNAPSHOT), Snapshot.from_bytes)
+
+
+def load_run_similarity(run: RecomputeRun):
+    return storage.cached(run_file(run, SIMILARITY), storage.csr_from_bytes)
+
+
+_prep_cache: dict[str, Any] = {}
+
+
+def _prepared_cache(key: str, make: Callable[[], Any]) -> Any:
+    """The centred matrices of the run's snapshot, once per worker process."""
+    if key not in _prep_cache:
+        _prep_cache.clear()  # one run at a time per process
+        _prep_cache[key] = make()
+    return _prep_cache[key]
+
+
+def _mark(run_id: int, name: str) -> None:
+    runs.merge_json(run_id, "timings", {f"_{name}": time.time()})
+
+
+# ---------------------------------------------------------------------------- stage 1
+def start_run(run_id: int) -> dict[str, Any] | None:
+    """Claim and load. Returns the plan (params, blocks, batches) or None if not claimable."""
+    if not runs.claim(run_id):
+        log.info("run #%s is not pending any more: nothing to do", run_id)
+        return None
+    t0 = time.time()
+    run = RecomputeRun.objects.get(pk=run_id)
+    params = {**compute.run_params(), **run.params}
+    snap = load_snapshot()
+    params["method"] = compute.resolve_method(params, snap)
+    run.params = params
+    storage.save_bytes(run_file(run, SNAPSHOT), snap.to_bytes())
+    ab = compute.also_bought(snap, params)
+    storage.save_bytes(run_file(run, ALSO_BOUGHT), storage.csr_to_bytes(ab))
+    plan = {
+        "blocks": compute.blocks(snap.n_products, params["block_size"]),
+        "batches": compute.user_batches(snap.n_users, params["user_batch_size"]),
+    }
+    params.update(n_blocks=len(plan["blocks"]), n_batches=len(plan["batches"]))
+    t1 = time.time()
+    runs.beat(
+        run_id, stage="similarities", progress=STAGES["similarities"], params=params,
+        snapshot=run_file(run, SNAPSHOT),
+        counts={"users": snap.n_users, "products": snap.n_products,
+                "ratings": snap.n_ratings, "events": snap.n_events,
+                "sessions": int(snap.R.shape[0] - snap.n_users)},
+        timings={"load": round(t1 - t0, 3), "_t0": t0, "_load_end": t1},
+    )
+    plan["params"] = params
+    return plan
+
+
+# ---------------------------------------------------------------------------- stage 2
+def compute_block(run_id: int, index: int, start: int, stop: int) -> str:
+    """One item block of the similarity, saved to storage; returns the file name."""
+    run = runs.ensure_running(run_id)
+    params = run.params
+    snap = load_run_snapshot(run)
+    P = _prepared_cache(f"{run_file(run, SNAPSHOT)}:{params['method']}",
+                        lambda: _prepare(snap, params["method"]))
+    S = compute.similarity_block(snap, params, start, stop, prepared=P)
+    name = storage.save_bytes(run_file(run, _block_name(index)), storage.csr_to_bytes(S))
+    share = (STAGES["recommendations"] - STAGES["similarities"]) / max(params["n_blocks"], 1)
+    runs.beat(run_id, add_progress=share)
+    return name
+
+
+def _prepare(snap: Snapshot, method: str):
+    from shopreco.engine import prepare
+
+    return prepare(snap.R, method, kind="item")
+
+
+def assemble_similarities(run_id: int) -> None:
+    """Stack the block files into the run's similarity matrix."""
+    run = runs.ensure_running(run_id)
+    n = run.params["n_blocks"]
+    snap = load_run_snapshot(run)
+    parts = [storage.csr_from_bytes(storage.read_bytes(run_file(run, _block_name(i))))
+             for i in range(n)]
+    S = compute.assemble(parts, snap.n_products)
+    storage.save_bytes(run_file(run, SIMILARITY), storage.csr_to_bytes(S))
+    runs.beat(run_id, stage="recommendations", progress=STAGES["recommendations"])
+    _mark(run_id, "similarities_end")
+
+
+# ---------------------------------------------------------------------------- stage 3
+_model_cache: dict[str, Any] = {}
+
+
+def _model(run: RecomputeRun, snap: Snapshot):
+    """The fitted ItemKNN of a run, once per worker process (batches of a run share it)."""
+    key = run_file(run, SIMILARITY)
+    if key not in _model_cache:
+        _model_cache.clear()
+        _model_cache[key] = compute.fit_model(snap, load_run_similarity(run), run.params)
+    return _model_cache[key]
+
+
+def compute_batch(run_id: int, index: int, start: int, stop: int) -> str:
+    """Recommendations for user rows [start, stop), saved to storage."""
+    run = runs.ensure_running(run_id)
+    params = run.params
+    snap = load_run_snapshot(run)
+    batch = compute.recommend(_model(run, snap), snap, params,
+                              np.arange(start, stop, dtype=np.int64))
+    name = storage.save_bytes(run_file(run, _batch_name(index)),
+                              storage.arrays_to_bytes(**batch.to_arrays()))
+    share = (STAGES["write"] - STAGES["recommendations"]) / max(params["n_batches"], 1)
+    runs.beat(run_id, add_progress=share)
+    return name
+
+
+# ---------------------------------------------------------------------------- stage 4
+def finish_run(run_id: int) -> RecomputeRun | None:
+    """Write all results, then activate the run in one transaction and prune old runs."""
+    run = runs.ensure_running(run_id)
+    params = run.params
+    t_write = time.time()
+    _mark(run_id, "recommendations_end")
+    runs.beat(run_id, stage="write", progress=STAGES["write"])
+    snap = load_run_snapshot(run)
+    S = load_run_similarity(run)
+    ab = storage.csr_from_bytes(storage.read_bytes(run_file(run, ALSO_BOUGHT)))
+    recs = compute.RecBatch.concat([
+        compute.RecBatch.from_arrays(storage.arrays_from_bytes(
+            storage.read_bytes(run_file(run, _batch_name(i)))))
+        for i in range(params["n_batches"])
+    ])
+    runs.delete_results(run_id)  # a redelivered task starts from a clean slate
+    pkeys = writer.prep_keys(ItemSimilarity, "product", snap.product_pks)
+    n_sim = 0
+    for kind, M in ((ItemSimilarity.Kind.SIMILAR, S), (ItemSimilarity.Kind.ALSO_BOUGHT, ab)):
+        src, dst, score = compute.top_rows(M, params["similar_per_product"])
+        n_sim += writer.write_similarities(run_id, kind, src, dst, score, pkeys)
+        runs.beat(run_id, add_progress=5.0)
+    ukeys = writer.prep_keys(Recommendation, "user", snap.user_pks)
+    n_rec = writer.write_recommendations(
+        run_id, recs.users, recs.items, recs.scores, recs.ranks, recs.reasons(),
+        recs.reason_items, ukeys, pkeys,
+    )
+    t_end = time.time()
+    run.refresh_from_db(fields=["timings", "counts"])
+    tm = dict(run.timings)
+    t0 = tm.pop("_t0", t_write)
+    load_end = tm.pop("_load_end", t0)
+    sim_end = tm.pop("_similarities_end", load_end)
+    rec_end = tm.pop("_recommendations_end", t_write)
+    timings = {
+        "load": tm.get("load", round(load_end - t0, 3)),
+        "similarities": round(sim_end - load_end, 3),
+        "recommendations": round(rec_end - sim_end, 3),
+        "write": round(t_end - rec_end, 3),
+        "total": round(t_end - t0, 3),
+    }
+    counts = {**run.counts, "similarities": n_sim, "recommendations": n_rec}
+    recommended = np.unique(recs.items).size
+    metrics = {
+        "coverage": round(recommended / snap.n_products, 4) if snap.n_products else 0.0,
+        "users_with_recommendations": int(np.unique(recs.users).size),
+    }
+    if not runs.activate(run_id, {"timings": timings, "counts": counts, "metrics": metrics}):
+        raise RunAborted(run_id)
+    log.info("shopreco run #%s succeeded in %.1f s: %s", run_id, timings["total"], counts)
+    storage.delete_run_files(run_id, keep=tuple(
+        run_file(run, base).rsplit("/", 1)[-1] for base in (SNAPSHOT, SIMILARITY)))
+    runs.prune()
+    _catch_up_refreshes(run)
+    return RecomputeRun.objects.get(pk=run_id)
+
+
+def _catch_up_refreshes(run: RecomputeRun) -> None:
+    """Shoppers who acted after the snapshot was read get their list refreshed on the new
+    run, so activation never hides a rating made during the recompute."""
+    since = run.started_at
+    if since is None:
+        return
+    users = set(
+        Rating.objects.filter(updated_at__gte=since).values_list("user_id", flat=True)
+        .order_by()[:MAX_CATCH_UP_REFRESHES]
+    )
+    users |= set(
+        Interaction.objects.filter(created_at__gte=since, user__isnull=False)
+        .values_list("user_id", flat=True).order_by()[:MAX_CATCH_UP_REFRESHES]
+    )
+    users |= set(PendingRefresh.objects.values_list("user_id", flat=True)
+                 .order_by()[:MAX_CATCH_UP_REFRESHES])
+    for user_id in list(users)[:MAX_CATCH_UP_REFRESHES]:
+        request_user_refresh(user_id)
+
+
+# ---------------------------------------------------------------------------- entry points
+def run_stages_in_process(run_id: int, plan: dict[str, Any],
+                          progress: ProgressCallback | None = None) -> RecomputeRun | None:
+    """Stages 2-4 in this process, with the same functions the tasks call."""
+    def report(stage: str) -> None:
+        if progress is not None:
+            run = RecomputeRun.objects.only("stage", "progress").get(pk=run_id)
+            progress(stage or run.stage, run.progress)
+
+    report("similarities")
+    for i, (a, b) in enumerate(plan["blocks"]):
+        compute_block(run_id, i, a, b)
+        report("similarities")
+    assemble_similarities(run_id)
+    for i, (a, b) in enumerate(plan["batches"]):
+        compute_batch(run_id, i, a, b)
+        report("recommendations")
+    report("write")
+    run = finish_run(run_id)
+    report("done")
+    return run
+
+
+def run_full_recompute(run: RecomputeRun | None = None,
+                       progress: ProgressCallback | None = None) -> RecomputeRun:
+    """Synchronous, in-process full recompute (no broker needed).
+
+    With ``run=None`` a new run is created under the recompute lock; if another run is
+    pending or running, :class:`RecomputeInProgress` is raised (carrying that run).
+    """
+    if run is None:
+        run, created = runs.create_or_get_active(compute.run_params())
+        if not created:
+            raise RecomputeInProgress(run)
+    run_id = run.pk
+    try:
+        if progress is not None:
+            progress("load", STAGES["load"])
+        plan = start_run(run_id)
+        if plan is None:
+            run.refresh_from_db()
+            raise RecomputeInProgress(run)
+        run_stages_in_process(run_id, plan, progress)
+    except (RecomputeInProgress, RunAborted):
+        raise
+    except BaseException as exc:
+        runs.fail_run(run_id, exc)
+        raise
+    run.refresh_from_db()
+    return run
+
+
+def request_full_recompute() -> RecomputeRun:
+    """Coalesced request: the pending/running run if any, else a new run handed to Celery
+    after commit (runs eagerly in-process when no broker is configured)."""
+    run, created = runs.create_or_get_active(compute.run_params())
+    if created:
+        run_id = run.pk
+        transaction.on_commit(lambda: _enqueue_full(run_id))
+    return run
+
+
+def _enqueue_full(run_id: int) -> None:
+    from shopreco import tasks
+
+    try:
+        tasks.full_recompute.apply_async(args=[run_id], retry=False)
+    except Exception as exc:  # broker down: do not leave a pending run blocking the lock
+        if _is_eager():
+            raise
+        log.exception("could not enqueue run #%s", run_id)
+        runs.fail_run(run_id, f"could not enqueue: {exc}")
+
+
+def _is_eager() -> bool:
+    from celery import current_app
+
+    return bool(current_app.conf.task_always_eager)
+
+
+def can_shard() -> bool:
+    """Chords need a result backend; without one the worker runs all stages itself."""
+    from celery import current_app
+    from celery.backends.base import DisabledBackend
+
+    if current_app.conf.task_always_eager:
+        return True
+    return not isinstance(current_app.backend, DisabledBackend)
+

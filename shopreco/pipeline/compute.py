@@ -1,0 +1,189 @@
+"""Engine glue: run parameters, similarity blocks, also-bought, recommendation batches.
+
+Pure functions of a :class:`~shopreco.pipeline.matrix.Snapshot` and the run's params, so the
+in-process run and the sharded (Celery) run execute exactly the same code on exactly the
+same inputs and produce identical rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from django.core.exceptions import ImproperlyConfigured
+
+from shopreco.conf import reco_settings
+from shopreco.engine import item_similarity, item_similarity_block, prepare
+from shopreco.engine.knn import ItemKNN
+from shopreco.pipeline.matrix import REASONS, Snapshot
+
+CENTRED = ("pearson", "adjusted_cosine", "pearson_baseline")
+
+
+def run_params() -> dict[str, Any]:
+    """Settings frozen into the run at request time, so every task of a run agrees."""
+    algorithm = str(reco_settings.ALGORITHM)
+    if algorithm != "item":
+        raise ImproperlyConfigured(
+            f"SHOPRECO['ALGORITHM'] = {algorithm!r}: the recompute pipeline supports 'item'."
+        )
+    k = int(reco_settings.NEIGHBOURS)
+    n_similar = int(reco_settings.SIMILAR_PER_PRODUCT)
+    return {
+        "token": uuid.uuid4().hex[:12],
+        "algorithm": algorithm,
+        "similarity": str(reco_settings.SIMILARITY),
+        "k": k,
+        "shrinkage": float(reco_settings.SHRINKAGE),
+        "stored_neighbours": max(k, n_similar),
+        "recommendations": int(reco_settings.RECOMMENDATIONS_PER_USER),
+        "similar_per_product": n_similar,
+        "block_size": max(1, int(reco_settings.BLOCK_SIZE)),
+        "user_batch_size": max(1, int(reco_settings.USER_BATCH_SIZE)),
+        "exclude_owned": bool(reco_settings.EXCLUDE_OWNED),
+    }
+
+
+def resolve_method(params: dict[str, Any], snap: Snapshot) -> str:
+    """The similarity actually used for this data.
+
+    "auto" defers to the engine's choice. A centred method on a shop with no explicit
+    ratings at all falls back to cosine: centring a shopper's uniform pseudo-ratings (all
+    views, say) on their mean would erase exactly the co-view signal such a shop has.
+    """
+    method = params["similarity"]
+    if method == "auto":
+        return ItemKNN()._resolve_method(snap.R)
+    if snap.n_ratings == 0 and method in CENTRED:
+        return "cosine"
+    return method
+
+
+def blocks(n_items: int, block_size: int) -> list[tuple[int, int]]:
+    return [(a, min(a + block_size, n_items)) for a in range(0, n_items, block_size)]
+
+
+def user_batches(n_users: int, batch_size: int) -> list[tuple[int, int]]:
+    return [(a, min(a + batch_size, n_users)) for a in range(0, n_users, batch_size)]
+
+
+def similarity_block(snap: Snapshot, params: dict[str, Any], start: int, stop: int,
+                     prepared=None) -> sp.csr_matrix:
+    """Rows [start, stop) of the item similarity: the unit of work one task computes."""
+    P = prepared if prepared is not None else prepare(snap.R, params["method"], kind="item")
+    return item_similarity_block(P, start, stop, shrinkage=params["shrinkage"],
+                                 k=params["stored_neighbours"], n_jobs=1)
+
+
+def assemble(parts: list[sp.csr_matrix], n_items: int) -> sp.csr_matrix:
+    if not parts:
+        return sp.csr_matrix((n_items, n_items))
+    S = sp.vstack(parts, format="csr")
+    S.has_sorted_indices = True
+    return S
+
+
+def also_bought(snap: Snapshot, params: dict[str, Any]) -> sp.csr_matrix:
+    """Co-purchase neighbours: cosine of binary purchase columns, i.e. co-purchase count
+    / sqrt(buyers of i * buyers of j), top SIMILAR_PER_PRODUCT per product."""
+    B = snap.purchases.astype(np.float64)
+    return item_similarity(B, method="cosine", shrinkage=0.0,
+                           k=params["similar_per_product"], n_jobs=1)
+
+
+def top_rows(S: sp.csr_matrix, n: int, positive: bool = True):
+    """(src, dst, score) of the top ``n`` entries per row, best first (ties: smaller dst)."""
+    S = S.tocsr()
+    rows = np.repeat(np.arange(S.shape[0], dtype=np.int64), np.diff(S.indptr))
+    cols = S.indices.astype(np.int64)
+    vals = S.data
+    if positive:
+        keep = vals > 0
+        rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    order = np.lexsort((cols, -vals, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    starts = np.searchsorted(rows, np.arange(S.shape[0]))
+    rank = np.arange(rows.size) - starts[rows]
+    keep = rank < n
+    return rows[keep], cols[keep], vals[keep]
+
+
+@dataclass
+class RecBatch:
+    users: np.ndarray  # row index per recommendation
+    items: np.ndarray
+    scores: np.ndarray
+    ranks: np.ndarray  # 1-based
+    reason_codes: np.ndarray  # index into REASONS
+    reason_items: np.ndarray  # -1 if none
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return dict(users=self.users, items=self.items, scores=self.scores, ranks=self.ranks,
+                    reason_codes=self.reason_codes, reason_items=self.reason_items)
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> RecBatch:
+        return cls(a["users"], a["items"], a["scores"], a["ranks"], a["reason_codes"],
+                   a["reason_items"])
+
+    @classmethod
+    def concat(cls, parts: list[RecBatch]) -> RecBatch:
+        if not parts:
+            e = np.zeros(0, dtype=np.int64)
+            return cls(e, e, np.zeros(0), e, np.zeros(0, dtype=np.int8), e)
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                     ("users", "items", "scores", "ranks", "reason_codes", "reason_items")))
+
+    def reasons(self) -> list[str]:
+        return [REASONS[c] for c in self.reason_codes.tolist()]
+
+    def __len__(self) -> int:
+        return int(self.users.size)
+
+
+def fit_model(snap: Snapshot, S: sp.csr_matrix, params: dict[str, Any]) -> ItemKNN:
+    model = ItemKNN(similarity=params["method"], k=params["k"], shrinkage=params["shrinkage"],
+                    max_neighbours=params["stored_neighbours"], n_jobs=1)
+    return model.fit(snap.R, similarity=S)
+
+
+def recommend(model: ItemKNN, snap: Snapshot, params: dict[str, Any],
+              user_rows: np.ndarray) -> RecBatch:
+    """Top-N for the given user rows, excluding owned products, with reason codes."""
+    user_rows = np.asarray(user_rows, dtype=np.int64)
+    exclude = snap.owned if params["exclude_owned"] else None
+    items, scores, reason_items = model.recommend_with_reasons(
+        user_rows, n=params["recommendations"], exclude_seen=False, exclude=exclude
+    )
+    n = items.shape[1]
+    users = np.repeat(user_rows, n)
+    ranks = np.tile(np.arange(1, n + 1, dtype=np.int64), user_rows.size)
+    items, scores, reason_items = items.ravel(), scores.ravel(), reason_items.ravel()
+    keep = (items >= 0) & np.isfinite(scores) & (scores > 0)
+    users, items, scores, reason_items = users[keep], items[keep], scores[keep], reason_items[keep]
+    # ranks re-numbered after dropping non-positive scores (they are sorted, so a prefix)
+    ranks = ranks[keep]
+    return RecBatch(users, items, scores, ranks, reason_codes(snap, users, reason_items),
+                    reason_items)
+
+
+def reason_codes(snap: Snapshot, users: np.ndarray, reason_items: np.ndarray) -> np.ndarray:
+    """Reason code of each (user, reason item) cell: rated / bought / carted / viewed."""
+    R = snap.R
+    out = np.full(users.size, 3, dtype=np.int8)  # "viewed" if unknown
+    has = reason_items >= 0
+    if not has.any():
+        return out
+    keys = np.repeat(np.arange(R.shape[0], dtype=np.int64), np.diff(R.indptr)) * R.shape[1] \
+        + R.indices
+    q = users[has] * R.shape[1] + reason_items[has]
+    pos = np.searchsorted(keys, q)
+    pos = np.minimum(pos, keys.size - 1)
+    found = keys[pos] == q
+    codes = np.full(q.size, 3, dtype=np.int8)
+    codes[found] = snap.reason[pos[found]]
+    out[has] = codes
+    return out

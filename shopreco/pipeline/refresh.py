@@ -1,0 +1,170 @@
+"""Per-user refresh: a new rating or event updates that shopper's list within seconds.
+
+The signal handler writes an outbox row (:class:`~shopreco.models.PendingRefresh`) in the
+same transaction as the rating/event and, on commit, enqueues ``shopreco.tasks.refresh_user``
+with a countdown of ``REFRESH_DEBOUNCE_SECONDS``. While the row exists no further task is
+enqueued for that user, so a burst of clicks costs one refresh, and since the task reads the
+data when it runs, the refresh sees the whole burst. If the broker was down, the row stays
+and ``drain_pending_refreshes`` (beat, every minute) picks it up.
+
+The refresh recomputes the user's list exactly as the full run would, from the served
+run's snapshot and similarity files with the user's current row: the ranking score is
+``row(u) @ top_k(S)``, which depends on nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from shopreco.conf import reco_settings
+from shopreco.models import Interaction, PendingRefresh, Rating, Recommendation, RecomputeRun
+
+log = logging.getLogger("shopreco.pipeline")
+
+
+def request_user_refresh(user_id: Any) -> None:
+    """Outbox row now, task after commit; debounced per user. Never waits on a worker."""
+    if user_id is None:
+        return
+    try:
+        with transaction.atomic():
+            _row, created = PendingRefresh.objects.get_or_create(user_id=user_id)
+    except IntegrityError:  # the user is being deleted in this transaction
+        return
+    if created:
+        transaction.on_commit(lambda: _enqueue(user_id))
+
+
+def _enqueue(user_id: Any) -> None:
+    from shopreco import tasks
+
+    try:
+        tasks.refresh_user.apply_async(
+            args=[user_id], countdown=float(reco_settings.REFRESH_DEBOUNCE_SECONDS), retry=False
+        )
+    except Exception:
+        from celery import current_app
+
+        if current_app.conf.task_always_eager:
+            raise
+        # Broker unreachable: the outbox row stays; drain_pending_refreshes retries it.
+        log.warning("could not enqueue refresh for user %s; left in the outbox", user_id,
+                    exc_info=True)
+
+
+def request_user_refresh_later(user_id: Any) -> None:
+    """Put a failed refresh back into the outbox (no task now: a retry or the drain runs it)."""
+    try:
+        PendingRefresh.objects.get_or_create(user_id=user_id)
+    except IntegrityError:
+        pass
+
+
+def drain_pending_refreshes(limit: int = 1000) -> int:
+    """Re-enqueue outbox rows whose task was lost (older than twice the debounce window)."""
+    cutoff = timezone.now() - timedelta(
+        seconds=2 * float(reco_settings.REFRESH_DEBOUNCE_SECONDS) + 30
+    )
+    users = list(
+        PendingRefresh.objects.filter(requested_at__lt=cutoff)
+        .order_by("requested_at").values_list("user_id", flat=True)[:limit]
+    )
+    for user_id in users:
+        PendingRefresh.objects.filter(user_id=user_id).update(requested_at=timezone.now())
+        _enqueue(user_id)
+    return len(users)
+
+
+def refresh_user(user_id: Any) -> None:
+    """Recompute one user's recommendations in the served run from current similarities."""
+    PendingRefresh.objects.filter(user_id=user_id).delete()
+    run = RecomputeRun.latest_succeeded()
+    if run is None:
+        return
+    try:
+        _refresh(run, user_id)
+    except FileNotFoundError:
+        log.warning("run #%s has no snapshot any more; skipping refresh of %s", run.pk, user_id)
+        return
+    latest = RecomputeRun.latest_succeeded()
+    if latest is not None and latest.pk != run.pk:  # a new run went live meanwhile
+        _refresh(latest, user_id)
+
+
+def _refresh(run: RecomputeRun, user_id: Any) -> None:
+    from shopreco import pipeline
+    from shopreco.pipeline import compute, writer
+    from shopreco.pipeline.matrix import load_snapshot
+
+    snap = pipeline.load_run_snapshot(run)
+    S = pipeline.load_run_similarity(run)
+    params = run.params
+    mine = load_snapshot(
+        ratings=Rating.objects.filter(user_id=user_id),
+        events=Interaction.objects.filter(user_id=user_id),
+    )
+    row = _remap_row(mine, snap)
+    # ItemKNN on this one row: the ranking score row @ top_k(S) ignores every other user.
+    model = compute.fit_model(row, S, params)
+    batch = compute.recommend(model, row, params, np.array([0], dtype=np.int64))
+    pkeys = writer.prep_keys(Recommendation, "product", snap.product_pks)
+    ukey = writer.prep_keys(Recommendation, "user", np.array([user_id], dtype=object))
+    with transaction.atomic():
+        Recommendation.objects.filter(run=run, user_id=user_id).delete()
+        if len(batch):
+            writer.write_recommendations(
+                run.pk, np.zeros(len(batch), dtype=np.int64), batch.items, batch.scores,
+                batch.ranks, batch.reasons(), batch.reason_items, ukey, pkeys,
+            )
+
+
+def _remap_row(mine, snap):
+    """The user's own 1-row snapshot expressed in the run's product columns.
+
+    Products unknown to the run (new since it was computed) are dropped: they have no
+    similarities yet and reach the user through serving's fallback chain.
+    """
+    from shopreco.pipeline.matrix import Snapshot
+
+    n = snap.n_products
+    index = {pk: j for j, pk in enumerate(snap.product_pks.tolist())}
+    cols_of_mine = np.array(
+        [index.get(pk.item() if hasattr(pk, "item") else pk, -1) for pk in mine.product_pks],
+        dtype=np.int64,
+    )
+
+    def remap(M: sp.csr_matrix, data=None) -> sp.csr_matrix:
+        M = M.tocsr()
+        if M.shape[0] == 0:
+            return sp.csr_matrix((1, n), dtype=M.dtype)
+        c = cols_of_mine[M.indices]
+        vals = M.data if data is None else data
+        keep = c >= 0
+        out = sp.csr_matrix((vals[keep], (np.zeros(int(keep.sum()), dtype=np.int64), c[keep])),
+                            shape=(1, n))
+        out.sort_indices()
+        return out
+
+    R = remap(mine.R[:1] if mine.n_users else sp.csr_matrix((0, mine.n_products)))
+    if mine.n_users:
+        Rm = mine.R[:1].tocsr()
+        c = cols_of_mine[Rm.indices]
+        keep = c >= 0
+        order = np.argsort(c[keep], kind="stable")
+        reason = mine.reason[: Rm.nnz][keep][order]
+        owned = remap(mine.owned[:1])
+        buys = remap(mine.purchases[:1])
+    else:
+        reason = np.zeros(0, dtype=np.int8)
+        owned = sp.csr_matrix((1, n), dtype=bool)
+        buys = sp.csr_matrix((1, n), dtype=bool)
+    return Snapshot(R=R, reason=reason, owned=owned, purchases=buys,
+                    user_pks=mine.user_pks[:1], product_pks=snap.product_pks,
+                    n_users=1, n_ratings=mine.n_ratings, n_events=mine.n_events)

@@ -1,0 +1,225 @@
+"""Run lifecycle: one-at-a-time lock, claiming, heartbeat, failure, activation and pruning.
+
+The lock is a database lock held only for the short "check, then create" transaction, so it
+works wherever the database does (several web servers, several worker machines):
+
+- PostgreSQL: ``pg_advisory_xact_lock`` (released at commit).
+- SQLite: the transaction's first statement is a write (an UPDATE that matches nothing),
+  which takes SQLite's database-wide write lock at once; a second process waits on the busy
+  timeout instead of both reading "nothing is running". (SQLite ignores SELECT ... FOR
+  UPDATE, so that alone would not serialise anything.)
+- Other backends: SELECT ... FOR UPDATE on the active runs (best effort).
+
+A run that stops sending heartbeats for ``STALE_RUN_SECONDS`` (its worker died) is marked
+failed under the same lock, so the next request can start a fresh run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from shopreco.conf import reco_settings
+from shopreco.models import ItemSimilarity, PendingRefresh, Recommendation, RecomputeRun
+
+log = logging.getLogger("shopreco.pipeline")
+
+ACTIVE = (RecomputeRun.Status.PENDING, RecomputeRun.Status.RUNNING)
+_PG_LOCK_KEY = 0x5EC0_0001  # arbitrary, constant: "shopreco full recompute"
+
+
+class RunAborted(Exception):
+    """The run is no longer running (failed as stale, or finished elsewhere): stop quietly."""
+
+
+class RecomputeInProgress(Exception):
+    """A full recompute is already pending or running; ``run`` is that run."""
+
+    def __init__(self, run: RecomputeRun) -> None:
+        super().__init__(f"Run #{run.pk} is already {run.status}")
+        self.run = run
+
+
+def _db() -> str:
+    return router.db_for_write(RecomputeRun) or DEFAULT_DB_ALIAS
+
+
+@contextlib.contextmanager
+def recompute_lock() -> Iterator[None]:
+    """A transaction holding the database-wide recompute lock (see the module docstring)."""
+    using = _db()
+    with transaction.atomic(using=using):
+        conn = connections[using]
+        with conn.cursor() as cursor:
+            table = conn.ops.quote_name(RecomputeRun._meta.db_table)
+            if conn.vendor == "postgresql":
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PG_LOCK_KEY])
+            elif conn.vendor == "sqlite":
+                cursor.execute(f"UPDATE {table} SET id = id WHERE 0 = 1")  # noqa: S608
+            else:
+                list(
+                    RecomputeRun.objects.select_for_update()
+                    .filter(status__in=ACTIVE)
+                    .values_list("pk", flat=True)
+                )
+        yield
+
+
+def mark_stale_runs(now=None) -> list[int]:
+    """Fail active runs whose heartbeat is older than STALE_RUN_SECONDS; return their ids."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=float(reco_settings.STALE_RUN_SECONDS))
+    stale = RecomputeRun.objects.filter(kind=RecomputeRun.Kind.FULL, status__in=ACTIVE).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    )
+    ids = list(stale.values_list("pk", flat=True))
+    for pk in ids:
+        fail_run(pk, f"stale: no heartbeat for {reco_settings.STALE_RUN_SECONDS} s "
+                     "(worker died or was killed)")
+    return ids
+
+
+def active_run() -> RecomputeRun | None:
+    return (
+        RecomputeRun.objects.filter(kind=RecomputeRun.Kind.FULL, status__in=ACTIVE)
+        .order_by("created_at", "pk")
+        .first()
+    )
+
+
+def create_or_get_active(params: dict[str, Any]) -> tuple[RecomputeRun, bool]:
+    """Under the lock: the active run if there is one (coalescing), else a new pending run."""
+    with recompute_lock():
+        mark_stale_runs()
+        run = active_run()
+        if run is not None:
+            return run, False
+        now = timezone.now()
+        run = RecomputeRun.objects.create(
+            kind=RecomputeRun.Kind.FULL,
+            status=RecomputeRun.Status.PENDING,
+            algorithm=str(params.get("algorithm", "")),
+            params=params,
+            stage="queued",
+            heartbeat_at=now,
+        )
+        return run, True
+
+
+def claim(run_id: int) -> bool:
+    """pending -> running, exactly once (a redelivered task finds nothing to claim)."""
+    now = timezone.now()
+    return bool(
+        RecomputeRun.objects.filter(pk=run_id, status=RecomputeRun.Status.PENDING).update(
+            status=RecomputeRun.Status.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            stage="load",
+            progress=0.0,
+        )
+    )
+
+
+def beat(run_id: int, stage: str | None = None, progress: float | None = None,
+         add_progress: float | None = None, **fields: Any) -> None:
+    """Heartbeat (and progress); raises :class:`RunAborted` if the run is no longer running."""
+    values: dict[str, Any] = {"heartbeat_at": timezone.now(), **fields}
+    if stage is not None:
+        values["stage"] = stage
+    if progress is not None:
+        values["progress"] = min(100.0, float(progress))
+    if add_progress is not None:
+        values["progress"] = F("progress") + float(add_progress)
+    updated = RecomputeRun.objects.filter(
+        pk=run_id, status=RecomputeRun.Status.RUNNING
+    ).update(**values)
+    if not updated:
+        raise RunAborted(run_id)
+
+
+def ensure_running(run_id: int) -> RecomputeRun:
+    run = RecomputeRun.objects.filter(pk=run_id).first()
+    if run is None or run.status != RecomputeRun.Status.RUNNING:
+        raise RunAborted(run_id)
+    return run
+
+
+def merge_json(run_id: int, field: str, values: dict[str, Any]) -> None:
+    """Merge keys into a JSON field of the run (read-modify-write by one task at a time)."""
+    run = RecomputeRun.objects.only(field).get(pk=run_id)
+    current = dict(getattr(run, field) or {})
+    current.update(values)
+    RecomputeRun.objects.filter(pk=run_id).update(**{field: current})
+
+
+def fail_run(run_id: int, error: Any) -> None:
+    """Mark an active run failed and drop its partial results: a failed run is never served."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    updated = RecomputeRun.objects.filter(pk=run_id, status__in=ACTIVE).update(
+        status=RecomputeRun.Status.FAILED,
+        error=text[:5000],
+        finished_at=timezone.now(),
+        stage="failed",
+    )
+    if updated:
+        log.warning("shopreco run #%s failed: %s", run_id, text)
+        try:
+            delete_results(run_id)
+            from shopreco.pipeline.storage import delete_run_files
+
+            delete_run_files(run_id)
+        except Exception:  # pragma: no cover - clean-up is best effort; prune retries it
+            log.exception("could not clean up failed run #%s", run_id)
+
+
+def delete_results(run_id: int) -> None:
+    ItemSimilarity.objects.filter(run_id=run_id).delete()
+    Recommendation.objects.filter(run_id=run_id).delete()
+
+
+def activate(run_id: int, values: dict[str, Any]) -> bool:
+    """running -> succeeded in one transaction: from its commit on, serving reads this run."""
+    with transaction.atomic(using=_db()):
+        updated = RecomputeRun.objects.filter(
+            pk=run_id, status=RecomputeRun.Status.RUNNING
+        ).update(
+            status=RecomputeRun.Status.SUCCEEDED,
+            stage="done",
+            progress=100.0,
+            finished_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+            **values,
+        )
+    return bool(updated)
+
+
+def prune(keep: int | None = None) -> list[int]:
+    """Delete all but the newest ``KEEP_RUNS`` finished full runs (never the served one)."""
+    keep = int(reco_settings.KEEP_RUNS if keep is None else keep)
+    serving = RecomputeRun.latest_succeeded()
+    finished = RecomputeRun.objects.filter(
+        kind=RecomputeRun.Kind.FULL,
+        status__in=[RecomputeRun.Status.SUCCEEDED, RecomputeRun.Status.FAILED],
+    ).order_by("-created_at", "-pk")
+    old = [pk for pk in finished.values_list("pk", flat=True)[max(keep, 1):]]
+    if serving is not None and serving.pk in old:
+        old.remove(serving.pk)
+    from shopreco.pipeline.storage import delete_run_files
+
+    for pk in old:
+        delete_results(pk)  # in chunks of one run: keeps each DELETE bounded
+        RecomputeRun.objects.filter(pk=pk).delete()
+        delete_run_files(pk)
+    return old
+
+
+def outbox_users_since(when) -> list[Any]:
+    return list(PendingRefresh.objects.filter(requested_at__gte=when).values_list(
+        "user_id", flat=True))

@@ -1,0 +1,399 @@
+"""The recompute pipeline in one process (tasks run eagerly): matrices, runs, locking,
+activation, pruning, the per-user refresh and the command."""
+
+from __future__ import annotations
+
+import io
+import threading
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django.test import override_settings
+from django.utils import timezone
+
+from shopreco import pipeline
+from shopreco.models import (
+    Interaction,
+    ItemSimilarity,
+    PendingRefresh,
+    Rating,
+    Recommendation,
+    RecomputeRun,
+)
+from shopreco.pipeline import matrix, runs
+
+pytestmark = pytest.mark.django_db
+
+
+def rows_of(run):
+    """Results of a run in a comparable form (everything but ids and timestamps)."""
+    sims = sorted(
+        ItemSimilarity.objects.filter(run=run).values_list(
+            "kind", "product_id", "similar_product_id", "score"
+        )
+    )
+    recs = sorted(
+        Recommendation.objects.filter(run=run).values_list(
+            "user_id", "rank", "product_id", "score", "reason", "reason_product_id"
+        )
+    )
+    return sims, recs
+
+
+# ----------------------------------------------------------------------------- matrix
+def test_rating_wins_over_events_and_events_become_pseudo_ratings(product_factory, user_factory):
+    a, b, c = product_factory(), product_factory(), product_factory()
+    u = user_factory()
+    Rating.objects.create(user=u, product=a, score=2)
+    Interaction.objects.create(user=u, product=a, kind="purchase")  # rating still wins
+    Interaction.objects.create(user=u, product=b, kind="view")
+    Interaction.objects.create(user=u, product=c, kind="view")
+    Interaction.objects.create(user=u, product=c, kind="cart")
+    Interaction.objects.create(session_key="anon", product=b, kind="view")
+
+    snap = matrix.load_snapshot()
+    assert snap.n_users == 1 and snap.R.shape == (2, 3)  # one user row, one session row
+    col = {snap.product_pk(j): j for j in range(3)}
+    R = snap.R.toarray()
+    assert R[0, col[a.pk]] == 2.0
+    one_view = matrix.pseudo_rating(np.array([1.0]))[0]
+    view_and_cart = matrix.pseudo_rating(np.array([4.0]))[0]
+    assert R[0, col[b.pk]] == pytest.approx(one_view)
+    assert R[0, col[c.pk]] == pytest.approx(view_and_cart)
+    assert 1.0 < one_view < view_and_cart <= 5.0
+    assert matrix.pseudo_rating(np.array([5.0]))[0] == pytest.approx(5.0)  # one purchase
+    assert R[1, col[b.pk]] == pytest.approx(one_view)  # the anonymous session
+    # reasons per cell and the owned mask (rated or bought)
+    reasons = dict(zip(snap.R[0].indices.tolist(), snap.reason[: snap.R[0].nnz].tolist(),
+                       strict=True))
+    assert matrix.REASONS[reasons[col[a.pk]]] == "rated"
+    assert matrix.REASONS[reasons[col[b.pk]]] == "viewed"
+    assert matrix.REASONS[reasons[col[c.pk]]] == "carted"
+    assert snap.owned[0].indices.tolist() == [col[a.pk]]
+    assert snap.purchases[0].indices.tolist() == [col[a.pk]]
+
+
+def test_snapshot_round_trips_through_bytes(shop):
+    shop(n_users=6, n_products=10, sessions=2)
+    snap = matrix.load_snapshot()
+    back = matrix.Snapshot.from_bytes(snap.to_bytes())
+    assert (back.R != snap.R).nnz == 0
+    assert np.array_equal(back.reason, snap.reason)
+    assert (back.owned != snap.owned).nnz == 0
+    assert (back.purchases != snap.purchases).nnz == 0
+    assert back.user_pks.tolist() == snap.user_pks.tolist()
+    assert back.product_pks.tolist() == snap.product_pks.tolist()
+
+
+def test_text_keys_are_encoded_as_strings():
+    assert matrix.encode_pks([3, 1]).dtype == np.int64
+    enc = matrix.encode_pks(["b-1", "a-2"])
+    assert enc.dtype.kind == "U" and enc.tolist() == ["b-1", "a-2"]
+
+
+# ----------------------------------------------------------------------------- full runs
+@pytest.mark.parametrize("ratings,events", [(True, True), (True, False), (False, True)])
+def test_full_run_in_process_produces_served_results(shop, ratings, events):
+    users, products = shop(ratings=ratings, events=events)
+    run = pipeline.run_full_recompute()
+    assert run.status == RecomputeRun.Status.SUCCEEDED
+    assert RecomputeRun.latest_succeeded() == run
+    assert set(run.timings) == {"load", "similarities", "recommendations", "write", "total"}
+    assert run.counts["users"] == len(users)
+    assert run.counts["recommendations"] == Recommendation.objects.filter(run=run).count() > 0
+    assert run.counts["similarities"] == ItemSimilarity.objects.filter(run=run).count()
+    assert 0 < run.metrics["coverage"] <= 1
+    # every user gets a list; nothing owned is recommended; ranks are 1..n
+    owned = set(Rating.objects.values_list("user_id", "product_id")) | set(
+        Interaction.objects.filter(kind="purchase").values_list("user_id", "product_id"))
+    half = {p.pk for p in products[: len(products) // 2]}
+    in_group = []
+    for i, user in enumerate(users):
+        recs = list(Recommendation.objects.filter(run=run, user=user).order_by("rank"))
+        assert recs, f"user {i} has no recommendations"
+        assert [r.rank for r in recs] == list(range(1, len(recs) + 1))
+        assert all((user.pk, r.product_id) not in owned for r in recs)
+        assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
+        assert all(r.reason in ("rated", "bought", "carted", "viewed") for r in recs)
+        in_group.append((recs[0].product_id in half) == (i % 2 == 0))
+    # the top recommendation comes from the user's own taste group (noise aside)
+    assert sum(in_group) >= 0.8 * len(users), in_group
+    # "similar": the closest neighbours are mostly inside the same taste group
+    sims = ItemSimilarity.objects.filter(run=run, kind="similar")
+    assert sims.exists()
+    same = []
+    for p in products:
+        top3 = sims.filter(product=p).order_by("-score")[:3]
+        same += [(p.pk in half) == (s.similar_product_id in half) for s in top3]
+    assert sum(same) / len(same) > 0.75
+    if events:
+        assert ItemSimilarity.objects.filter(run=run, kind="also_bought").exists()
+
+
+def test_reasons_name_the_product_and_how_the_user_met_it(shop):
+    users, _ = shop(ratings=False, events=True)
+    run = pipeline.run_full_recompute()
+    kinds = {"view": "viewed", "cart": "carted", "purchase": "bought"}
+    for rec in Recommendation.objects.filter(run=run)[:50]:
+        assert rec.reason_product_id is not None
+        got = set(Interaction.objects.filter(user_id=rec.user_id, product_id=rec.reason_product_id)
+                  .values_list("kind", flat=True))
+        assert got, (rec.user_id, rec.product_id, rec.reason_product_id, rec.reason, rec.rank)
+        strongest = min(got, key=["purchase", "cart", "view"].index)
+        assert rec.reason == kinds[strongest]
+
+
+def test_also_bought_is_normalised_co_purchase(product_factory, user_factory):
+    a, b, c = product_factory(), product_factory(), product_factory()
+    buyers = [user_factory() for _ in range(4)]
+    for u in buyers:
+        Interaction.objects.create(user=u, product=a, kind="purchase")
+    for u in buyers[:2]:
+        Interaction.objects.create(user=u, product=b, kind="purchase")
+    Interaction.objects.create(user=buyers[3], product=c, kind="purchase")
+    run = pipeline.run_full_recompute()
+    ab = {(s.product_id, s.similar_product_id): s.score
+          for s in ItemSimilarity.objects.filter(run=run, kind="also_bought")}
+    assert ab[(a.pk, b.pk)] == pytest.approx(2 / np.sqrt(4 * 2))
+    assert ab[(a.pk, c.pk)] == pytest.approx(1 / np.sqrt(4 * 1))
+    assert (b.pk, c.pk) not in ab  # never bought together
+    order = list(ItemSimilarity.objects.filter(run=run, kind="also_bought", product=a)
+                 .order_by("-score").values_list("similar_product_id", flat=True))
+    assert order == [b.pk, c.pk]
+
+
+@override_settings(SHOPRECO={"BLOCK_SIZE": 7, "USER_BATCH_SIZE": 5})
+def test_sharded_run_through_tasks_equals_in_process_run(shop,
+                                                        django_capture_on_commit_callbacks):
+    shop(sessions=4)
+    with django_capture_on_commit_callbacks(execute=True):
+        eager = pipeline.request_full_recompute()  # eager chord: a task per block and batch
+    eager.refresh_from_db()
+    assert eager.status == RecomputeRun.Status.SUCCEEDED, eager.error
+    assert eager.params["n_blocks"] == 5 and eager.params["n_batches"] == 5
+    with override_settings(SHOPRECO={"BLOCK_SIZE": 1000, "USER_BATCH_SIZE": 1000}):
+        local = pipeline.run_full_recompute()
+    assert local.params["n_blocks"] == 1
+    assert rows_of(eager) == rows_of(local)
+    assert rows_of(local)[1]
+
+
+def test_failed_run_is_never_served_and_previous_run_stays(shop, monkeypatch):
+    shop()
+    good = pipeline.run_full_recompute()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(pipeline.writer, "write_recommendations", boom)
+    with pytest.raises(RuntimeError):
+        pipeline.run_full_recompute()
+    bad = RecomputeRun.objects.exclude(pk=good.pk).get()
+    assert bad.status == RecomputeRun.Status.FAILED and "disk on fire" in bad.error
+    assert RecomputeRun.latest_succeeded() == good
+    assert not ItemSimilarity.objects.filter(run=bad).exists()
+    assert not Recommendation.objects.filter(run=bad).exists()
+
+
+def test_failed_task_marks_the_run_failed(shop, monkeypatch,
+                                          django_capture_on_commit_callbacks):
+    shop()
+
+    def boom(*args, **kwargs):
+        raise ValueError("bad block")
+
+    monkeypatch.setattr(pipeline, "compute_block", boom)
+    with pytest.raises(ValueError), django_capture_on_commit_callbacks(execute=True):
+        pipeline.request_full_recompute()
+    run = RecomputeRun.objects.get()
+    assert run.status == RecomputeRun.Status.FAILED and "bad block" in run.error
+    assert RecomputeRun.latest_succeeded() is None
+
+
+@override_settings(SHOPRECO={"KEEP_RUNS": 2})
+def test_old_runs_are_pruned_with_their_rows_and_files(shop):
+    from shopreco.pipeline import storage
+
+    shop(n_users=6, n_products=12)
+    made = [pipeline.run_full_recompute() for _ in range(4)]
+    left = list(RecomputeRun.objects.order_by("pk").values_list("pk", flat=True))
+    assert left == [made[2].pk, made[3].pk]
+    assert not ItemSimilarity.objects.filter(run_id=made[0].pk).exists()
+    assert not Recommendation.objects.filter(run_id__in=[made[0].pk, made[1].pk]).exists()
+    st = storage.get_storage()
+    assert not st.exists(pipeline.run_file(made[0], pipeline.SNAPSHOT))
+    assert st.exists(pipeline.run_file(made[3], pipeline.SNAPSHOT))
+    assert st.exists(pipeline.run_file(made[3], pipeline.SIMILARITY))
+    assert not st.exists(pipeline.run_file(made[3], "block-00000"))  # scratch removed
+
+
+def test_empty_shop_gives_an_empty_succeeded_run():
+    run = pipeline.run_full_recompute()
+    assert run.status == RecomputeRun.Status.SUCCEEDED
+    assert run.counts["recommendations"] == 0 and run.counts["products"] == 0
+
+
+# ----------------------------------------------------------------------------- one at a time
+def test_second_request_is_coalesced(shop, monkeypatch):
+    shop(n_users=4, n_products=12)
+    monkeypatch.setattr(pipeline, "_enqueue_full", lambda run_id: None)  # no worker picks it up
+    first = pipeline.request_full_recompute()
+    second = pipeline.request_full_recompute()
+    assert first.pk == second.pk and first.status == RecomputeRun.Status.PENDING
+    with pytest.raises(pipeline.RecomputeInProgress) as info:
+        pipeline.run_full_recompute()
+    assert info.value.run.pk == first.pk
+    assert RecomputeRun.objects.count() == 1
+
+
+def test_stale_run_is_marked_failed_and_next_run_starts(shop, monkeypatch):
+    shop(n_users=4, n_products=12)
+    monkeypatch.setattr(pipeline, "_enqueue_full", lambda run_id: None)
+    dead = pipeline.request_full_recompute()
+    RecomputeRun.objects.filter(pk=dead.pk).update(
+        status="running", heartbeat_at=timezone.now() - timedelta(seconds=601))
+    fresh = pipeline.request_full_recompute()
+    assert fresh.pk != dead.pk
+    dead.refresh_from_db()
+    assert dead.status == RecomputeRun.Status.FAILED and "heartbeat" in dead.error
+
+
+def test_heartbeat_of_a_failed_run_aborts_its_tasks(shop):
+    shop(n_users=4, n_products=12)
+    run, _ = runs.create_or_get_active({})
+    assert runs.claim(run.pk) and not runs.claim(run.pk)  # claimed exactly once
+    runs.fail_run(run.pk, "killed")
+    with pytest.raises(runs.RunAborted):
+        runs.beat(run.pk, progress=50)
+    assert pipeline.start_run(run.pk) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_create_one_run(shop, monkeypatch):
+    """Threads with their own connections race through the lock: exactly one run."""
+    from django.db import connections
+
+    if connection.vendor == "sqlite" and connection.settings_dict["NAME"] in ("", ":memory:") \
+            or "mode=memory" in str(connection.settings_dict["NAME"]):
+        pytest.skip("needs a file or server database shared between connections")
+    shop(n_users=4, n_products=12)
+    monkeypatch.setattr(pipeline, "_enqueue_full", lambda run_id: None)
+    barrier = threading.Barrier(4)
+    got, errors = [], []
+
+    def request():
+        try:
+            barrier.wait()
+            got.append(pipeline.request_full_recompute().pk)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=request) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(set(got)) == 1 and RecomputeRun.objects.count() == 1
+
+
+# ----------------------------------------------------------------------------- per-user refresh
+def test_refresh_reproduces_the_full_run_for_an_unchanged_user(shop):
+    users, _ = shop(sessions=2)
+    run = pipeline.run_full_recompute()
+    before = rows_of(run)[1]
+    for user in users[:5]:
+        pipeline.refresh_user(user.pk)
+    assert rows_of(run)[1] == before
+
+
+def test_a_new_rating_refreshes_the_users_list(shop, django_capture_on_commit_callbacks):
+    users, products = shop()
+    run = pipeline.run_full_recompute()
+    user = users[0]
+    top = Recommendation.objects.filter(run=run, user=user).order_by("rank").first()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        Rating.objects.create(user=user, product=top.product, score=5)
+        assert PendingRefresh.objects.filter(user=user).exists()
+    assert len(callbacks) == 1  # one enqueue; the eager task ran it
+    assert not PendingRefresh.objects.filter(user=user).exists()
+    now = list(Recommendation.objects.filter(run=run, user=user).order_by("rank"))
+    assert now and top.product_id not in {r.product_id for r in now}  # owned now
+    assert RecomputeRun.objects.count() == 1  # same run, updated in place
+
+
+def test_refreshes_are_debounced_per_user(shop, django_capture_on_commit_callbacks,
+                                          monkeypatch):
+    users, products = shop(n_users=4, n_products=8)
+    sent = []
+    monkeypatch.setattr("shopreco.pipeline.refresh._enqueue", sent.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        for p in products[:5]:
+            Interaction.objects.create(user=users[1], product=p, kind="view")
+    assert sent == [users[1].pk]
+    assert PendingRefresh.objects.count() == 1
+
+
+def test_deleting_a_user_with_ratings_does_not_queue_a_refresh(shop):
+    users, _ = shop(n_users=4, n_products=8)
+    PendingRefresh.objects.all().delete()
+    users[0].delete()
+    assert not PendingRefresh.objects.exists()
+    assert not Rating.objects.filter(user_id=users[0].pk).exists()
+
+
+def test_drain_requeues_lost_refreshes(shop, monkeypatch):
+    users, _ = shop(n_users=4, n_products=8)
+    from shopreco.pipeline import refresh
+
+    PendingRefresh.objects.all().delete()
+    PendingRefresh.objects.create(user=users[2],
+                                  requested_at=timezone.now() - timedelta(minutes=5))
+    PendingRefresh.objects.create(user=users[3])  # recent: its task is still due
+    sent = []
+    monkeypatch.setattr(refresh, "_enqueue", sent.append)
+    assert refresh.drain_pending_refreshes() == 1
+    assert sent == [users[2].pk]
+
+
+# ----------------------------------------------------------------------------- command
+def test_command_runs_in_process_with_plain_lines(shop):
+    shop(n_users=6, n_products=12)
+    out = io.StringIO()
+    call_command("shopreco_recompute", stdout=out)
+    text = out.getvalue()
+    assert "similarities" in text and "write" in text
+    run = RecomputeRun.latest_succeeded()
+    assert f"Run #{run.pk} succeeded" in text
+
+
+def test_command_async_prints_the_run_id(shop, django_capture_on_commit_callbacks):
+    shop(n_users=6, n_products=12)
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("shopreco_recompute", "--async", stdout=out)
+    run_id = int(out.getvalue().split()[0])
+    assert RecomputeRun.objects.get(pk=run_id).status == RecomputeRun.Status.SUCCEEDED
+
+
+def test_command_wait_exits_non_zero_when_the_run_fails(monkeypatch):
+    failed = RecomputeRun.objects.create(status="failed", stage="failed", error="worker died")
+    monkeypatch.setattr(pipeline, "request_full_recompute", lambda: failed)
+    with pytest.raises(CommandError) as info:
+        call_command("shopreco_recompute", "--async", "--wait", stdout=io.StringIO())
+    assert info.value.returncode == 1
+    assert "worker died" in str(info.value)
+
+
+def test_command_does_not_start_a_second_run(monkeypatch):
+    running = RecomputeRun.objects.create(status="running", heartbeat_at=timezone.now())
+    out = io.StringIO()
+    call_command("shopreco_recompute", stdout=out)
+    assert f"Run #{running.pk} is already running" in out.getvalue()
+    assert RecomputeRun.objects.count() == 1
