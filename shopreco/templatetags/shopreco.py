@@ -8,10 +8,13 @@ the shopper, the session), so they fail loudly when the request context processo
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from django import template
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
@@ -19,8 +22,10 @@ from django.utils.safestring import SafeString
 
 from shopreco import services
 from shopreco.adapter import get_adapter
+from shopreco.models import new_recommendation_id
 
 register = template.Library()
+logger = logging.getLogger("shopreco.templatetags")
 
 DEFAULT_TEMPLATES = {
     "similar": "shopreco/widgets/similar.html",
@@ -84,13 +89,25 @@ def _render(context: template.Context, reco: services.RecoList, template_name: s
         return tpl.render(context)
 
 
+def _fetch(widget: str, fetch: Callable[[], services.RecoList]) -> services.RecoList:
+    """The widget's list, or an empty one if the database fails: a recommendation widget must
+    never take the host's page down with it (the error is logged)."""
+    try:
+        return fetch()
+    except DatabaseError:
+        logger.exception("shopreco widget %r: database error, rendered empty", widget)
+        return services.RecoList(widget=widget, recommendation_id=new_recommendation_id(),
+                                 items=[], source="unavailable")
+
+
 @register.simple_tag(takes_context=True)
 def similar_products(context: template.Context, product: Any, limit: Any = None,
                      template: str | None = None, category: Any = None,
                      title: str | None = None) -> SafeString:
     """"You may also like" for ``product``."""
     request = _request(context)
-    reco = services.similar_products(product, limit, request=request, category=category)
+    reco = _fetch("similar", lambda: services.similar_products(
+        product, limit, request=request, category=category))
     return _render(context, reco, template, title)
 
 
@@ -99,7 +116,7 @@ def also_bought(context: template.Context, product: Any, limit: Any = None,
                 template: str | None = None, title: str | None = None) -> SafeString:
     """"Customers who bought this also bought" for ``product``."""
     request = _request(context)
-    reco = services.also_bought(product, limit, request=request)
+    reco = _fetch("also-bought", lambda: services.also_bought(product, limit, request=request))
     return _render(context, reco, template, title)
 
 
@@ -109,8 +126,8 @@ def recommended_for_you(context: template.Context, limit: Any = None,
                         title: str | None = None) -> SafeString:
     """The shopper's personal list (popular for guests without history)."""
     request = _request(context)
-    reco = services.recommended_for(getattr(request, "user", None), limit, request=request,
-                                    category=category)
+    reco = _fetch("for-you", lambda: services.recommended_for(
+        getattr(request, "user", None), limit, request=request, category=category))
     return _render(context, reco, template, title)
 
 
@@ -119,7 +136,8 @@ def popular_products(context: template.Context, limit: Any = None, template: str
                      category: Any = None, title: str | None = None) -> SafeString:
     """Popular and trending products, optionally in one category."""
     request = _request(context)
-    reco = services.popular(limit, category=category, request=request)
+    reco = _fetch("popular", lambda: services.popular(limit, category=category,
+                                                      request=request))
     return _render(context, reco, template, title)
 
 
