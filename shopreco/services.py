@@ -624,7 +624,7 @@ def reason_text(code: str, product: Any, reason_product: Any = None) -> str:
         if code == "bought":
             return _("Because you bought %(name)s") % {"name": name}
         if code == "carted":
-            return _("Because %(name)s is in your cart") % {"name": name}
+            return _("Because you added %(name)s to your cart") % {"name": name}
         if code == "viewed":
             return _("Because you viewed %(name)s") % {"name": name}
         if code == "also_bought":

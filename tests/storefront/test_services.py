@@ -133,7 +133,7 @@ def test_anonymous_session_gets_item_based_list(shop, make_request):
     reco = services.recommended_for(key, 3, request=request)
     assert reco.source == "recent"
     assert shop.products[2].pk not in pks(reco)
-    assert reco.items[0].reason == "Because Book 2 is in your cart"
+    assert reco.items[0].reason == "Because you added Book 2 to your cart"
 
 
 def test_guest_without_history_gets_popular(shop, make_request):
