@@ -1,0 +1,38 @@
+"""URLs of the REST API; a host mounts them with
+``path("api/reco/", include("shopreco.api.urls"))``.
+
+Product and user keys use the plain ``<pk>`` (str) converter: keys may be integers, UUIDs or
+text, and malformed ones answer 404 from the view, never a 500.
+"""
+
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from shopreco.api import views
+from shopreco.api.schema import DocsView, SchemaView
+
+app_name = "shopreco_api"
+
+router = SimpleRouter()
+router.register("ratings", views.RatingViewSet, basename="rating")
+router.register("runs", views.RunViewSet, basename="run")
+
+urlpatterns = [
+    path("products/<pk>/similar/", views.SimilarProductsView.as_view(), name="similar"),
+    path("products/<pk>/also-bought/", views.AlsoBoughtView.as_view(), name="also-bought"),
+    path("recommendations/", views.RecommendationsView.as_view(), name="recommendations"),
+    path("popular/", views.PopularView.as_view(), name="popular"),
+    path("events/", views.EventView.as_view(), name="events"),
+    path("recompute/", views.RecomputeView.as_view(), name="recompute"),
+    path(
+        "users/<pk>/recommendations/",
+        views.UserRecommendationsView.as_view(),
+        name="user-recommendations",
+    ),
+    path("me/export/", views.MeExportView.as_view(), name="me-export"),
+    path("me/data/", views.MeDataView.as_view(), name="me-data"),
+    path("me/preferences/", views.MePreferencesView.as_view(), name="me-preferences"),
+    path("schema/", SchemaView.as_view(), name="schema"),
+    path("docs/", DocsView.as_view(), name="docs"),
+    path("", include(router.urls)),
+]
