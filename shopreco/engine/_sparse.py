@@ -110,6 +110,63 @@ def _topk_dense(rows, cols, vals, n_rows, n_cols, k):
     return r.astype(np.int64), c.astype(np.int64), key[r, c]
 
 
+def topk_dense_block(D: np.ndarray, k: int | None, drop_offset: int | None = None):
+    """Top-k of each row of a dense block (0 = no entry) as canonical CSR.
+
+    Same selection as :func:`topk_rows` (largest non-zero values, ties to the smaller
+    column) but without building a sparse matrix first: ``argpartition`` picks k
+    candidates per row and only rows whose k-th value is tied outside the candidates are
+    resolved exactly. ``D`` is modified in place.
+    """
+    b, n = D.shape
+    if drop_offset is not None:
+        r = np.arange(b)
+        c = r + drop_offset
+        ok = c < n
+        D[r[ok], c[ok]] = 0.0
+    if k is None or k >= n:
+        r, c = np.nonzero(D)
+        return _csr_from_sorted(r, c, D[r, c], b, n)
+    # negated keys with a small kth: numpy's introselect is several times faster so
+    key = np.where(D != 0, -D, np.inf)
+    cand = np.argpartition(key, k - 1, axis=1)[:, :k]
+    np.negative(key, out=key)
+    rows = np.repeat(np.arange(b), k)
+    cols = cand.ravel().astype(np.int64)
+    cv = key[rows, cols].reshape(b, k)
+    thr = cv.min(axis=1)
+    eq_total = (key == thr[:, None]).sum(axis=1)
+    eq_cand = (cv == thr[:, None]).sum(axis=1)
+    amb = np.nonzero((eq_total > eq_cand) & np.isfinite(thr))[0]
+    if amb.size:
+        # ties at the k-th value: take the ties with the smallest columns instead
+        above = cv > thr[:, None]
+        sub = key[amb]
+        tr, tc = np.nonzero(sub == thr[amb][:, None])
+        starts = np.searchsorted(tr, np.arange(amb.size))
+        rank = np.arange(tr.size) - starts[tr]
+        need = k - above[amb].sum(axis=1)
+        pick = rank < need[tr]
+        keep_rows = np.ones(b, dtype=bool)
+        keep_rows[amb] = False
+        sel = np.repeat(keep_rows, k) | above.ravel()
+        rows = np.r_[rows[sel], amb[tr[pick]]]
+        cols = np.r_[cols[sel], tc[pick].astype(np.int64)]
+    vals = key[rows, cols]
+    fin = np.isfinite(vals)
+    rows, cols, vals = rows[fin], cols[fin], vals[fin]
+    order = np.lexsort((cols, rows))
+    return _csr_from_sorted(rows[order], cols[order], vals[order], b, n)
+
+
+def _csr_from_sorted(rows, cols, vals, n_rows, n_cols) -> sp.csr_matrix:
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    out = sp.csr_matrix((vals, cols, indptr), shape=(n_rows, n_cols))
+    out.has_sorted_indices = True
+    return out
+
+
 def sort_rows_by_value(M: sp.csr_matrix) -> sp.csr_matrix:
     """Copy of ``M`` whose rows are ordered by value desc, then column asc.
 

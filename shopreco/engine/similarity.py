@@ -33,7 +33,15 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ._sparse import DENSE_BLOCK_CELLS, as_csr, pattern, row_ids, topk_rows, with_data
+from ._sparse import (
+    DENSE_BLOCK_CELLS,
+    as_csr,
+    pattern,
+    row_ids,
+    topk_dense_block,
+    topk_rows,
+    with_data,
+)
 from .baseline import Baselines, fit_baselines
 
 ITEM_METHODS = ("pearson", "adjusted_cosine", "cosine", "pearson_baseline")
@@ -142,17 +150,24 @@ def _block_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: int | N
     n = P.n_objects
     b = stop - start
     if b * n <= DENSE_BLOCK_CELLS:
-        dense = [m.toarray() for m in mats]
-        num_d = dense[0]
-        r, c = np.nonzero(num_d)
-        vals = num_d[r, c]
-        others = [d[r, c] for d in dense[1:]]
-    else:
-        num.sort_indices()
-        r = row_ids(num)
-        c = num.indices.astype(np.int64)
-        vals = num.data
-        others = [_values_at(m, r, c, n) for m in mats[1:]]
+        # dense scratch: align the products by position, no sorting needed
+        D = num.toarray()
+        if P.method in _RESTRICTED:
+            den = q1.toarray()
+            den *= q2.toarray()
+            np.sqrt(den, out=den)
+            np.divide(D, den, out=D, where=D != 0)
+        if need_cnt:
+            cnt = mats[-1].toarray()
+            den = cnt + shrinkage
+            np.divide(cnt, den, out=cnt, where=D != 0)
+            D *= cnt
+        return topk_dense_block(D, k, drop_offset=start)
+    num.sort_indices()
+    r = row_ids(num)
+    c = num.indices.astype(np.int64)
+    vals = num.data
+    others = [_values_at(m, r, c, n) for m in mats[1:]]
     if P.method in _RESTRICTED:
         vals = vals / np.sqrt(others[0] * others[1])
     if need_cnt:
