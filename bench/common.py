@@ -2,8 +2,8 @@
 
 Every bench_*.py module imports this as ``common`` (bench/run.py puts bench/ on sys.path).
 Figures are medians and ratios because the machine is shared and noisy; memory is the peak
-RSS of a dedicated child process, read from the kernel (``wait4``), so nothing else in the
-parent's heap is counted.
+RSS (VmHWM) of a dedicated child process, read by the child itself just before it reports,
+so nothing of the parent's heap is counted.
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ def proc_status_bytes(key: str) -> int:
 class ChildResult:
     returncode: int | None  # None: killed after the timeout
     wall_s: float
-    peak_rss_bytes: int  # ru_maxrss of the child, from wait4
+    peak_rss_bytes: int  # the child's own VmHWM when it called emit_result(), else ru_maxrss
     payload: dict[str, Any] | None
     stderr_tail: str
     killed_reason: str = ""  # "timeout after N s" / "RSS over N GiB" when the parent killed it
@@ -249,7 +249,8 @@ class ChildResult:
 
 
 def emit_result(payload: dict[str, Any]) -> None:
-    """Child side: print the JSON line run_child() looks for."""
+    """Child side: print the JSON line run_child() looks for, with this process's peak RSS."""
+    payload = {**payload, "vm_hwm_bytes": proc_status_bytes("VmHWM")}
     print(RESULT_MARKER + json.dumps(payload), flush=True)
 
 
@@ -268,8 +269,10 @@ def run_child(argv: Sequence[str], timeout: float = 1800.0, env: dict[str, str] 
               cwd: Path | None = None, rss_limit_bytes: int | None = None) -> ChildResult:
     """Run argv as a child, return its wall time, peak RSS and last emit_result() payload.
 
-    Peak RSS comes from os.wait4 on that one child, so it is exact and per process
-    (RUSAGE_CHILDREN would be the maximum over every child ever waited for). The child is
+    Peak RSS is the VmHWM the child reports through emit_result(): its own address space only.
+    The kernel's ru_maxrss (from wait4) is only a fallback, an upper bound: Linux carries the
+    spawning parent's RSS into the child's maximum across fork/vfork + exec, so a parent
+    holding 1 GiB makes every child look 1 GiB big. The child is
     killed past ``timeout`` seconds or ``rss_limit_bytes`` of resident memory, since the
     machine is shared with other work.
     """
@@ -303,10 +306,13 @@ def run_child(argv: Sequence[str], timeout: float = 1800.0, env: dict[str, str] 
         if line.startswith(RESULT_MARKER):
             payload = json.loads(line[len(RESULT_MARKER):])
             break
+    peak = int(rusage.ru_maxrss) * 1024
+    if payload and payload.get("vm_hwm_bytes"):
+        peak = int(payload["vm_hwm_bytes"])
     return ChildResult(
         returncode=None if killed else proc.returncode,
         wall_s=wall,
-        peak_rss_bytes=int(rusage.ru_maxrss) * 1024,
+        peak_rss_bytes=peak,
         payload=payload,
         stderr_tail="\n".join(stderr.strip().splitlines()[-8:]),
         killed_reason=killed,
