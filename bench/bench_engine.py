@@ -73,7 +73,7 @@ def _engine_revision() -> str:
                                   text=True, timeout=20).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
-    rev = git("log", "-1", "--format=%h %s", "--", "shopreco/engine") or "unknown"
+    rev = git("log", "-1", "--format=%h (%cd)", "--date=iso", "--", "shopreco/engine") or "unknown"
     dirty = git("status", "--porcelain", "--", "shopreco/engine")
     return rev + (" (plus uncommitted changes)" if dirty else "")
 
