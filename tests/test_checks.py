@@ -1,0 +1,99 @@
+"""System checks fire on each kind of misconfiguration, with a hint, and are registered."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.core import checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from shopreco.checks import check_settings
+
+
+def messages(**overrides) -> list:
+    with override_settings(**overrides):
+        return check_settings()
+
+
+def ids(**overrides) -> list[str]:
+    return [m.id for m in messages(**overrides)]
+
+
+def test_the_test_settings_pass():
+    assert check_settings() == []
+
+
+def test_e001_product_model_missing_or_empty():
+    with override_settings():
+        del settings.SHOPRECO_PRODUCT_MODEL
+        found = check_settings()
+    assert [m.id for m in found] == ["shopreco.E001"]
+    assert "SHOPRECO_PRODUCT_MODEL" in found[0].hint
+    assert ids(SHOPRECO_PRODUCT_MODEL="") == ["shopreco.E001"]
+    assert ids(SHOPRECO_PRODUCT_MODEL=None) == ["shopreco.E001"]
+
+
+@pytest.mark.parametrize("label", ["catalog.Nope", "missingapp.Product", "notalabel"])
+def test_e002_product_model_cannot_be_loaded(label):
+    found = messages(SHOPRECO_PRODUCT_MODEL=label)
+    assert [m.id for m in found] == ["shopreco.E002"]
+    assert label in found[0].msg and found[0].hint
+
+
+def test_e003_shopreco_not_a_dict_or_unknown_option():
+    assert ids(SHOPRECO=["NEIGHBOURS", 5]) == ["shopreco.E003"]
+    found = messages(SHOPRECO={"NEIGHBORS": 5, "CACHE_TIMEOUT": 10})
+    assert [m.id for m in found] == ["shopreco.E003"]
+    assert "NEIGHBORS" in found[0].msg and "CACHE_TIMEOUT" not in found[0].msg
+
+
+@pytest.mark.parametrize(
+    "scale",
+    [{"RATING_MIN": 5, "RATING_MAX": 1}, {"RATING_MIN": 3, "RATING_MAX": 3},
+     {"RATING_MAX": "5"}],
+)
+def test_e004_rating_scale(scale):
+    assert ids(SHOPRECO=scale) == ["shopreco.E004"]
+
+
+@pytest.mark.parametrize(
+    "weights", [{}, {"view": 0}, {"view": -1.0}, {"view": "1"}, {1: 2.0}, ["view"]]
+)
+def test_e005_event_weights(weights):
+    assert ids(SHOPRECO={"EVENT_WEIGHTS": weights}) == ["shopreco.E005"]
+
+
+def test_e005_accepts_extra_event_kinds():
+    assert ids(SHOPRECO={"EVENT_WEIGHTS": {"view": 1, "wishlist": 2.5}}) == []
+
+
+def test_e006_adapter_not_importable():
+    found = messages(SHOPRECO={"ADAPTER": "shopreco.adapter.NoSuchAdapter"})
+    assert [m.id for m in found] == ["shopreco.E006"]
+    assert "shopreco.adapter.NoSuchAdapter" in found[0].msg
+
+
+@pytest.mark.parametrize("key", ["NEIGHBOURS", "RECOMMENDATIONS_PER_USER", "MAX_LIMIT",
+                                 "DEFAULT_LIMIT", "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS"])
+@pytest.mark.parametrize("value", [0, -3, 2.5, True, "10"])
+def test_e007_positive_integers(key, value):
+    found = messages(SHOPRECO={key: value})
+    assert [m.id for m in found] == ["shopreco.E007"]
+    assert key in found[0].msg
+
+
+def test_w001_api_schema_needs_drf_spectacular():
+    apps = [a for a in settings.INSTALLED_APPS if a != "drf_spectacular"]
+    found = messages(INSTALLED_APPS=apps)
+    assert [m.id for m in found] == ["shopreco.W001"]
+    assert found[0].level == checks.WARNING
+
+
+def test_checks_are_registered_and_run_by_manage_py_check():
+    assert checks.run_checks(tags=["shopreco"]) == []
+    with override_settings(SHOPRECO={"NEIGHBOURS": 0}):
+        assert [m.id for m in checks.run_checks(tags=["shopreco"])] == ["shopreco.E007"]
+        with pytest.raises(SystemCheckError, match="shopreco.E007"):
+            call_command("check")
