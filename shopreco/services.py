@@ -34,6 +34,7 @@ from django.db.models import (
     Exists,
     Model,
     OuterRef,
+    Q,
     QuerySet,
     Subquery,
     Value,
@@ -396,49 +397,57 @@ def _owned_exclusions(qs: QuerySet, path: str, viewer: _Viewer) -> QuerySet:
     return qs
 
 
-def _owned_pks(viewer: _Viewer, request: Any) -> set:
-    """Owned products as a Python set (for the cached popular ranking), one query per request."""
-    if not reco_settings.EXCLUDE_OWNED or not viewer.identified:
-        return set()
-    memo = _memo(request)
-    key = ("owned", viewer.key)
-    if key in memo:
-        return memo[key]
-    qs = viewer.events().filter(kind__in=list(reco_settings.OWNED_EVENT_KINDS)).values_list(
-        "product_id", flat=True
-    )
-    if viewer.user is not None:
-        qs = qs.union(Rating.objects.filter(user=viewer.user).values_list("product_id", flat=True))
-    owned = set(qs)
-    if request is not None:
-        memo[key] = owned
-    return owned
-
-
 def _select_related_paths(prefix: str) -> list[str]:
+    """Paths to select_related so reasons ("Popular in <category>") need no extra query."""
     cf = get_adapter().category_field()
     model = get_product_model()
     if cf and model._meta.get_field(cf).is_relation:
-        return [f"{prefix}__{cf}"]
-    return [prefix]
+        return [f"{prefix}__{cf}" if prefix else cf]
+    return [prefix] if prefix else []
 
 
-def _neighbours(product: Any, kind: str, run_id: int | None, viewer: _Viewer, n: int,
-                category: Any, objs: dict) -> list[_Cand]:
-    if run_id is None:
-        return []
-    qs = ItemSimilarity.objects.filter(
-        run_id=run_id, kind=kind, product_id=product.pk, similar_product__in=_available_pks(),
-        **_category_filter("similar_product__", category),
-    ).exclude(similar_product_id=product.pk)
-    qs = _owned_exclusions(qs, "similar_product", viewer)
-    qs = qs.select_related(*_select_related_paths("similar_product")).order_by("-score")[:n]
+def _product_widget(product: Any, kind: str, run_id: int | None, viewer: _Viewer, n: int,
+                    category: Any, skip: set, objs: dict) -> list[_Cand]:
+    """Neighbours of ``product`` plus the popular fill (same category first), in ONE query:
+    a product query whose candidates are the top stored neighbours (a LIMITed subquery) or the
+    head of the cached popularity rankings, with every filter applied in SQL."""
+    model = get_product_model()
+    adapter = get_adapter()
     code = "also_bought" if kind == ItemSimilarity.Kind.ALSO_BOUGHT else "similar"
-    out = []
+    neighbours = ItemSimilarity.objects.filter(run_id=run_id, kind=kind, product_id=product.pk)
+    top = _owned_exclusions(
+        neighbours.filter(similar_product__in=_available_pks(),
+                          **_category_filter("similar_product__", category)),
+        "similar_product", viewer,
+    ).exclude(similar_product_id__in=list(skip)).order_by("-score").values("similar_product")[:n]
+    fill: list[tuple[Any, float, str]] = []
+    same = adapter.get_category(product) if category is None else None
+    if same is not None and adapter.category_field():
+        fill += popularity_ranking(same)[: n * 2]
+    fill += popularity_ranking(category)[: n * 2]
+    fill_pks = list(dict.fromkeys(pk for pk, _, _ in fill if pk not in skip))
+    qs = adapter.available(model._default_manager.filter(
+        Q(pk__in=top if run_id is not None else []) | Q(pk__in=fill_pks)
+    )).filter(**_category_filter("", category)).exclude(pk__in=list(skip))
+    qs = _owned_exclusions(qs, "pk", viewer).annotate(
+        _shopreco_sim=Subquery(neighbours.filter(similar_product_id=OuterRef("pk"))
+                               .values("score")[:1])
+    )
+    if _select_related_paths(""):
+        qs = qs.select_related(*_select_related_paths(""))
+    found = {p.pk: p for p in qs}
+    objs.update(found)
     objs[product.pk] = product
-    for row in qs:
-        objs[row.similar_product_id] = row.similar_product
-        out.append(_Cand(row.similar_product_id, float(row.score), code, product.pk, code))
+    similar = sorted((p for p in found.values() if p._shopreco_sim is not None),
+                     key=lambda p: -p._shopreco_sim)
+    out = [_Cand(p.pk, float(p._shopreco_sim), code, product.pk, code) for p in similar[:n]]
+    taken = {c.pk for c in out}
+    for pk, score, pop_code in fill:
+        if len(out) >= n:
+            break
+        if pk in found and pk not in taken:
+            out.append(_Cand(pk, score, pop_code, None, "popular"))
+            taken.add(pk)
     return out
 
 
@@ -585,23 +594,23 @@ def popularity_ranking(category: Any = None) -> list[tuple[Any, float, str]]:
     return result
 
 
-def _popular(viewer: _Viewer, request: Any, n: int, category: Any, skip: set) -> list[_Cand]:
-    owned = _owned_pks(viewer, request)
-    out = []
-    for pk, score, code in popularity_ranking(category):
-        if pk in skip or pk in owned:
-            continue
-        out.append(_Cand(pk, score, code, None, "popular"))
-        if len(out) >= n:
-            return out
-    # Not enough products with any activity: fill from the rest of the available catalogue.
-    taken = skip | owned | {c.pk for c in out}
-    available = get_adapter().available()
-    if category is not None:
-        available = available.filter(**_category_filter("", category))
-    filler = available.exclude(pk__in=list(taken)).order_by("-pk").values_list("pk", flat=True)
-    for pk in filler[: n - len(out)]:
-        out.append(_Cand(pk, 0.0, "catalogue", None, "popular"))
+def _popular(viewer: _Viewer, n: int, category: Any, skip: set, objs: dict) -> list[_Cand]:
+    """The head of the cached popularity ranking, loaded and filtered in one query."""
+    ranking = [row for row in popularity_ranking(category) if row[0] not in skip][: n * 3 + 10]
+    found = _load_products([pk for pk, _, _ in ranking], viewer) if ranking else {}
+    objs.update(found)
+    out = [_Cand(pk, score, code, None, "popular") for pk, score, code in ranking
+           if pk in found][:n]
+    if len(out) < n and len(ranking) < n * 3 + 10:
+        # Not enough products with any activity: fill from the rest of the catalogue.
+        taken = skip | {pk for pk, _, _ in ranking}
+        qs = get_adapter().available().filter(**_category_filter("", category))
+        qs = _owned_exclusions(qs.exclude(pk__in=list(taken)), "pk", viewer)
+        if _select_related_paths(""):
+            qs = qs.select_related(*_select_related_paths(""))
+        for p in qs.order_by("-pk")[: n - len(out)]:
+            objs[p.pk] = p
+            out.append(_Cand(p.pk, 0.0, "catalogue", None, "popular"))
     return out
 
 
@@ -655,18 +664,22 @@ def _reason_kind(code: str) -> str:
 # --- the one serving path -------------------------------------------------------------------
 
 
-def _load_products(pks: Iterable[Any]) -> dict[Any, Any]:
-    """Products by pk; those the adapter no longer finds available are marked, in ONE query."""
-    pks = list(pks)
-    if not pks:
+def _load_products(pks: Iterable[Any], viewer: _Viewer | None = None,
+                   also: Iterable[Any] = ()) -> dict[Any, Any]:
+    """Products ``pks`` that are still available and not owned by ``viewer``, plus the ``also``
+    products (reasons, shown by name whatever their state), in ONE query."""
+    pks, also = set(pks), set(also) - {None}
+    if not pks and not also:
         return {}
     model = get_product_model()
-    available = get_adapter().available(model._default_manager.filter(pk=OuterRef("pk")))
-    qs = model._default_manager.filter(pk__in=pks).annotate(_shopreco_ok=Exists(available))
-    cf = get_adapter().category_field()
-    if cf and model._meta.get_field(cf).is_relation:
-        qs = qs.select_related(cf)
-    return {p.pk: p for p in qs}
+    ok = get_adapter().available(model._default_manager.filter(pk=OuterRef("pk")))
+    if viewer is not None:
+        ok = _owned_exclusions(ok, "pk", viewer)
+    qs = model._default_manager.filter(pk__in=list(pks | also)).annotate(
+        _shopreco_ok=Exists(ok))
+    if _select_related_paths(""):
+        qs = qs.select_related(*_select_related_paths(""))
+    return {p.pk: p for p in qs if p.pk in also or p._shopreco_ok}
 
 
 def _cache_key(*parts: Any) -> str:
@@ -705,52 +718,48 @@ def _serve(
 
     views_version = _version(viewer.key + ":views") if widget == "for-you" else ""
     key = _cache_key(widget, getattr(product, "pk", ""), viewer.key, _version(viewer.key),
-                     views_version, run_id,
-                     _category_pk(category), sorted(map(str, skip)), n)
+                     views_version, run_id, _category_pk(category), sorted(map(str, skip)), n)
     cands = _cache().get(key) if use_cache else None
     objs: dict[Any, Any] = {}
     fresh = cands is None
     if fresh:
         cands = []
+        need = limit + len(shown)
         if widget in ("similar", "also-bought"):
             kind = (ItemSimilarity.Kind.SIMILAR if widget == "similar"
                     else ItemSimilarity.Kind.ALSO_BOUGHT)
-            cands = _neighbours(product, kind, run_id, viewer, n, category, objs)
+            cands = _product_widget(product, kind, run_id, viewer, n, category, skip, objs)
         elif widget == "for-you":
-            cands = _personal(viewer, run_id, n, category, objs)
-            if len(cands) < n:
-                have = {c.pk for c in cands}
+            cands = [c for c in _personal(viewer, run_id, n, category, objs) if c.pk not in skip]
+            if len(cands) < need:
+                have = skip | {c.pk for c in cands}
                 cands += [c for c in _recent(viewer, run_id, n, category) if c.pk not in have]
-        cands = [c for c in cands if c.pk not in skip]
-        if len(cands) < n:
+        if len(cands) < need:
             have = skip | {c.pk for c in cands}
-            if product is not None and category is None and get_adapter().category_field():
-                same = get_adapter().get_category(product)
-                if same is not None:
-                    cands += _popular(viewer, request, n - len(cands), same, have)
-                    have |= {c.pk for c in cands}
-            if len(cands) < n:
-                cands += _popular(viewer, request, n - len(cands), category, have)
+            cands += _popular(viewer, n - len(cands), category, have, objs)
         if use_cache:
             _cache().set(key, cands, timeout=reco_settings.CACHE_TIMEOUT)
 
     chosen = [c for c in cands if c.pk not in shown][: limit + 4]
-    missing = {c.pk for c in chosen if c.pk not in objs}
-    missing |= {c.reason_pk for c in chosen if c.reason_pk is not None and c.reason_pk not in objs}
-    if not fresh or missing:
-        loaded = _load_products(missing if fresh else
-                                {c.pk for c in chosen} | {c.reason_pk for c in chosen} - {None})
+    # Objects not loaded by the list query (a cache hit, or the recent step) are loaded now,
+    # re-checking availability and ownership; reason products are looked up by pk.
+    if product is not None:
+        objs[product.pk] = product
+    load = {c.pk for c in chosen if c.pk not in objs}
+    if load:
+        reasons = {c.reason_pk for c in chosen} - set(objs) - load
+        loaded = _load_products(load, viewer, also=reasons)
         objs.update(loaded)
-        chosen = [c for c in chosen if c.pk in objs
-                  and (getattr(objs[c.pk], "_shopreco_ok", True) or c.pk not in loaded)]
+        chosen = [c for c in chosen if c.pk in objs and (c.pk not in loaded
+                                                          or loaded[c.pk]._shopreco_ok)]
+    reasons = {c.reason_pk for c in chosen[:limit]} - set(objs) - {None}
+    if reasons:
+        objs.update(_load_products((), also=reasons))
     chosen = chosen[:limit]
     if len(chosen) < limit:
         # Page de-dup or a stale cache ate the margin: top up from the popular ranking.
         have = skip | shown | {c.pk for c in chosen}
-        extra = _popular(viewer, request, limit - len(chosen), category, have)
-        loaded = _load_products({c.pk for c in extra})
-        objs.update(loaded)
-        chosen += [c for c in extra if c.pk in loaded and loaded[c.pk]._shopreco_ok]
+        chosen += _popular(viewer, limit - len(chosen), category, have, objs)
 
     items = [
         RecoItem(

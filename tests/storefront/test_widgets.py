@@ -1,0 +1,106 @@
+"""Template tags: markup contract, overrides, escaping, query budget."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.template import Context, RequestContext, Template
+
+from shopreco.models import Impression, ItemSimilarity
+
+TAGS = {
+    "similar": "{% similar_products product limit=3 %}",
+    "also-bought": "{% also_bought product limit=3 %}",
+    "for-you": "{% recommended_for_you limit=3 %}",
+    "popular": "{% popular_products limit=3 %}",
+}
+
+
+def render(source, request, **ctx):
+    return Template("{% load shopreco %}" + source).render(RequestContext(request, ctx))
+
+
+@pytest.mark.parametrize("widget", TAGS)
+def test_markup_contract(shop, make_request, widget):
+    html = render(TAGS[widget], make_request(shop.alice), product=shop.products[0])
+    root = re.search(r'data-shopreco-widget="([^"]+)" data-shopreco-recommendation="(\w+)"', html)
+    assert root.group(1) == widget
+    rec_id = root.group(2)
+    items = re.findall(r'data-shopreco-product="(\d+)" data-shopreco-recommendation="(\w+)"',
+                       html)
+    assert len(items) == 3 and {r for _, r in items} == {rec_id}
+    for pk, _ in items:
+        assert f'href="/p/{pk}/?rec={rec_id}"' in html
+    assert html.count('alt="') == 3 and "<h2" in html
+    assert Impression.objects.get(recommendation_id=rec_id).products == [int(pk) for pk, _ in items]
+
+
+def test_xss_names_and_reasons_are_escaped(shop, make_request, product_factory):
+    evil = product_factory('<script>alert("x")</script>', category=shop.books)
+    source = product_factory('<img src=x onerror=alert(1)>', category=shop.books)
+    ItemSimilarity.objects.create(run=shop.run, kind="similar", product=source,
+                                  similar_product=evil, score=9)
+    html = render("{% similar_products product limit=2 %}", make_request(), product=source)
+    assert "<script>" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert "Shoppers who liked &lt;img src=x onerror=alert(1)&gt; also liked this" in html
+
+
+@pytest.fixture
+def override_dirs(settings):
+    templates = copy.deepcopy(settings.TEMPLATES)
+    templates[0]["DIRS"] = [Path(__file__).parent / "templates" / "override",
+                            *templates[0]["DIRS"]]
+    settings.TEMPLATES = templates
+
+
+def test_host_overrides_default_widget_template(shop, make_request, override_dirs):
+    html = render("{% similar_products product limit=2 %}", make_request(), product=shop.products[0])
+    assert 'class="host-override" data-shopreco-widget="similar"' in html
+    assert html.count("<b data-shopreco-product=") == 2
+
+
+def test_template_argument(shop, make_request, override_dirs):
+    html = render('{% popular_products limit=2 template="custom_list.html" %}', make_request())
+    assert html.startswith('<ol id="custom" data-shopreco-widget="popular">')
+    assert html.count("<li>") == 2
+
+
+def test_title_argument_is_escaped(shop, make_request):
+    html = render('{% popular_products limit=1 title=t %}', make_request(), t="<b>Hot</b>")
+    assert "&lt;b&gt;Hot&lt;/b&gt;" in html
+
+
+def test_missing_request_context_processor_fails_clearly(shop):
+    with pytest.raises(ImproperlyConfigured, match="context_processors.request"):
+        Template("{% load shopreco %}{% popular_products %}").render(Context({}))
+
+
+@pytest.mark.parametrize("widget", TAGS)
+def test_at_most_three_queries_per_widget(shop, make_request, widget,
+                                          django_assert_max_num_queries):
+    """Cold (nothing cached, first widget of the request) and cached."""
+    from shopreco import services
+
+    services.popularity_ranking()  # shared by all visitors, rebuilt every CACHE_TIMEOUT
+    services.popularity_ranking(shop.books)
+    for _ in range(2):
+        request = make_request(shop.alice)
+        with django_assert_max_num_queries(3):
+            html = render(TAGS[widget], request, product=shop.products[0])
+        assert html.count("data-shopreco-product=") == 3
+
+
+def test_two_product_widgets_share_request_state(shop, make_request,
+                                                 django_assert_max_num_queries):
+    from shopreco import services
+
+    services.popularity_ranking()  # shared, cached ranking (rebuilt every CACHE_TIMEOUT)
+    services.popularity_ranking(shop.books)
+    request = make_request(shop.alice)
+    with django_assert_max_num_queries(5):  # 1 state + 2 x (list + impression)
+        render(TAGS["similar"] + TAGS["also-bought"], request, product=shop.products[0])
