@@ -38,13 +38,15 @@ OFFLINE_METRICS: list[tuple[str, str]] = [
     ("precision@10", "Precision@10"),
     ("ndcg@10", "NDCG@10"),
     ("coverage", "Catalogue coverage"),
-    ("popularity_bias", "Popularity bias"),
+    ("popularity_bias", "Popularity bias (mean popularity)"),
+    ("gini", "Popularity bias (Gini)"),
 ]
 _ALIASES: dict[str, tuple[str, ...]] = {
     "rmse": ("rmse",),
     "precision@10": ("precision10", "precisionat10", "p10", "pat10"),
     "ndcg@10": ("ndcg10", "ndcgat10"),
     "coverage": ("coverage", "catalogcoverage", "cataloguecoverage", "itemcoverage"),
+    "gini": ("gini", "giniindex", "ginicoefficient"),
     "popularity_bias": (
         "popularitybias",
         "meanpopularity",

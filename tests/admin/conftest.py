@@ -107,7 +107,7 @@ def shop(db, product_factory, user_factory, settings):
             kind="evaluation", status="succeeded",
             created_at=now - timedelta(days=3 - d), finished_at=now - timedelta(days=3 - d),
             metrics={"rmse": rmse, "precision@10": prec, "ndcg@10": prec * 1.5,
-                     "coverage": 0.3 + d / 10, "popularity_bias": 40 - d},
+                     "coverage": 0.3 + d / 10, "popularity_bias": 40 - d, "gini": 0.8 - d / 20},
         ))
     # Recommendations: products 6..9 (tail) and 0..1 (head) in various lists.
     lists = {

@@ -116,7 +116,7 @@ def test_last_runs_and_offline_series(shop):
 
     series = insights.offline_metrics()
     evaluations = sorted(shop["evaluations"], key=lambda r: r.finished_at)
-    for key in ("rmse", "precision@10", "ndcg@10", "coverage", "popularity_bias"):
+    for key in ("rmse", "precision@10", "ndcg@10", "coverage", "popularity_bias", "gini"):
         assert [p.value for p in series[key]] == [r.metrics[key] for r in evaluations]
 
 
@@ -140,6 +140,13 @@ def test_served_run_is_the_latest_succeeded_full_run(shop):
 )
 def test_metric_spellings(metrics):
     assert insights.metric_value(metrics, "precision@10") == pytest.approx(0.2)
+
+
+def test_metric_names_of_the_evaluate_command():
+    stored = {"catalogue_coverage": 0.59, "mean_popularity": 30.7, "gini": 0.75, "rmse": 1.07}
+    assert insights.metric_value(stored, "coverage") == 0.59
+    assert insights.metric_value(stored, "popularity_bias") == 30.7
+    assert insights.metric_value(stored, "gini") == 0.75
 
 
 def test_no_data_gives_empty_figures(db):

@@ -118,7 +118,7 @@ def test_insights_page_shows_the_figures(shop, staff_client):
     assert percent(similar.ctr) in html
     assert percent(insights.long_tail_share()) in html
     assert "Product 6" in html  # the most recommended product
-    assert html.count("<svg") >= 8  # five offline charts, two widget charts, top products
+    assert html.count("<svg") >= 9  # six offline charts, two widget charts, top products
     assert not re.search(r"<script[^>]+src=\"https?://", html)  # no CDN
 
 
