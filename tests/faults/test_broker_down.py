@@ -1,0 +1,140 @@
+"""Fault: the Celery broker is down when a shopper saves a rating.
+
+A real Redis broker (db 4, or ``SHOPRECO_FAULTS_BROKER``) and a real worker process; the web
+process is pointed at a closed port to take "its" broker away. The rating must be stored at
+once, its refresh must sit in the outbox (``PendingRefresh``), and once the broker is back
+the periodic ``drain_pending_refreshes`` task must get the refresh done: no event lost."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+
+from shopreco import pipeline, tasks
+from shopreco.models import Interaction, PendingRefresh, Rating, Recommendation
+from tests.pipeline.test_integration import Workers, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def broker() -> str:
+    import redis
+
+    url = os.environ.get("SHOPRECO_FAULTS_BROKER", "redis://127.0.0.1:6379/4")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        pytest.skip(f"Redis broker not reachable at {url} ({exc}); start redis-server to run "
+                    "the broker fault test")
+    return url
+
+
+def use_broker(app, url: str) -> None:
+    """Point this process's Celery app at ``url``, dropping pooled connections to the old one
+    (what Celery itself does after a fork)."""
+    app.conf.broker_url = url
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+
+
+@pytest.fixture
+def celery_app(broker, transactional_db):
+    from demo_shop.celery import app
+
+    saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url", "result_backend")}
+    app.conf.update(task_always_eager=False, result_backend=None)
+    use_broker(app, broker)
+    app.control.purge()
+    workers = Workers(broker)
+    try:
+        yield app, workers
+    finally:
+        workers.stop_all()
+        app.conf.update(saved)
+        use_broker(app, saved["broker_url"])
+
+
+@pytest.fixture
+def shop(user_factory, product_factory):
+    """Two taste groups: even shoppers like the first half of the catalogue, odd the second."""
+    rng = random.Random(3)
+    products = [product_factory() for _ in range(20)]
+    users = [user_factory() for _ in range(16)]
+    for u, user in enumerate(users):
+        liked, other = (products[:10], products[10:]) if u % 2 == 0 else (products[10:],
+                                                                          products[:10])
+        for p in rng.sample(liked, 6):
+            Rating.objects.create(user=user, product=p, score=rng.choice([4, 5]))
+        for p in rng.sample(other, 2):
+            Rating.objects.create(user=user, product=p, score=rng.choice([1, 2]))
+        Interaction.objects.create(user=user, product=rng.choice(liked), kind="view")
+    return users, products
+
+
+# Run files under a prefix of our own: run ids restart with every test database, and other
+# test sessions may share the media folder.
+OVERRIDES = {"REFRESH_DEBOUNCE_SECONDS": 0.5, "SNAPSHOT_PREFIX": f"faults-{uuid.uuid4().hex}"}
+
+
+@override_settings(SHOPRECO=OVERRIDES)
+def test_rating_saved_while_broker_down_is_refreshed_once_it_is_back(celery_app, shop, caplog):
+    app, workers = celery_app
+    users, _ = shop
+    run = pipeline.run_full_recompute()
+    assert run.status == "succeeded", run.error
+    # Start from a clean slate: no outbox rows, no refresh tasks queued by the set-up.
+    PendingRefresh.objects.all().delete()
+    app.control.purge()
+    workers.start(overrides=json.dumps(OVERRIDES))  # healthy, on the real broker throughout
+
+    user = users[0]
+    top = Recommendation.objects.filter(run=run, user=user).order_by("rank").first()
+    assert Recommendation.objects.filter(run=run, user=user).count() > 1
+
+    # --- the broker goes away (from the web process's point of view) -----------------------
+    use_broker(app, f"redis://127.0.0.1:{_closed_port()}/0")
+    caplog.set_level(logging.WARNING, logger="shopreco")
+    Rating.objects.create(user=user, product=top.product, score=5)  # autocommit: on_commit runs
+
+    assert Rating.objects.filter(user=user, product=top.product, score=5).exists()
+    assert PendingRefresh.objects.filter(user=user).exists(), "the refresh must be kept"
+    assert any("outbox" in r.getMessage() for r in caplog.records), "the failure is logged"
+    time.sleep(2)  # the worker is up, but nothing reached it: the list is still the old one
+    assert Recommendation.objects.filter(run=run, user=user, product=top.product).exists()
+
+    # --- the broker is back; beat's drain job runs ----------------------------------------
+    use_broker(app, workers.url)
+    # The drain only re-sends refreshes older than its grace window (2 x debounce + 30 s):
+    # age the outbox row as if the outage had lasted a minute, instead of sleeping.
+    row = PendingRefresh.objects.get(user=user)
+    PendingRefresh.objects.filter(pk=row.pk).update(
+        requested_at=row.requested_at - timedelta(seconds=60)
+    )
+    tasks.drain_pending_refreshes.delay()
+
+    wait_for(
+        lambda: not Recommendation.objects.filter(run=run, user=user,
+                                                  product=top.product).exists(),
+        timeout=30, what="the refresh of the rating saved while the broker was down",
+    )
+    assert Recommendation.objects.filter(run=run, user=user).exists()
+    wait_for(lambda: not PendingRefresh.objects.filter(user=user).exists(), timeout=10,
+             what="the outbox row to clear")
