@@ -75,12 +75,18 @@ def _batch_name(i: int) -> str:
     return f"recs-{i:05d}"
 
 
-def load_run_snapshot(run: RecomputeRun) -> Snapshot:
-    return storage.cached(run_file(run, SNAPSHOT), Snapshot.from_bytes)
+def _run(run: RecomputeRun | int) -> RecomputeRun:
+    return run if isinstance(run, RecomputeRun) else RecomputeRun.objects.get(pk=run)
 
 
-def load_run_similarity(run: RecomputeRun):
-    return storage.cached(run_file(run, SIMILARITY), storage.csr_from_bytes)
+def load_run_snapshot(run: RecomputeRun | int) -> Snapshot:
+    """The interaction matrix a run computed from (and its index <-> pk mapping)."""
+    return storage.cached(run_file(_run(run), SNAPSHOT), Snapshot.from_bytes)
+
+
+def load_run_similarity(run: RecomputeRun | int):
+    """The run's item-item similarity (CSR, top stored neighbours per row)."""
+    return storage.cached(run_file(_run(run), SIMILARITY), storage.csr_from_bytes)
 
 
 _prep_cache: dict[str, Any] = {}
