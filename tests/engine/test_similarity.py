@@ -129,6 +129,10 @@ def test_blocks_are_bitwise_equal_to_whole(method, monkeypatch):
     monkeypatch.setattr(similarity, "DENSE_BLOCK_CELLS", 50)
     monkeypatch.setattr(_sparse, "DENSE_BLOCK_CELLS", 50)
     _assert_bitwise(item_similarity(R, method=method, shrinkage=3.0, k=5, n_jobs=2), whole)
+    # and large blocks that are too sparse for dense scratch
+    monkeypatch.setattr(similarity, "DENSE_BLOCK_CELLS", 10**6)
+    monkeypatch.setattr(similarity, "DENSE_MIN_FILL", 10**6)
+    _assert_bitwise(item_similarity(R, method=method, shrinkage=3.0, k=5, n_jobs=2), whole)
 
 
 def test_dense_and_sorted_top_k_paths_agree():
@@ -136,6 +140,8 @@ def test_dense_and_sorted_top_k_paths_agree():
     M = sp.random(30, 50, density=0.6, random_state=rng, format="csr")
     M.data = np.round(M.data * 4) / 4  # many ties
     a = _sparse.topk_rows(M, 4)
+    D = M.toarray()
+    _assert_bitwise(_sparse.topk_dense_block(D, 4), a)
     rows, cols = _sparse.row_ids(M), M.indices.astype(np.int64)
     r, c, v = _sparse._topk_sorted(rows, cols, M.data, 30, 4)
     b = sp.csr_matrix((v, (r, c)), shape=M.shape)
