@@ -15,6 +15,7 @@ from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, _get_sidecar_url
 
+from shopreco.api.throttling import DEFAULT_THROTTLES
 from shopreco.conf import get_product_model, reco_settings
 
 
@@ -68,6 +69,8 @@ class MountedSchemaGenerator(SchemaGenerator):
 class SchemaView(SpectacularAPIView):
     """``schema/``: OpenAPI 3 of this API (JSON with ``?format=json``, YAML by default)."""
 
+    throttle_classes = DEFAULT_THROTTLES  # generating the schema is costly: rate-limit it
+
     def _get_schema_response(self, request: Any) -> Any:
         prefix = request.path[: -len("schema/")] if request.path.endswith("schema/") else ""
         self.generator_class = type(
@@ -81,6 +84,7 @@ class DocsView(SpectacularRedocView):
     is installed (no CDN); otherwise from ``SPECTACULAR_SETTINGS["REDOC_DIST"]``."""
 
     url_name = "shopreco_api:schema"
+    throttle_classes = DEFAULT_THROTTLES
 
     @staticmethod
     def _redoc_standalone() -> str:

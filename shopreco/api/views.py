@@ -57,7 +57,7 @@ from shopreco.models import Rating, RecomputeRun
 
 ERRORS = {
     400: OpenApiResponse(description="Invalid input; the message names the field."),
-    404: OpenApiResponse(description="Not found (or not yours)."),
+    404: OpenApiResponse(description="Not found (or not yours; or no such page)."),
 }
 AUTH_ERRORS = {
     401: OpenApiResponse(description="Not signed in."),
@@ -255,7 +255,7 @@ class PopularView(ShopRecoAPIView):
                 "product", OpenApiTypes.STR, description="Only the rating of this product."
             )
         ],
-        responses={200: RatingSerializer(many=True), 400: ERRORS[400], **AUTH_ERRORS},
+        responses={200: RatingSerializer(many=True), **ERRORS, **AUTH_ERRORS},
     ),
     create=extend_schema(
         responses={200: RatingSerializer, 201: RatingSerializer, 400: ERRORS[400], **AUTH_ERRORS}
@@ -394,7 +394,9 @@ class RecomputeView(ShopRecoAPIView):
 
 
 @extend_schema_view(
-    list=extend_schema(responses={200: RunSerializer(many=True), **AUTH_ERRORS}),
+    list=extend_schema(
+        responses={200: RunSerializer(many=True), 404: ERRORS[404], **AUTH_ERRORS}
+    ),
     retrieve=extend_schema(responses={200: RunSerializer, 404: ERRORS[404], **AUTH_ERRORS}),
 )
 class RunViewSet(viewsets.ReadOnlyModelViewSet):
