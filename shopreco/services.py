@@ -776,13 +776,18 @@ def _serve(
     source = chosen[0].source if chosen else "popular"
     rec_id = new_recommendation_id()
     if log and reco_settings.LOG_IMPRESSIONS and items:
-        Impression.objects.create(
+        impression = Impression(
             recommendation_id=rec_id,
             widget=widget,
             user=viewer.user if allowed else None,
             session_key=viewer.session_key if allowed else "",
             products=[_json_pk(i.pk) for i in items],
         )
+        if memo.get("middleware"):
+            # ShopRecoMiddleware writes all impressions of the page in one INSERT afterwards.
+            memo.setdefault("impressions", []).append(impression)
+        else:
+            impression.save()
     return RecoList(widget=widget, recommendation_id=rec_id, items=items, source=source)
 
 
@@ -923,6 +928,16 @@ def _rec_from_query(request: Any) -> str | None:
     params = getattr(request, "GET", None)
     value = params.get("rec") if params is not None else None
     return value or None
+
+
+def flush_impressions(request: Any) -> int:
+    """Write the impressions queued while rendering this request (one INSERT); returns how
+    many. Called by ShopRecoMiddleware after the response is built."""
+    queued = _memo(request).pop("impressions", None)
+    if not queued:
+        return 0
+    Impression.objects.bulk_create(queued)
+    return len(queued)
 
 
 def record_marked_view(request: Any, response_status: int) -> Interaction | None:
