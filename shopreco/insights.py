@@ -38,7 +38,7 @@ OFFLINE_METRICS: list[tuple[str, str]] = [
     ("precision@10", "Precision@10"),
     ("ndcg@10", "NDCG@10"),
     ("coverage", "Catalogue coverage"),
-    ("popularity_bias", "Popularity bias (mean popularity)"),
+    ("popularity_bias", "Popularity bias (mean)"),
     ("gini", "Popularity bias (Gini)"),
 ]
 _ALIASES: dict[str, tuple[str, ...]] = {

@@ -40,8 +40,8 @@ def line_chart(
     points: Sequence[tuple[datetime, float]],
     *,
     title: str,
-    width: int = 340,
-    height: int = 150,
+    width: int = 300,
+    height: int = 140,
     fmt=_fmt,
 ) -> SafeString:
     """A sparkline-style line chart of (time, value) points, oldest first."""
@@ -49,7 +49,7 @@ def line_chart(
     w, h = width - left - right, height - top - bottom
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="shopreco-chart" role="img" '
-        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" preserveAspectRatio="xMinYMin meet" '
         f'aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
         f'<text x="{left}" y="14" class="t">{escape(title)}</text>',
@@ -91,11 +91,12 @@ def line_chart(
             f"<title>{escape(label)}</title></circle>"
         )
     first, last = points[0][0], points[-1][0]
-    parts.append(f'<text x="{left}" y="{height - 6}" class="a">{first:%d %b}</text>')
+    stamp = "%d %b %H:%M" if (last - first).total_seconds() < 3 * 86400 else "%d %b %Y"
+    parts.append(f'<text x="{left}" y="{height - 6}" class="a">{first:{stamp}}</text>')
     if n > 1:
         parts.append(
             f'<text x="{left + w}" y="{height - 6}" text-anchor="end" class="a">'
-            f"{last:%d %b}</text>"
+            f"{last:{stamp}}</text>"
         )
     parts.append(
         f'<text x="{width - right}" y="14" text-anchor="end" class="v">'
@@ -106,19 +107,21 @@ def line_chart(
 
 
 def bar_chart(
-    rows: Sequence[tuple[str, float | None]],
+    rows: Sequence[tuple[str, float | None] | tuple[str, float | None, str]],
     *,
     title: str,
     width: int = 420,
     bar_height: int = 20,
     fmt=_fmt,
     label_width: int = 150,
+    right: int = 60,
 ) -> SafeString:
-    """Horizontal bars, one per (label, value); None values are drawn as "n/a"."""
-    top, gap, right = 24, 6, 60
+    """Horizontal bars, one per (label, value[, text]); None values are drawn as "n/a"; the
+    optional text replaces the formatted value at the end of the bar."""
+    top, gap = 24, 6
     height = top + len(rows) * (bar_height + gap) + 4
     w = width - label_width - right
-    peak = max((v for _, v in rows if v is not None), default=0) or 1
+    peak = max((row[1] for row in rows if row[1] is not None), default=0) or 1
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="shopreco-chart" role="img" '
         f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
@@ -129,9 +132,11 @@ def bar_chart(
     if not rows:
         parts.append('<text x="0" y="40" class="m">no data yet</text></svg>')
         return mark_safe("".join(parts))
-    for i, (label, value) in enumerate(rows):
+    for i, row in enumerate(rows):
+        label, value = row[0], row[1]
         y = top + i * (bar_height + gap)
-        short = label if len(label) <= 24 else label[:23] + "\u2026"
+        room = max(8, label_width // 7)
+        short = label if len(label) <= room else label[: room - 1] + "\u2026"
         parts.append(
             f'<text x="{label_width - 8}" y="{y + bar_height * 0.7:.1f}" text-anchor="end" '
             f'class="l"><title>{escape(label)}</title>{escape(short)}</text>'
@@ -146,7 +151,7 @@ def bar_chart(
                 f'<rect x="{label_width}" y="{y}" width="{bw:.1f}" height="{bar_height}" '
                 f'fill="{ACCENT}" rx="2"/>'
             )
-        text = fmt(value) if value is not None else "n/a"
+        text = row[2] if len(row) > 2 else (fmt(value) if value is not None else "n/a")
         parts.append(
             f'<text x="{label_width + w + 6}" y="{y + bar_height * 0.7:.1f}" class="a">'
             f"{escape(text)}</text>"

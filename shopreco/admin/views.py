@@ -87,11 +87,15 @@ class InsightsView(TemplateView):
         for summary in runs:
             summary.coverage_display = percent(summary.coverage)
         top_chart = bar_chart(
-            [(row.name, row.recommendations) for row in top],
-            title=str(_("Personal lists containing the product")),
-            fmt=lambda v: f"{v:,.0f}",
-            label_width=190,
-            width=460,
+            [
+                (row.name, row.recommendations,
+                 f"{row.recommendations:,} lists · {row.share_display} of users")
+                for row in top
+            ],
+            title=str(_("Products in the most personal lists (served run)")),
+            label_width=270,
+            width=880,
+            right=170,
         )
 
         buttons = {}
