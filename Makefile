@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --if-empty
 	$(BIN)/python manage.py shopreco_recompute
-	$(BIN)/python manage.py demo_admin
+	$(BIN)/python manage.py demo_admin --host $(HOST) --port $(PORT)
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 ## The whole test suite (SQLite unless DATABASE_URL says otherwise).
