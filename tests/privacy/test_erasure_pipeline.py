@@ -7,6 +7,7 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
 
 from shopreco import pipeline, privacy
 from shopreco.models import Interaction, ItemSimilarity, Rating, Recommendation
@@ -82,9 +83,16 @@ def erase_by_account_deletion(user):
     user.delete()
 
 
+def erase_by_api(user):
+    client = Client()
+    client.force_login(user)
+    response = client.delete("/api/reco/me/data/")
+    assert response.status_code == 200, response.content
+
+
 @pytest.mark.parametrize(
-    "erase", [erase_by_function, erase_by_command, erase_by_account_deletion],
-    ids=["function", "command", "account-deletion"],
+    "erase", [erase_by_function, erase_by_command, erase_by_account_deletion, erase_by_api],
+    ids=["function", "command", "account-deletion", "api"],
 )
 def test_erased_user_leaves_no_trace_in_the_next_run(
     shop, erase, django_capture_on_commit_callbacks
