@@ -221,9 +221,9 @@ def get_preferences(user: Any) -> dict[str, Any]:
 def set_preferences(user: Any, personalize: bool) -> dict[str, Any]:
     """Switch personalisation (and, with it, event tracking) on or off for ``user``.
 
-    Opting out also drops the precomputed personal list and any queued refresh, so nothing
-    personal is served or rebuilt from that moment; past ratings and events stay until the
-    user erases them.
+    Opting out also drops the precomputed personal list and any queued refresh; the serving
+    layer shows such users popular lists only and records no events for them. Past ratings
+    and events stay until the user erases them.
     """
     _require_user(user)
     if not isinstance(personalize, bool):
