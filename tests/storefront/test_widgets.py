@@ -59,7 +59,8 @@ def override_dirs(settings):
 
 
 def test_host_overrides_default_widget_template(shop, make_request, override_dirs):
-    html = render("{% similar_products product limit=2 %}", make_request(), product=shop.products[0])
+    html = render("{% similar_products product limit=2 %}", make_request(),
+                  product=shop.products[0])
     assert 'class="host-override" data-shopreco-widget="similar"' in html
     assert html.count("<b data-shopreco-product=") == 2
 
