@@ -2,7 +2,9 @@
 ``path("api/reco/", include("shopreco.api.urls"))``.
 
 Product and user keys use the plain ``<pk>`` (str) converter: keys may be integers, UUIDs or
-text, and malformed ones answer 404 from the view, never a 500.
+text, and malformed ones answer 404 from the view, never a 500. Text keys that contain a slash
+(``SKU/12``) are matched by a second, ``<path:pk>`` route to the same view (left out of the
+schema, where the ``<pk>`` route documents the key with the product model's own type).
 """
 
 from django.urls import include, path
@@ -20,6 +22,8 @@ router.register("runs", views.RunViewSet, basename="run")
 urlpatterns = [
     path("products/<pk>/similar/", views.SimilarProductsView.as_view(), name="similar"),
     path("products/<pk>/also-bought/", views.AlsoBoughtView.as_view(), name="also-bought"),
+    path("products/<path:pk>/similar/", views.SlashKeySimilarView.as_view()),
+    path("products/<path:pk>/also-bought/", views.SlashKeyAlsoBoughtView.as_view()),
     path("recommendations/", views.RecommendationsView.as_view(), name="recommendations"),
     path("popular/", views.PopularView.as_view(), name="popular"),
     path("events/", views.EventView.as_view(), name="events"),

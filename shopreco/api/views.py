@@ -214,6 +214,16 @@ class AlsoBoughtView(ShopRecoAPIView):
         return get_product_model()._default_manager.none()
 
 
+@extend_schema(exclude=True)
+class SlashKeySimilarView(SimilarProductsView):
+    """Same as :class:`SimilarProductsView`, for text keys containing "/"."""
+
+
+@extend_schema(exclude=True)
+class SlashKeyAlsoBoughtView(AlsoBoughtView):
+    """Same as :class:`AlsoBoughtView`, for text keys containing "/"."""
+
+
 class RecommendationsView(ShopRecoAPIView):
     """Personal recommendations of the signed-in user; for an anonymous session the serving
     layer's cold-start chain (recent views and cart of the session, then popular)."""
