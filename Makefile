@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench venv clean demo-data serve
+.PHONY: demo test lint bench venv clean browser-deps
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,13 @@ demo: $(STAMP)
 	$(BIN)/python manage.py demo_admin --host $(HOST) --port $(PORT)
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
+## Debian's chromium + Playwright's Python driver for the browser test (needs root for apt-get;
+## without it the browser test skips locally, and fails in CI, where it must run).
+browser-deps: $(STAMP)
+	-sh scripts/install-browser.sh $(BIN)/python
+
 ## The whole test suite (SQLite unless DATABASE_URL says otherwise).
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -48,3 +49,17 @@ def user_factory(db, django_user_model) -> Callable:
         return django_user_model.objects.create_user(username=username, password="pw", **fields)
 
     return make
+
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI (CI=true) the services and the browser are always there: a skip of an integration
+    or browser test would hide a failure, so it is reported as one."""
+    outcome = yield
+    report = outcome.get_result()
+    needs_service = any(True for m in ("integration", "browser") for _ in item.iter_markers(m))
+    if report.skipped and needs_service and os.environ.get("CI") == "true":
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where every service must be present: {reason}"
