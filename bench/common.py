@@ -172,13 +172,27 @@ def synthetic_interactions(
     item_p /= item_p.sum()
     user_p = rng.lognormal(0.0, user_sigma, n_users)
     user_p /= user_p.sum()
-    keys = np.empty(0, dtype=np.int64)
-    draw = int(nnz * 1.15) + 1000
-    while len(keys) < nnz:
-        u = rng.choice(n_users, size=draw, p=user_p)
-        i = rng.choice(n_items, size=draw, p=item_p)
-        keys = np.unique(np.concatenate([keys, u.astype(np.int64) * n_items + i]))
-        draw = max(int((nnz - len(keys)) * 1.5), 1000)
+    user_cdf, item_cdf = np.cumsum(user_p), np.cumsum(item_p)
+    # One bit per cell (n_users * n_items / 8 bytes: 250 MB for 100k x 20k) marks what has
+    # been drawn, so each round costs only its own draws, however saturated popular items get.
+    seen = np.zeros((n_users * n_items + 7) // 8, dtype=np.uint8)
+    chunks: list[np.ndarray] = []
+    total, draw = 0, int(nnz * 1.15) + 1000
+    while total < nnz:
+        u = np.minimum(np.searchsorted(user_cdf, rng.random(draw)), n_users - 1)
+        i = np.minimum(np.searchsorted(item_cdf, rng.random(draw)), n_items - 1)
+        cells = np.sort(u.astype(np.int64) * n_items + i)  # np.unique hashes: 5x slower here
+        cells = cells[np.concatenate(([True], cells[1:] != cells[:-1]))]
+        bit = (cells & 7).astype(np.uint8)
+        fresh = cells[((seen[cells >> 3] >> bit) & 1) == 0]
+        np.bitwise_or.at(seen, fresh >> 3, np.left_shift(1, fresh & 7).astype(np.uint8))
+        chunks.append(fresh)
+        total += len(fresh)
+        # popular cells saturate: size the next round by how many draws were new this time
+        acceptance = max(len(fresh) / draw, 0.01)
+        draw = int((nnz - total) / acceptance * 1.1) + 1000
+    del seen
+    keys = np.concatenate(chunks)
     keys = np.sort(rng.choice(keys, size=nnz, replace=False))
     rows = (keys // n_items).astype(np.int32)
     cols = (keys % n_items).astype(np.int32)
