@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,22 +58,34 @@ def _child(name: str) -> int:
 
 
 def run_one(name: str, timeout: float) -> tuple[str, float]:
-    """Run one bench in a subprocess; output streams through. Returns (status, seconds)."""
+    """Run one bench in a subprocess, echoing its output. Returns (status, seconds)."""
     print(f"\n=== bench_{name} (load {common.load_average()}) ===", flush=True)
     t0 = time.perf_counter()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(BENCH_DIR), str(common.REPO_DIR)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
                                                  else []))
+    proc = subprocess.Popen([sys.executable, "-u", str(Path(__file__).resolve()), "--child", name],
+                            cwd=common.REPO_DIR, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace",
+                            start_new_session=True)
+    timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    timer.start()
+    skip_line = ""
     try:
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", name],
-                              cwd=common.REPO_DIR, env=env, timeout=timeout)
-        code = proc.returncode
-    except subprocess.TimeoutExpired:
-        return f"failed: timed out after {timeout:.0f} s", time.perf_counter() - t0
+        for line in proc.stdout:  # tee: the bench's progress stays visible
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if line.startswith("skipped:"):
+                skip_line = line.strip()
+        code = proc.wait()
+    finally:
+        timer.cancel()
     seconds = time.perf_counter() - t0
     if code == common.SKIP_EXIT_CODE:
-        return "skipped: ../shared/data not found", seconds
+        return skip_line or "skipped: ../shared/data not found", seconds
+    if code == -signal.SIGKILL and seconds >= timeout:
+        return f"failed: timed out after {timeout:.0f} s", seconds
     if code != 0:
         return f"failed: exit code {code}", seconds
     return "ok", seconds
