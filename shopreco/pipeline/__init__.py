@@ -64,7 +64,8 @@ MAX_CATCH_UP_REFRESHES = 10000
 
 def run_file(run: RecomputeRun, base: str) -> str:
     """Storage name of one of the run's files."""
-    return storage.path(run.pk, f"{base}-{run.params.get('token', 'x')}.npz")
+    return storage.path(run.pk, f"{base}-{run.params.get('token', 'x')}.npz",
+                        run.params.get("snapshot_prefix"))
 
 
 def _block_name(i: int) -> str:
@@ -138,14 +139,19 @@ def start_run(run_id: int) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------------- stage 2
-def compute_block(run_id: int, index: int, start: int, stop: int) -> str:
-    """One item block of the similarity, saved to storage; returns the file name."""
+def compute_block(run_id: int, index: int, start: int, stop: int,
+                  n_jobs: int | None = 1) -> str:
+    """One item block of the similarity, saved to storage; returns the file name.
+
+    Tasks use one thread (the worker pool is the parallelism); the in-process run lets the
+    engine use threads (``n_jobs=None``). The result is bitwise the same either way.
+    """
     run = runs.ensure_running(run_id)
     params = run.params
     snap = load_run_snapshot(run)
     P = _prepared_cache(f"{run_file(run, SNAPSHOT)}:{params['method']}",
                         lambda: _prepare(snap, params["method"]))
-    S = compute.similarity_block(snap, params, start, stop, prepared=P)
+    S = compute.similarity_block(snap, params, start, stop, prepared=P, n_jobs=n_jobs)
     name = storage.save_bytes(run_file(run, _block_name(index)), storage.csr_to_bytes(S))
     share = (STAGES["recommendations"] - STAGES["similarities"]) / max(params["n_blocks"], 1)
     runs.beat(run_id, add_progress=share)
@@ -250,7 +256,8 @@ def finish_run(run_id: int) -> RecomputeRun | None:
         raise RunAborted(run_id)
     log.info("shopreco run #%s succeeded in %.1f s: %s", run_id, timings["total"], counts)
     storage.delete_run_files(run_id, keep=tuple(
-        run_file(run, base).rsplit("/", 1)[-1] for base in (SNAPSHOT, SIMILARITY)))
+        run_file(run, base).rsplit("/", 1)[-1] for base in (SNAPSHOT, SIMILARITY)),
+        prefix=params.get("snapshot_prefix"))
     runs.prune()
     _catch_up_refreshes(run)
     return RecomputeRun.objects.get(pk=run_id)
@@ -287,7 +294,7 @@ def run_stages_in_process(run_id: int, plan: dict[str, Any],
 
     report("similarities")
     for i, (a, b) in enumerate(plan["blocks"]):
-        compute_block(run_id, i, a, b)
+        compute_block(run_id, i, a, b, n_jobs=None)
         report("similarities")
     assemble_similarities(run_id)
     for i, (a, b) in enumerate(plan["batches"]):

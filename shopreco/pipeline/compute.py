@@ -34,6 +34,7 @@ def run_params() -> dict[str, Any]:
     n_similar = int(reco_settings.SIMILAR_PER_PRODUCT)
     return {
         "token": uuid.uuid4().hex[:12],
+        "snapshot_prefix": str(reco_settings.SNAPSHOT_PREFIX),
         "algorithm": algorithm,
         "similarity": str(reco_settings.SIMILARITY),
         "k": k,
@@ -71,11 +72,11 @@ def user_batches(n_users: int, batch_size: int) -> list[tuple[int, int]]:
 
 
 def similarity_block(snap: Snapshot, params: dict[str, Any], start: int, stop: int,
-                     prepared=None) -> sp.csr_matrix:
+                     prepared=None, n_jobs: int | None = 1) -> sp.csr_matrix:
     """Rows [start, stop) of the item similarity: the unit of work one task computes."""
     P = prepared if prepared is not None else prepare(snap.R, params["method"], kind="item")
     return item_similarity_block(P, start, stop, shrinkage=params["shrinkage"],
-                                 k=params["stored_neighbours"], n_jobs=1)
+                                 k=params["stored_neighbours"], n_jobs=n_jobs)
 
 
 def assemble(parts: list[sp.csr_matrix], n_items: int) -> sp.csr_matrix:

@@ -174,7 +174,7 @@ def fail_run(run_id: int, error: Any) -> None:
             delete_results(run_id)
             from shopreco.pipeline.storage import delete_run_files
 
-            delete_run_files(run_id)
+            delete_run_files(run_id, prefix=_prefix(run_id))
         except Exception:  # pragma: no cover - clean-up is best effort; prune retries it
             log.exception("could not clean up failed run #%s", run_id)
 
@@ -214,10 +214,16 @@ def prune(keep: int | None = None) -> list[int]:
     from shopreco.pipeline.storage import delete_run_files
 
     for pk in old:
+        prefix = _prefix(pk)
         delete_results(pk)  # in chunks of one run: keeps each DELETE bounded
         RecomputeRun.objects.filter(pk=pk).delete()
-        delete_run_files(pk)
+        delete_run_files(pk, prefix=prefix)
     return old
+
+
+def _prefix(run_id: int) -> str | None:
+    params = RecomputeRun.objects.filter(pk=run_id).values_list("params", flat=True).first()
+    return (params or {}).get("snapshot_prefix")
 
 
 def outbox_users_since(when) -> list[Any]:

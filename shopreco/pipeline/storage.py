@@ -37,12 +37,13 @@ def get_storage() -> Storage:
     return cls()
 
 
-def run_dir(run_id: int) -> str:
-    return f"{str(reco_settings.SNAPSHOT_PREFIX).rstrip('/')}/run-{run_id}"
+def run_dir(run_id: int, prefix: str | None = None) -> str:
+    prefix = prefix or str(reco_settings.SNAPSHOT_PREFIX)
+    return f"{prefix.rstrip('/')}/run-{run_id}"
 
 
-def path(run_id: int, name: str) -> str:
-    return f"{run_dir(run_id)}/{name}"
+def path(run_id: int, name: str, prefix: str | None = None) -> str:
+    return f"{run_dir(run_id, prefix)}/{name}"
 
 
 def save_bytes(name: str, data: bytes) -> str:
@@ -120,11 +121,11 @@ def delete_files(names: list[str]) -> None:
             _cache.pop(name, None)
 
 
-def delete_run_files(run_id: int, keep: tuple[str, ...] = ()) -> None:
+def delete_run_files(run_id: int, keep: tuple[str, ...] = (), prefix: str | None = None) -> None:
     """Remove a run's files (all of them, or all but ``keep``)."""
     storage = get_storage()
     try:
-        _dirs, files = storage.listdir(run_dir(run_id))
+        _dirs, files = storage.listdir(run_dir(run_id, prefix))
     except (FileNotFoundError, NotImplementedError, OSError):
         return
-    delete_files([path(run_id, f) for f in files if f not in keep])
+    delete_files([path(run_id, f, prefix) for f in files if f not in keep])

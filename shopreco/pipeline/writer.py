@@ -9,6 +9,7 @@ exactly as the ORM would store them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,8 @@ from django.utils import timezone
 from shopreco.models import ItemSimilarity, Recommendation
 
 BATCH_SIZE = 5000
+# Parallel COPY streams on PostgreSQL (each its own connection); see copy_chunks.
+STREAMS = 2
 
 
 def _db(model: type[Model]) -> str:
@@ -36,20 +39,16 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Iterable[tuple
     """Insert prepared rows; ``columns`` are field attnames. Returns the row count."""
     using = _db(model)
     conn = connections[using]
-    table = conn.ops.quote_name(model._meta.db_table)
-    cols = [model._meta.get_field(c.removesuffix("_id")).column if c.endswith("_id")
-            else model._meta.get_field(c).column for c in columns]
-    col_sql = ", ".join(conn.ops.quote_name(c) for c in cols)
+    table, col_sql = _table_and_columns(model, columns, conn)
     n = 0
     with transaction.atomic(using=using), conn.cursor() as cursor:
         if conn.vendor == "postgresql":
-            raw = cursor.cursor  # psycopg 3 cursor
-            with raw.copy(f"COPY {table} ({col_sql}) FROM STDIN") as copy:
+            with cursor.cursor.copy(f"COPY {table} ({col_sql}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
                     n += 1
             return n
-        sql = f"INSERT INTO {table} ({col_sql}) VALUES ({', '.join(['%s'] * len(cols))})"
+        sql = f"INSERT INTO {table} ({col_sql}) VALUES ({', '.join(['%s'] * len(columns))})"
         batch: list[tuple] = []
         for row in rows:
             batch.append(row)
@@ -63,16 +62,80 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Iterable[tuple
     return n
 
 
+def _table_and_columns(model: type[Model], columns: Sequence[str], conn) -> tuple[str, str]:
+    table = conn.ops.quote_name(model._meta.db_table)
+    cols = [model._meta.get_field(c.removesuffix("_id")).column if c.endswith("_id")
+            else model._meta.get_field(c).column for c in columns]
+    return table, ", ".join(conn.ops.quote_name(c) for c in cols)
+
+
+def _copy_literal(value: Any) -> str:
+    """One value in COPY's text format."""
+    if value is None:
+        return "\\N"
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    if isinstance(value, str):
+        text = (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+                .replace("\r", "\\r"))
+    return text
+
+
+def copy_chunks(model: type[Model], columns: Sequence[str], chunks: list[str]) -> None:
+    """COPY pre-formatted text chunks, in parallel connections when that is safe.
+
+    Index maintenance in the server dominates the cost of writing results, and it scales
+    with backends: each chunk gets its own connection (and transaction) unless we are inside
+    an outer transaction (tests, or a caller's atomic block), where all go through it.
+    """
+    using = _db(model)
+    conn = connections[using]
+    table, col_sql = _table_and_columns(model, columns, conn)
+    sql = f"COPY {table} ({col_sql}) FROM STDIN"
+    chunks = [c for c in chunks if c]
+
+    def one(text: str, own_connection: bool) -> None:
+        c = connections[using]
+        try:
+            with transaction.atomic(using=using), c.cursor() as cursor:
+                with cursor.cursor.copy(sql) as copy:
+                    copy.write(text.encode())
+        finally:
+            if own_connection:
+                c.close()
+
+    if len(chunks) <= 1 or conn.in_atomic_block:
+        for text in chunks:
+            one(text, False)
+        return
+    with ThreadPoolExecutor(len(chunks)) as pool:
+        for future in [pool.submit(one, text, True) for text in chunks]:
+            future.result()
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    parts = max(1, min(parts, n // 20000 + 1))
+    return [(n * k // parts, n * (k + 1) // parts) for k in range(parts)]
+
+
 def write_similarities(run_id: int, kind: str, src: np.ndarray, dst: np.ndarray,
                        score: np.ndarray, keys: list[Any]) -> int:
     """ItemSimilarity rows (product index, neighbour index, score) of one kind."""
+    columns = ["run_id", "kind", "product_id", "similar_product_id", "score"]
+    if connections[_db(ItemSimilarity)].vendor == "postgresql":
+        ks = [_copy_literal(k) for k in keys]
+        s_, d_, v_ = src.tolist(), dst.tolist(), score.tolist()
+        head = f"{run_id}\t{_copy_literal(kind)}\t"
+        chunks = [
+            "".join(f"{head}{ks[s_[r]]}\t{ks[d_[r]]}\t{v_[r]!r}\n" for r in range(a, b))
+            for a, b in _split(len(s_), STREAMS)
+        ]
+        copy_chunks(ItemSimilarity, columns, chunks)
+        return len(s_)
     rows = (
         (run_id, kind, keys[i], keys[j], s)
         for i, j, s in zip(src.tolist(), dst.tolist(), score.tolist(), strict=True)
     )
-    return insert_rows(
-        ItemSimilarity, ["run_id", "kind", "product_id", "similar_product_id", "score"], rows
-    )
+    return insert_rows(ItemSimilarity, columns, rows)
 
 
 def write_recommendations(run_id: int, users: np.ndarray, items: np.ndarray, scores: np.ndarray,
@@ -80,6 +143,22 @@ def write_recommendations(run_id: int, users: np.ndarray, items: np.ndarray, sco
                           user_keys: list[Any], product_keys: list[Any]) -> int:
     """Recommendation rows; ``reason_items`` is -1 where there is no reason product."""
     conn = connections[_db(Recommendation)]
+    columns = ["run_id", "user_id", "product_id", "score", "rank", "reason",
+               "reason_product_id", "created_at"]
+    if conn.vendor == "postgresql":
+        ks = [_copy_literal(k) for k in product_keys] + ["\\N"]  # index -1 -> NULL
+        us = [_copy_literal(k) for k in user_keys]
+        now = _copy_literal(timezone.now())
+        cols = (users.tolist(), items.tolist(), scores.tolist(), ranks.tolist(), list(reasons),
+                reason_items.tolist())
+        u_, i_, s_, r_, why, ri = cols
+        chunks = [
+            "".join(f"{run_id}\t{us[u_[x]]}\t{ks[i_[x]]}\t{s_[x]!r}\t{r_[x]}\t{why[x]}\t"
+                    f"{ks[ri[x]]}\t{now}\n" for x in range(a, b))
+            for a, b in _split(len(u_), STREAMS)
+        ]
+        copy_chunks(Recommendation, columns, chunks)
+        return len(u_)
     now = Recommendation._meta.get_field("created_at").get_db_prep_save(timezone.now(), conn)
     rows = (
         (run_id, user_keys[u], product_keys[i], s, r, reason,
@@ -89,9 +168,4 @@ def write_recommendations(run_id: int, users: np.ndarray, items: np.ndarray, sco
             reason_items.tolist(), strict=True,
         )
     )
-    return insert_rows(
-        Recommendation,
-        ["run_id", "user_id", "product_id", "score", "rank", "reason", "reason_product_id",
-         "created_at"],
-        rows,
-    )
+    return insert_rows(Recommendation, columns, rows)

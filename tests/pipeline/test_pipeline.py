@@ -397,3 +397,28 @@ def test_command_does_not_start_a_second_run(monkeypatch):
     call_command("shopreco_recompute", stdout=out)
     assert f"Run #{running.pk} is already running" in out.getvalue()
     assert RecomputeRun.objects.count() == 1
+
+
+# ----------------------------------------------------------------------------- bulk writes
+@pytest.mark.django_db(transaction=True)
+def test_parallel_copy_streams_write_the_same_rows(shop, monkeypatch):
+    """PostgreSQL writes results with several COPY streams (own connections) outside a
+    transaction; the rows must equal the single-stream write."""
+    from shopreco.pipeline import writer
+
+    if connection.vendor != "postgresql":
+        pytest.skip("COPY streams are the PostgreSQL write path (run with DATABASE_URL)")
+    shop(sessions=3)
+    single = pipeline.run_full_recompute()
+    calls = []
+    real = writer.copy_chunks
+
+    def spy(model, columns, chunks):
+        calls.append(len([c for c in chunks if c]))
+        return real(model, columns, chunks)
+
+    monkeypatch.setattr(writer, "_split", lambda n, parts: [(0, n // 3), (n // 3, n)])
+    monkeypatch.setattr(writer, "copy_chunks", spy)
+    parallel = pipeline.run_full_recompute()
+    assert calls and max(calls) == 2
+    assert rows_of(parallel) == rows_of(single)
