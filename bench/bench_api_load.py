@@ -1,7 +1,7 @@
 """API load bench: gunicorn (several sync workers) on PostgreSQL with MovieLens latest-small
 as a shop, a Celery worker on Redis for the per-user refreshes that writes trigger, and locust
-headless on loopback: 50 concurrent shoppers for 60 s, 80% reads / 20% writes (scenario in
-bench/locustfile_api.py). Reports throughput and p50/p95/p99 per endpoint and the error count;
+headless on loopback: 50 concurrent shoppers for 60 s, each clicking every 1-3 s (``--think``),
+80% reads / 20% writes (scenario in bench/locustfile_api.py). Reports throughput and p50/p95/p99 per endpoint and the error count;
 writes bench/out/api_load.md.
 
     python bench/bench_api_load.py              # PostgreSQL db "api", Redis db 3
@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--duration", type=int, default=60, help="seconds")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument("--think", default="1.0-3.0",
+                        help="think time between a shopper's requests, seconds (min-max)")
     args = parser.parse_args(argv)
 
     _require_services()
@@ -209,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     fixture = tmp / "fixture.json"
     fixture.write_text(json.dumps(data))
     env = _env(tmp, fixture)
+    wait_min, wait_max = (float(x) for x in args.think.split("-"))
+    env.update(BENCH_API_WAIT_MIN=str(wait_min), BENCH_API_WAIT_MAX=str(wait_max))
 
     import redis
 
@@ -295,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         f"`{DB_NAME}`, Redis db 3 as cache and Celery broker with one worker doing the "
         f"per-user refreshes that writes trigger; locust (FastHttpUser) on loopback, "
         f"{args.users} concurrent shoppers (4 in 5 signed in with a token, 1 in 5 anonymous "
-        f"with session + CSRF), 0.2-1.0 s think time, {args.duration} s, everything on this "
+        f"with session + CSRF) each clicking every {wait_min:g}-{wait_max:g} s (think time), "
+        f"{args.duration} s, everything on this "
         f"2-core machine (load generator included). Serving cache cold at start; throttles "
         f"on with raised rates. Machine load average before / after the run: {load_before} / "
         f"{load_after} (the machine is shared; other work running at the same time inflates "

@@ -28,7 +28,8 @@ _next_token = iter(range(10**9))
 
 class _Shopper(FastHttpUser):
     abstract = True
-    wait_time = between(0.2, 1.0)
+    wait_time = between(float(os.environ.get("BENCH_API_WAIT_MIN", "1.0")),
+                        float(os.environ.get("BENCH_API_WAIT_MAX", "3.0")))
     headers: dict = {}
 
     def on_start(self) -> None:
