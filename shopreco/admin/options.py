@@ -25,7 +25,7 @@ from django.utils.translation import gettext_lazy as _
 
 from shopreco.admin.charts import percent
 from shopreco.conf import get_product_model, reco_settings
-from shopreco.insights import run_duration
+from shopreco.insights import metric_value, run_duration
 from shopreco.models import (
     Impression,
     Interaction,
@@ -244,17 +244,17 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
 
     change_list_template = "admin/shopreco/recomputerun/change_list.html"
     list_display = (
-        "__str__",
+        "run_number",
         "kind",
         "status_badge",
         "stage",
         "progress_bar",
         "duration_display",
-        "users",
-        "products",
+        "size",
         "coverage",
         "created_at",
     )
+    list_display_links = ("run_number",)
     list_filter = ("kind", "status", "created_at")
     ordering = ("-created_at", "-id")
     fields = (
@@ -280,6 +280,10 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
 
     # --- columns ---------------------------------------------------------------------------
 
+    @admin.display(description=_("run"), ordering="id")
+    def run_number(self, obj: RecomputeRun) -> str:
+        return f"#{obj.pk}"
+
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: RecomputeRun) -> str:
         return format_html(
@@ -292,7 +296,9 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
     def progress_bar(self, obj: RecomputeRun) -> str:
         value = max(0.0, min(100.0, float(obj.progress or 0)))
         return format_html(
-            '<progress max="100" value="{}" title="{}%"></progress>', f"{value:.0f}", f"{value:.0f}"
+            '<progress class="shopreco-progress-mini" max="100" value="{}" title="{}%"></progress>',
+            f"{value:.0f}",
+            f"{value:.0f}",
         )
 
     @admin.display(description=_("duration"))
@@ -300,18 +306,17 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
         seconds = run_duration(obj)
         return "-" if seconds is None else f"{seconds:.1f} s"
 
-    @admin.display(description=_("users"))
-    def users(self, obj: RecomputeRun):
-        return (obj.counts or {}).get("users", "-")
-
-    @admin.display(description=_("products"))
-    def products(self, obj: RecomputeRun):
-        return (obj.counts or {}).get("products", "-")
+    @admin.display(description=_("users × products"))
+    def size(self, obj: RecomputeRun) -> str:
+        counts = obj.counts or {}
+        users = counts.get("users", counts.get("n_users"))
+        products = counts.get("products", counts.get("n_items"))
+        return "-" if users is None and products is None else f"{users or 0} × {products or 0}"
 
     @admin.display(description=_("coverage"))
     def coverage(self, obj: RecomputeRun) -> str:
-        value = (obj.metrics or {}).get("coverage")
-        return percent(value) if isinstance(value, int | float) else "-"
+        value = metric_value(obj.metrics or {}, "coverage")
+        return "-" if value is None else percent(value)
 
     @admin.display(description=_("progress page"))
     def progress_link(self, obj: RecomputeRun) -> str:
