@@ -1,8 +1,8 @@
 """API load bench: gunicorn (several sync workers) on PostgreSQL with MovieLens latest-small
 as a shop, a Celery worker on Redis for the per-user refreshes that writes trigger, and locust
 headless on loopback: 50 concurrent shoppers for 60 s, each clicking every 1-3 s (``--think``),
-80% reads / 20% writes (scenario in bench/locustfile_api.py). Reports throughput and p50/p95/p99 per endpoint and the error count;
-writes bench/out/api_load.md.
+80% reads / 20% writes (scenario in bench/locustfile_api.py). Reports throughput and
+p50/p95/p99 per endpoint and the error count; writes bench/out/api_load.md.
 
     python bench/bench_api_load.py              # PostgreSQL db "api", Redis db 3
     python bench/bench_api_load.py --users 50 --duration 60 --workers 4
