@@ -11,6 +11,7 @@ and CI output stay readable.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import Any
@@ -105,8 +106,9 @@ class _Reporter:
             except ImportError:  # optional dependency (extra "progress")
                 tqdm = None
             if tqdm is not None:
-                self.bar = tqdm(total=100, unit="%", file=getattr(command.stdout, "_out",
-                                                                   sys.stdout),
+                width = shutil.get_terminal_size().columns or 80  # a bare pty reports 0
+                self.bar = tqdm(total=100, unit="%", ncols=min(width, 100),
+                                file=getattr(command.stdout, "_out", sys.stdout),
                                 bar_format="{desc:<16}{percentage:3.0f}%|{bar}| {elapsed}")
 
     def __call__(self, stage: str, progress: float) -> None:
