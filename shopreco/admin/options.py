@@ -243,6 +243,21 @@ class RecommendationAdmin(SearchByUserAndProduct, ReadOnlyAdmin):
     ordering = ("run", "user", "rank")
 
 
+def _display_value(value) -> str:
+    """Figures of a run for people: 4 decimals for floats, JSON for nested values."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:,.0f}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def _figures(values: dict | None) -> list[tuple[str, str]]:
+    return [(key, _display_value(v)) for key, v in sorted((values or {}).items())]
+
+
 def _pretty_json(value) -> str:
     if not value:
         return "-"
@@ -488,9 +503,9 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
             "run": run,
             "active": active,
             "duration": run_duration(run),
-            "counts": sorted((run.counts or {}).items()),
-            "metrics": sorted((run.metrics or {}).items()),
-            "timings": sorted((run.timings or {}).items()),
+            "counts": _figures(run.counts),
+            "metrics": _figures(run.metrics),
+            "timings": _figures(run.timings),
             "progress": max(0.0, min(100.0, float(run.progress or 0))),
             "change_url": reverse(
                 f"{self.admin_site.name}:shopreco_recomputerun_change", args=[run.pk]

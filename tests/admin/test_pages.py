@@ -146,3 +146,15 @@ def test_progress_page_refreshes_only_while_running(shop, staff_client):
     url = reverse("admin:shopreco_recomputerun_progress", args=[running.pk])
     html = staff_client.get(url).content.decode()
     assert 'http-equiv="refresh"' in html and 'value="40"' in html
+
+
+def test_progress_page_rounds_metrics(shop, staff_client):
+    from shopreco.models import RecomputeRun
+
+    run = RecomputeRun.objects.create(kind="evaluation", status="succeeded",
+                                      metrics={"rmse": 0.987654321, "folds": [1, 2]},
+                                      counts={"n_ratings": 12026})
+    html = staff_client.get(
+        reverse("admin:shopreco_recomputerun_progress", args=[run.pk])).content.decode()
+    assert "0.9877" in html and "0.987654321" not in html
+    assert "12026" in html and "[1, 2]" in html
