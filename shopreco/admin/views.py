@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.admin import AdminSite
+from django.contrib.admin.exceptions import NotRegistered
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import TemplateView
@@ -98,10 +99,10 @@ class InsightsView(TemplateView):
             right=170,
         )
 
-        buttons = {}
-        model_admin = self.admin_site._registry.get(RecomputeRun)
-        if model_admin is not None:
-            buttons = model_admin.run_buttons_context(request)
+        try:
+            buttons = self.admin_site.get_model_admin(RecomputeRun).run_buttons_context(request)
+        except (NotRegistered, AttributeError):  # not registered, or a host's own ModelAdmin
+            buttons = {}
 
         return {
             **super().get_context_data(**kwargs),
