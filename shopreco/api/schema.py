@@ -58,6 +58,14 @@ class MountedSchemaGenerator(SchemaGenerator):
 
     def get_schema(self, request: Any = None, public: bool = False) -> dict[str, Any]:
         schema = super().get_schema(request=request, public=public)
+        # DRF answers 415 to a body it cannot parse as any accepted media type (a malformed
+        # multipart boundary, say); every operation that takes a body can return it.
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                if isinstance(operation, dict) and "requestBody" in operation:
+                    operation.setdefault("responses", {}).setdefault(
+                        "415", {"description": "Unsupported media type of the request body."}
+                    )
         if self.prefix:
             schema["paths"] = {
                 path: item for path, item in schema.get("paths", {}).items()
