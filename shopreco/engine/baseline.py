@@ -58,9 +58,14 @@ def fit_baselines(
     mu = float(r.mean())
     n_u = np.bincount(users, minlength=n_users)
     n_i = np.bincount(items, minlength=n_items)
+    # sum_u (r_ui - mu - b_u) = sum_u (r_ui - mu) - (B^T b_u)_i with B the binary pattern:
+    # two sparse mat-vecs per sweep instead of gathers over every rating
+    item_res = np.bincount(items, r - mu, minlength=n_items)
+    user_res = np.bincount(users, r - mu, minlength=n_users)
+    B = sp.csr_matrix((np.ones(R.nnz), R.indices, R.indptr), shape=R.shape)
     bu = np.zeros(n_users)
     bi = np.zeros(n_items)
     for _ in range(int(n_epochs)):
-        bi = np.bincount(items, r - mu - bu[users], minlength=n_items) / (reg_item + n_i)
-        bu = np.bincount(users, r - mu - bi[items], minlength=n_users) / (reg_user + n_u)
+        bi = (item_res - B.T @ bu) / (reg_item + n_i)
+        bu = (user_res - B @ bi) / (reg_user + n_u)
     return Baselines(mu, bu, bi)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,6 +46,15 @@ from ._sparse import (
 )
 from .baseline import Baselines, fit_baselines
 
+try:  # fused multithreaded sparse product + top-n (C++); optional, scipy path otherwise
+    from sparse_dot_topn import sp_matmul as _sp_matmul
+    from sparse_dot_topn import sp_matmul_topn as _sp_matmul_topn
+except ImportError:  # pragma: no cover - exercised only where it is not installed
+    _sp_matmul = _sp_matmul_topn = None
+
+# Use the fused top-n kernel for plain cosine with k (set False to force the scipy path).
+USE_FUSED_TOPN = True
+
 ITEM_METHODS = ("pearson", "adjusted_cosine", "cosine", "pearson_baseline")
 USER_METHODS = ("pearson", "cosine", "pearson_baseline")
 _RESTRICTED = ("pearson", "adjusted_cosine", "pearson_baseline")
@@ -57,7 +67,8 @@ class Prepared:
     Objects compared are the columns of the original orientation: items for
     ``kind="item"``, users for ``kind="user"``. ``left`` is objects x raters, ``right``
     raters x objects. For the restricted-norm methods ``left_sq``/``right_sq`` hold the
-    squared centred values; ``left_bin``/``right_bin`` the binary pattern.
+    squared centred values; ``left_bin``/``right_bin`` the binary pattern (built on first
+    use: plain cosine without shrinkage never needs it).
     """
 
     method: str
@@ -65,11 +76,20 @@ class Prepared:
     n_objects: int
     left: sp.csr_matrix
     right: sp.csr_matrix
-    left_bin: sp.csr_matrix
-    right_bin: sp.csr_matrix
     left_sq: sp.csr_matrix | None
     right_sq: sp.csr_matrix | None
     binary: bool
+    nonneg: bool = False
+
+    @cached_property
+    def left_bin(self) -> sp.csr_matrix:
+        """Binary pattern of ``left``."""
+        return pattern(self.left)
+
+    @cached_property
+    def right_bin(self) -> sp.csr_matrix:
+        """Binary pattern of ``right``."""
+        return pattern(self.right)
 
 
 def prepare(
@@ -105,15 +125,15 @@ def prepare(
         norms = np.sqrt(np.bincount(X.indices, X.data**2, minlength=X.shape[1]))
         inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         X = with_data(X, X.data * inv[X.indices])
-    B = pattern(X)
     XT = X.T.tocsr()
-    BT = B.T.tocsr()
+    XT.sort_indices()
     if method in _RESTRICTED:
         X2 = with_data(X, X.data**2)
         X2T = X2.T.tocsr()
     else:
         X2 = X2T = None
-    return Prepared(method, kind, X.shape[1], XT, X, BT, B, X2T, X2, binary)
+    nonneg = bool(X.nnz == 0 or X.data.min() >= 0)
+    return Prepared(method, kind, X.shape[1], XT, X, X2T, X2, binary, nonneg)
 
 
 def _row_means(M: sp.csr_matrix) -> np.ndarray:
@@ -203,6 +223,9 @@ def _n_threads(n_jobs: int | None) -> int:
 def _similarity_rows(
     P: Prepared, start: int, stop: int, shrinkage: float, k: int | None, n_jobs: int | None
 ) -> sp.csr_matrix:
+    if (USE_FUSED_TOPN and _sp_matmul_topn is not None and P.method == "cosine"
+            and shrinkage == 0 and k is not None and P.nonneg and stop > start):
+        return _fused_cosine_topk(P, start, stop, k, _n_threads(n_jobs))
     blocks = _sub_blocks(P, start, stop)
     if not blocks:
         return sp.csr_matrix((0, P.n_objects))
@@ -215,6 +238,69 @@ def _similarity_rows(
         parts = [_block_rows(P, a, b, shrinkage, k) for a, b in blocks]
     out = sp.vstack(parts, format="csr") if len(parts) > 1 else parts[0]
     out.has_sorted_indices = True
+    return out
+
+
+def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int):
+    """Top-k cosine rows [start, stop) through sparse_dot_topn's fused product + top-n.
+
+    Values are non-negative here, so ``threshold=0`` drops exactly the zeros that
+    :func:`topk_rows` drops. The kernel keeps the ``top`` largest values of a row (any
+    tie order); the row's top-k set (ties to the smaller column) is then known exactly
+    when the row had fewer than ``top`` non-zeros, or when its k-th off-diagonal value is
+    above the smallest value kept (the whole tie group is inside). Rows not settled that
+    way are redone with a wider ``top``, then in full. Each row depends only on its own
+    data, so blocks stay bitwise equal to the whole.
+    """
+    b, n = stop - start, P.n_objects
+    nt = threads if threads > 1 else None
+    pending = np.arange(b, dtype=np.int64)
+    out_r, out_c, out_v = [], [], []
+    for top in (k + 2, 8 * k + 2, None):
+        if pending.size == 0:
+            break
+        A = P.left[start:stop] if pending.size == b else P.left[pending + start]
+        if top is None or top >= n:
+            C = _sp_matmul(A, P.right, n_threads=nt)
+        else:
+            C = _sp_matmul_topn(A, P.right, top_n=top, threshold=0.0, sort=False,
+                                n_threads=nt)
+        C.sort_indices()
+        rows = row_ids(C)
+        cols = C.indices.astype(np.int64)
+        vals = C.data
+        got = np.diff(C.indptr)
+        low = np.full(pending.size, np.inf)
+        nz = np.nonzero(got)[0]
+        if nz.size:
+            low[nz] = np.minimum.reduceat(vals, C.indptr[nz])
+        keep = (cols != pending[rows] + start) & (vals != 0)
+        rows, cols, vals = rows[keep], cols[keep], vals[keep]
+        # (row, value desc, column asc) by two stable sorts of the column-sorted rows
+        order = np.argsort(-vals, kind="stable")
+        order = order[np.argsort(rows[order], kind="stable")]
+        rows, cols, vals = rows[order], cols[order], vals[order]
+        counts = np.bincount(rows, minlength=pending.size)
+        starts = np.zeros(pending.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=starts[1:])
+        done = np.ones(pending.size, dtype=bool)
+        if top is not None and top < n:
+            full = np.nonzero(got >= top)[0]
+            kth = vals[starts[full] + np.minimum(k, counts[full]) - 1]
+            done[full[(counts[full] >= k) & ~(kth > low[full])]] = False
+            # (a row full with fewer than k off-diagonal values cannot happen: top > k+1)
+        rank = np.arange(rows.size) - starts[rows]
+        sel = (rank < k) & done[rows]
+        out_r.append(pending[rows[sel]])
+        out_c.append(cols[sel])
+        out_v.append(vals[sel])
+        pending = pending[~done]
+    rows, cols, vals = np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_v)
+    order = np.argsort(rows, kind="stable")
+    indptr = np.zeros(b + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=b), out=indptr[1:])
+    out = sp.csr_matrix((vals[order], cols[order], indptr), shape=(b, n))
+    out.sort_indices()
     return out
 
 
