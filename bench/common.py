@@ -399,6 +399,7 @@ def machine_info() -> dict[str, Any]:
         "scipy": _version("scipy"),
         "scikit-surprise": _version("scikit-surprise"),
         "implicit": _version("implicit"),
+        "sparse_dot_topn": _version("sparse_dot_topn"),
         "blas": blas,
         "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                                    "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
