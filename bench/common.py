@@ -379,6 +379,13 @@ def _version(module: str) -> str:
 def machine_info() -> dict[str, Any]:
     """What the figures were measured on: cores, memory, CPU, library versions, BLAS."""
     blas: list[str] = []
+    import importlib
+
+    for lib in ("scipy.linalg", "implicit.nearest_neighbours", "sparse_dot_topn"):
+        try:  # load their native pools so threadpoolctl can see them
+            importlib.import_module(lib)
+        except Exception:  # noqa: BLE001, S112 - absent optional peer: nothing to report
+            continue
     try:
         from threadpoolctl import threadpool_info
 
