@@ -27,11 +27,15 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
+from django.db import connections
 from django.db.models import (
+    BooleanField,
     Case,
     Count,
     DateField,
     Exists,
+    F,
+    Func,
     Model,
     OuterRef,
     Q,
@@ -406,6 +410,26 @@ def _select_related_paths(prefix: str) -> list[str]:
     return [prefix] if prefix else []
 
 
+class _EqualsAny(Func):
+    """``lhs = ANY(rhs)`` (PostgreSQL), with ``rhs`` an ``ARRAY(subquery)``."""
+
+    arity = 2
+    arg_joiner = " = ANY("
+    template = "%(expressions)s)"
+    output_field = BooleanField()
+
+
+def _in_subquery(top: QuerySet, model: Any) -> Q:
+    """``pk IN (top)``. On PostgreSQL written ``pk = ANY(ARRAY(top))``: the neighbour list then
+    runs once as an InitPlan and, OR-ed with the popular fill, both sides use the primary-key
+    index (a BitmapOr); ``IN (subquery) OR IN (list)`` made the planner scan every product."""
+    if connections[model._default_manager.db].vendor == "postgresql":
+        from django.contrib.postgres.expressions import ArraySubquery
+
+        return Q(_EqualsAny(F("pk"), ArraySubquery(top)))
+    return Q(pk__in=top)
+
+
 def _product_widget(product: Any, kind: str, run_id: int | None, viewer: _Viewer, n: int,
                     category: Any, skip: set, objs: dict) -> list[_Cand]:
     """Neighbours of ``product`` plus the popular fill (same category first), in ONE query:
@@ -427,7 +451,8 @@ def _product_widget(product: Any, kind: str, run_id: int | None, viewer: _Viewer
     fill += popularity_ranking(category)[: n * 2]
     fill_pks = list(dict.fromkeys(pk for pk, _, _ in fill if pk not in skip))
     qs = adapter.available(model._default_manager.filter(
-        Q(pk__in=top if run_id is not None else []) | Q(pk__in=fill_pks)
+        (_in_subquery(top, model) if run_id is not None else Q(pk__in=[]))
+        | Q(pk__in=fill_pks)
     )).filter(**_category_filter("", category)).exclude(pk__in=list(skip))
     qs = _owned_exclusions(qs, "pk", viewer).annotate(
         _shopreco_sim=Subquery(neighbours.filter(similar_product_id=OuterRef("pk"))
@@ -672,11 +697,16 @@ def _load_products(pks: Iterable[Any], viewer: _Viewer | None = None,
     if not pks and not also:
         return {}
     model = get_product_model()
-    ok = get_adapter().available(model._default_manager.filter(pk=OuterRef("pk")))
+    # Availability and ownership are checked on the candidate rows only (pk IN ...): a
+    # correlated check over the whole catalogue made PostgreSQL scan every product.
+    ok = get_adapter().available(model._default_manager.filter(pk__in=list(pks)))
     if viewer is not None:
         ok = _owned_exclusions(ok, "pk", viewer)
-    qs = model._default_manager.filter(pk__in=list(pks | also)).annotate(
-        _shopreco_ok=Exists(ok))
+    if also:
+        qs = model._default_manager.filter(pk__in=list(pks | also)).annotate(
+            _shopreco_ok=Exists(ok.filter(pk=OuterRef("pk"))))
+    else:
+        qs = ok.annotate(_shopreco_ok=Value(True))
     if _select_related_paths(""):
         qs = qs.select_related(*_select_related_paths(""))
     return {p.pk: p for p in qs if p.pk in also or p._shopreco_ok}
