@@ -186,21 +186,20 @@ def erase_user_data(user: Any, *, session_key: str | None = None) -> dict[str, i
         counts["impressions"] = Impression.objects.filter(user=user).delete()[0]
         counts["recommendations"] = Recommendation.objects.filter(user=user).delete()[0]
         counts["pending_refreshes"] = PendingRefresh.objects.filter(user=user).delete()[0]
-        transaction.on_commit(lambda: _after_user_change(user))
+        transaction.on_commit(lambda: _after_user_change(user, session_key))
     logger.info("Erased shopreco data of user %s: %s", user.pk, counts)
     return counts
 
 
-def _after_user_change(user: Any) -> None:
-    """Drop cached renders of the user's widgets, if the serving layer offers a hook for it."""
-    try:
-        from shopreco import services
-    except ImportError:  # serving layer not installed: nothing is cached
-        return
-    hook = getattr(services, "invalidate_user", None)
-    if callable(hook):
+def _after_user_change(user: Any, session_key: str | None = None) -> None:
+    """Drop cached lists of the user (and of their browser session, if given)."""
+    from shopreco import services
+
+    for key in (user, session_key):
+        if not key:
+            continue
         try:
-            hook(user)
+            services.invalidate_user(key)
         except Exception:  # cache trouble must never undo or fail an erasure
             logger.exception("Could not invalidate cached recommendations of user %s", user.pk)
 

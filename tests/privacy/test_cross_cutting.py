@@ -179,3 +179,13 @@ def test_retention_task_purges_old_events(served):
     assert Interaction.objects.count() == kept
     assert not Interaction.objects.filter(pk=old.pk).exists()
     assert Rating.objects.filter(user=served.user).count() == 2
+
+
+def test_no_cached_personal_list_survives_an_erasure(served):
+    first = services.recommended_for(served.user, 3)
+    assert first.source == "personal"
+    assert services.recommended_for(served.user, 3).items  # now cached
+    client_for(served.user).delete(f"{API}me/data/")
+    after = services.recommended_for(served.user, 3)
+    assert after.source != "personal"
+    assert not {i.reason_kind for i in after.items} & PERSONAL_KINDS
