@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -61,3 +62,11 @@ def footprint(user_factory, product_factory):
         )
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _own_snapshot_prefix(settings):
+    """Run files under a prefix of this session: run ids restart with every test database,
+    and other test sessions share the media folder (and prune their own run-<id> files)."""
+    settings.SHOPRECO = {**(getattr(settings, "SHOPRECO", None) or {}),
+                         "SNAPSHOT_PREFIX": f"test-{uuid.uuid4().hex}"}
