@@ -105,6 +105,8 @@ if os.environ.get("CACHE_URL", "").startswith("redis://"):
 SHOPRECO_PRODUCT_MODEL = "catalog.Product"
 SHOPRECO = {
     "VIEW_TRACKING": "middleware",
+    # Without a broker Celery runs eagerly: a view must not refresh the list inside the page.
+    "REFRESH_ON_VIEW": bool(os.environ.get("CELERY_BROKER_URL")),
 }
 
 # --- Celery ---------------------------------------------------------------------------------

@@ -42,6 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "STALE_RUN_SECONDS": 600,
     # Debounce window for per-user refreshes after a rating/event (seconds).
     "REFRESH_DEBOUNCE_SECONDS": 5,
+    # Whether a recorded product view queues that shopper's refresh (ratings, carts and
+    # purchases always do). Hosts running Celery eagerly (no broker) set False: the refresh
+    # would otherwise run inside every product page (~1 s on MovieLens).
+    "REFRESH_ON_VIEW": True,
     # Storage for the interaction matrix snapshot (dotted path or alias; None = default_storage).
     "SNAPSHOT_STORAGE": None,
     "SNAPSHOT_PREFIX": "shopreco/snapshots",

@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from shopreco.conf import reco_settings
 from shopreco.models import Interaction, Rating
 
 
@@ -42,4 +43,6 @@ def rating_deleted(sender, instance: Rating, origin: Any = None, **kwargs: Any) 
 def interaction_saved(sender, instance: Interaction, created: bool = False, raw: bool = False,
                       **kwargs: Any) -> None:
     if created and not raw and instance.user_id is not None:
+        if instance.kind == "view" and not reco_settings.REFRESH_ON_VIEW:
+            return
         _queue(instance.user_id)

@@ -11,6 +11,8 @@ from demo_shop.settings import BASE_DIR, DATABASES
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True
+# The library default (the demo turns view-triggered refreshes off when it has no broker).
+SHOPRECO = {**SHOPRECO, "REFRESH_ON_VIEW": True}  # noqa: F405
 CELERY_TASK_EAGER_PROPAGATES = True
 CACHES = {
     "default": {

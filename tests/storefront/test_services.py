@@ -282,3 +282,24 @@ def test_uuid_recommendation_ids_unique_per_list(shop, make_request):
     ids = {serve(p, shop, request, limit=2).recommendation_id for p in ALL_PATHS}
     assert len(ids) == 4
     assert Impression.objects.filter(recommendation_id__in=ids).count() == 4
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("refresh_on_view", [True, False])
+def test_view_queues_a_refresh_only_when_refresh_on_view(shop, refresh_on_view,
+                                                         django_capture_on_commit_callbacks,
+                                                         monkeypatch, settings):
+    """Without a broker a queued refresh runs inside the page, so the demo turns view-triggered
+    refreshes off; carts (and ratings, purchases) still queue one."""
+    from shopreco.models import Interaction, PendingRefresh
+
+    settings.SHOPRECO = {**settings.SHOPRECO, "REFRESH_ON_VIEW": refresh_on_view}
+    sent = []
+    monkeypatch.setattr("shopreco.pipeline.refresh._enqueue", sent.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        Interaction.objects.create(user=shop.alice, product=shop.products[1], kind="view")
+    assert sent == ([shop.alice.pk] if refresh_on_view else [])
+    assert PendingRefresh.objects.filter(user=shop.alice).exists() is refresh_on_view
+    with django_capture_on_commit_callbacks(execute=True):
+        Interaction.objects.create(user=shop.alice, product=shop.products[1], kind="cart")
+    assert sent == [shop.alice.pk]
