@@ -221,7 +221,12 @@ def sort_rows_by_value(M: sp.csr_matrix) -> sp.csr_matrix:
     Used to walk neighbour lists from the most similar one.
     """
     rows = row_ids(M)
-    order = np.lexsort((M.indices, -M.data, rows))
+    if M.has_sorted_indices:
+        # two stable sorts (value desc, then row) keep the column order among ties
+        order = np.argsort(-M.data, kind="stable")
+        order = order[np.argsort(rows[order], kind="stable")]
+    else:
+        order = np.lexsort((M.indices, -M.data, rows))
     out = sp.csr_matrix((M.data[order], M.indices[order], M.indptr.copy()), shape=M.shape)
     out.has_sorted_indices = False
     return out

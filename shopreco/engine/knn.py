@@ -40,6 +40,8 @@ from .similarity import item_similarity, prepare, user_similarity
 
 # Max entries of one expanded (pair x neighbour) chunk in predict / reasons.
 _CHUNK = 4_000_000
+# Largest dense (object, context) position table predict builds (int32 cells).
+_TABLE_CELLS = 16_000_000
 
 
 class _NeighbourModel:
@@ -125,6 +127,7 @@ class _NeighbourModel:
             S = self._compute_similarity(R, method)
         self.similarity_ = S
         self.__dict__.pop("_walk_rows", None)
+        self.__dict__.pop("_pos_table", None)
         self._rank = topk_rows(S, self.k) if self.max_neighbours_ is None or \
             self.k < self.max_neighbours_ else S
         # object-major view of the ratings: objects x contexts
@@ -146,6 +149,19 @@ class _NeighbourModel:
         resid_o.sort_indices()
         self._resid_o = resid_o.data
         return self
+
+    def _position_table(self) -> np.ndarray | None:
+        """Position of every (object, context) rating in the object-major data, -1 if
+        unrated, as a dense int32 table when it is small (<= _TABLE_CELLS cells: 64 MiB);
+        None otherwise (lookups then binary-search the sorted keys)."""
+        if "_pos_table" not in self.__dict__:
+            n_obj, n_ctx = self._Ro.shape
+            table = None
+            if n_obj * n_ctx <= _TABLE_CELLS and self._Ro_keys.size < 2**31:
+                table = np.full(n_obj * n_ctx, -1, dtype=np.int32)
+                table[self._Ro_keys] = np.arange(self._Ro_keys.size, dtype=np.int32)
+            self._pos_table = table
+        return self._pos_table
 
     def _walk(self) -> sp.csr_matrix:
         """Similarity rows ordered most similar first (built on the first predict: the
@@ -219,9 +235,17 @@ class _NeighbourModel:
         s = W.data[pos]
         n_ctx = self._Ro.shape[1]
         key = nb * np.int64(n_ctx) + ctx[seg]
-        kpos = np.minimum(np.searchsorted(self._Ro_keys, key), max(self._Ro_keys.size - 1, 0))
-        found = self._Ro_keys.size > 0
-        found = (self._Ro_keys[kpos] == key) if found else np.zeros(key.size, bool)
+        table = self._position_table()
+        if table is not None:
+            # dense (object, context) -> entry position table: one gather per lookup
+            kpos = table[key]
+            found = kpos >= 0
+            kpos = np.maximum(kpos, 0)
+        else:
+            kpos = np.minimum(np.searchsorted(self._Ro_keys, key),
+                              max(self._Ro_keys.size - 1, 0))
+            found = self._Ro_keys.size > 0
+            found = (self._Ro_keys[kpos] == key) if found else np.zeros(key.size, bool)
         if self.positive_only_:
             found &= s > 0
         # rank of each found neighbour within its pair (walk order = most similar first)

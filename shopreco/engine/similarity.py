@@ -91,6 +91,24 @@ class Prepared:
         """Binary pattern of ``right``."""
         return pattern(self.right)
 
+    @cached_property
+    def left_packed(self) -> np.ndarray:
+        """(nnz, 2, 3) blocks [[x, x^2, 0], [0, 0, 1]] per entry of ``left`` (see
+        :func:`_restricted_rows`)."""
+        v = self.left.data
+        z, o = np.zeros_like(v), np.ones_like(v)
+        return np.stack([np.stack([v, v * v, z], -1), np.stack([z, z, o], -1)], 1)
+
+    @cached_property
+    def right_packed(self) -> sp.bsr_matrix:
+        """``right`` as BSR with (3, 2) blocks [[y, 0], [0, 1], [y^2, 1]] per entry."""
+        X = self.right
+        v = X.data
+        z, o = np.zeros_like(v), np.ones_like(v)
+        blocks = np.stack([np.stack([v, z], -1), np.stack([z, o], -1),
+                           np.stack([v * v, o], -1)], 1)
+        return sp.bsr_matrix((blocks, X.indices, X.indptr), shape=(3 * X.shape[0], 2 * X.shape[1]))
+
 
 def prepare(
     R,
@@ -156,8 +174,38 @@ def _check(shrinkage: float, k: int | None) -> None:
         raise ValueError(f"k must be a positive integer or None, got {k!r}")
 
 
+def _restricted_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: int | None):
+    """Rows [start, stop) of a restricted-norm similarity in ONE sparse product.
+
+    Each entry x of ``left`` becomes the 2x3 block [[x, x^2, 0], [0, 0, 1]] and each entry
+    y of ``right`` the 3x2 block [[y, 0], [0, 1], [y^2, 1]], so one block-sparse (BSR)
+    product yields per co-rated pair the 2x2 block [[sum xy, sum x^2], [sum y^2, n_common]]:
+    numerator, both restricted norms and the co-count, already aligned (four separate
+    CSR products would each drop their own zeros and need sorting to align). The added
+    terms are exact zeros, so the sums are the plain formula's.
+    """
+    L = P.left
+    lo, hi = L.indptr[start], L.indptr[stop]
+    b = stop - start
+    Lb = sp.bsr_matrix((P.left_packed[lo:hi], L.indices[lo:hi], L.indptr[start:stop + 1] - lo),
+                       shape=(2 * b, 3 * L.shape[1]))
+    C = Lb @ P.right_packed
+    blk = C.data
+    num = blk[:, 0, 0]
+    ok = num != 0
+    vals = np.zeros(num.size)
+    vals[ok] = num[ok] / np.sqrt(blk[ok, 0, 1] * blk[ok, 1, 0])
+    if shrinkage > 0:
+        cnt = blk[:, 1, 1]
+        vals *= cnt / (cnt + shrinkage)
+    out = sp.csr_matrix((vals, C.indices, C.indptr), shape=(b, P.n_objects))
+    return topk_rows(out, k, drop_offset=start)
+
+
 def _block_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: int | None):
     """Similarity rows [start, stop) of one sub-block (no further splitting)."""
+    if P.method in _RESTRICTED:
+        return _restricted_rows(P, start, stop, shrinkage, k)
     num = P.left[start:stop] @ P.right
     need_cnt = shrinkage > 0
     if P.method in _RESTRICTED:
@@ -210,7 +258,8 @@ def _values_at(M: sp.csr_matrix, r: np.ndarray, c: np.ndarray, n: int) -> np.nda
 
 def _sub_blocks(P: Prepared, start: int, stop: int) -> list[tuple[int, int]]:
     """Split [start, stop) so that each dense scratch block has at most DENSE_BLOCK_CELLS."""
-    step = max(1, DENSE_BLOCK_CELLS // max(P.n_objects, 1))
+    cells = DENSE_BLOCK_CELLS // 4 if P.method in _RESTRICTED else DENSE_BLOCK_CELLS
+    step = max(1, cells // max(P.n_objects, 1))
     return [(a, min(a + step, stop)) for a in range(start, stop, step)]
 
 

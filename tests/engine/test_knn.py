@@ -193,3 +193,17 @@ def test_errors():
     model = ItemKNN().fit(random_ratings(0))
     with pytest.raises(ValueError, match="user index"):
         model.recommend([99])
+
+
+@pytest.mark.parametrize("cls", [ItemKNN, UserKNN])
+def test_predict_lookup_table_and_binary_search_agree(cls, monkeypatch):
+    """Large matrices look ratings up by binary search instead of a dense position
+    table: both must give the same predictions."""
+    from shopreco.engine import knn
+
+    R = random_ratings(7, n_users=40, n_items=30)
+    u, i = np.nonzero(np.ones(R.shape))
+    want = cls().fit(R).predict(u, i)
+    monkeypatch.setattr(knn, "_TABLE_CELLS", 0)
+    got = cls().fit(R).predict(u, i)
+    np.testing.assert_array_equal(got, want)
