@@ -79,3 +79,34 @@ def test_shop_data_with_category_coverage(user_factory, product_factory, categor
 def test_empty_shop_is_a_clear_error():
     with pytest.raises(CommandError, match="not enough data"):
         call_command("shopreco_evaluate")
+
+
+@pytest.mark.django_db
+def test_explanation_shares_of_the_served_run(user_factory, product_factory):
+    from django.utils import timezone
+
+    from shopreco.models import Recommendation
+
+    products = [product_factory() for _ in range(6)]
+    users = [user_factory() for _ in range(4)]
+    for u in users:
+        for p in products[:4]:
+            Rating.objects.create(user=u, product=p, score=3.0 + (p.pk + u.pk) % 3)
+    served = RecomputeRun.objects.create(status="succeeded", finished_at=timezone.now())
+    stale = RecomputeRun.objects.create(status="failed", finished_at=timezone.now())
+    # Served run: top-2 of user 0 is (rated, bought), of user 1 (rated, no reason); rank 3 is
+    # outside k=2 and the failed run's rows are never counted.
+    for user, rank, reason in [(users[0], 1, "rated"), (users[0], 2, "bought"),
+                               (users[1], 1, "rated"), (users[1], 2, ""),
+                               (users[0], 3, "viewed")]:
+        Recommendation.objects.create(run=served, user=user, product=products[3 + rank % 3],
+                                      score=1.0, rank=rank, reason=reason)
+    Recommendation.objects.create(run=stale, user=users[2], product=products[5], score=1.0,
+                                  rank=1, reason="viewed")
+    out = StringIO()
+    call_command("shopreco_evaluate", folds=2, k=2, json=True, stdout=out)
+    shares = json.loads(out.getvalue())["metrics"]["explanations"]
+    assert shares == {"bought": 0.25, "none": 0.25, "rated": 0.5}
+    table = StringIO()
+    call_command("shopreco_evaluate", folds=2, k=2, stdout=table)
+    assert "rated" in table.getvalue() and "50.0%" in table.getvalue()

@@ -111,6 +111,27 @@ def _category_coverage(model, product_pks: np.ndarray, k: int) -> float | None:
     return len(reached) / len(all_cats)
 
 
+def explanation_shares(k: int) -> dict[str, float]:
+    """How often each explanation type is shown: the share of reason codes ("rated",
+    "bought", ...) among the top-k items of every personal list of the run being served.
+    Items without a reason count as "none", so the shares always add up to 1."""
+    from django.db.models import Count
+
+    from shopreco.models import Recommendation
+
+    run = RecomputeRun.latest_succeeded()
+    if run is None:
+        return {}
+    rows = (
+        Recommendation.objects.filter(run=run, rank__lte=k)
+        .values("reason")
+        .annotate(n=Count("id"))
+    )
+    counts = {(row["reason"] or "none"): row["n"] for row in rows}
+    total = sum(counts.values())
+    return {reason: n / total for reason, n in sorted(counts.items())} if total else {}
+
+
 class Command(BaseCommand):
     help = "Cross-validate the recommender (shop data or a ratings file) and store the figures."
 
@@ -155,6 +176,8 @@ class Command(BaseCommand):
             if product_pks is not None:
                 cat = _category_coverage(cls().fit(R), product_pks, opts["k"])
             result["category_coverage"] = cat
+            if product_pks is not None:
+                result["explanations"] = explanation_shares(opts["k"])
         except Exception as exc:
             run.status = RecomputeRun.Status.FAILED
             run.error = str(exc)
@@ -187,4 +210,9 @@ class Command(BaseCommand):
             value = result.get(name)
             shown = "n/a" if value is None else f"{value:.4f}"
             self.stdout.write(f"  {name:<22} {shown}")
+        shares = result.get("explanations")
+        if shares:
+            self.stdout.write(f"Explanations shown in the served top-{k} lists:")
+            for reason, share in shares.items():
+                self.stdout.write(f"  {reason:<22} {share:.1%}")
         self.stdout.write(f"Stored as evaluation run #{run.pk}.")
