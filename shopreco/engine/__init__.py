@@ -5,7 +5,7 @@ popularity and offline evaluation (:mod:`shopreco.engine.evaluate`).
 """
 
 from .baseline import Baselines, fit_baselines
-from .knn import ItemKNN, UserKNN
+from .knn import ItemKNN, UserKNN, tfidf_weight
 from .popularity import popularity
 from .similarity import (
     Prepared,
@@ -27,5 +27,6 @@ __all__ = [
     "item_similarity_block",
     "prepare",
     "user_similarity",
+    "tfidf_weight",
     "user_similarity_block",
 ]

@@ -1,10 +1,12 @@
 """ItemKNN / UserKNN: predictions against the loop formula, top-N exclusion, reasons."""
 
+import math
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from shopreco.engine import ItemKNN, UserKNN, item_similarity, user_similarity
+from shopreco.engine import ItemKNN, UserKNN, item_similarity, tfidf_weight, user_similarity
 
 from . import bruteforce as bf
 from .test_similarity import WORKED, random_ratings
@@ -109,7 +111,10 @@ def test_recommend_excludes_and_ranks_by_score(cls, kind):
     R.data[:] = 1.0  # implicit feedback
     model = cls(k=5).fit(R)
     assert model.method_ == "cosine"
-    full = (item_similarity if kind == "item" else user_similarity)(R, "cosine", k=5)
+    # the item default weights users by TF-IDF before the cosine; the user default does not
+    assert model.weighting_ == ("tfidf" if kind == "item" else "none")
+    W = tfidf_weight(R) if kind == "item" else R
+    full = (item_similarity if kind == "item" else user_similarity)(W, "cosine", k=5)
     scores = _brute_scores(R, full.toarray(), kind)
     V, M = bf.dense(R)
     extra = sp.random(25, 30, density=0.1, random_state=1, format="csr")
@@ -207,3 +212,25 @@ def test_predict_lookup_table_and_binary_search_agree(cls, monkeypatch):
     monkeypatch.setattr(knn, "_TABLE_CELLS", 0)
     got = cls().fit(R).predict(u, i)
     np.testing.assert_array_equal(got, want)
+
+
+def test_tfidf_weight_and_weighting_option():
+    R = random_ratings(4, n_users=15, n_items=12, density=0.4)
+    W = tfidf_weight(R)
+    V, M = bf.dense(R)
+    for u in range(15):
+        n_u = int(M[u].sum())
+        for i in range(12):
+            if M[u, i]:
+                want = math.sqrt(V[u, i]) * max(math.log(12 / (1 + n_u)), 0.0)
+                assert W[u, i] == pytest.approx(want, abs=1e-12)
+    B = R.copy()
+    B.data[:] = 1.0
+    plain = ItemKNN(k=4, weighting="none").fit(B)
+    assert plain.weighting_ == "none"
+    np.testing.assert_array_equal(plain.similarity_.toarray(),
+                                  item_similarity(B, "cosine", k=4).toarray())
+    # explicit ratings keep the rating similarity unweighted under "auto"
+    assert ItemKNN().fit(R).weighting_ == "none"
+    with pytest.raises(ValueError, match="weighting"):
+        ItemKNN(weighting="bm25")
