@@ -54,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_LIMIT": 50,
     "CACHE_TIMEOUT": 300,
     "CACHE_ALIAS": "default",
+    # Cache widget HTML per served list (availability is still re-checked on every render).
+    # Turn off if your widget templates show per-visitor content beyond the list itself.
+    "CACHE_WIDGET_HTML": True,
     "TRENDING_HALF_LIFE_DAYS": 7.0,
     "RECENT_ITEMS_FOR_COLD_START": 10,
     # Adapter deciding availability, URLs, images, categories of the host's products.

@@ -48,6 +48,8 @@ from django.db.models.functions import TruncDate
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
 from shopreco.adapter import get_adapter
@@ -717,20 +719,39 @@ def _cache_key(*parts: Any) -> str:
     return "shopreco:list:" + hashlib.sha1(raw.encode()).hexdigest()
 
 
-def _serve(
-    widget: str,
-    *,
-    limit: Any,
-    product: Any = None,
-    user: Any = None,
-    request: Any = None,
-    category: Any = None,
-    exclude: Iterable[Any] = (),
-    log: bool = True,
-    use_cache: bool = True,
-    dedupe: bool = True,
-    ignore_gpc: bool = False,
-) -> RecoList:
+@dataclass
+class _Plan:
+    """Everything decided before the list is read: who, which run, what to skip, cache key."""
+
+    widget: str
+    limit: int
+    viewer: _Viewer
+    allowed: bool
+    run_id: int | None
+    memo: dict
+    shown: set
+    skip: set
+    n: int
+    key: str
+    product: Any
+    category: Any
+    dedupe: bool
+    request: Any
+
+
+def _versions(viewer_key: str, memo: dict) -> tuple[str, str]:
+    """The viewer's list and recent-views tokens, read once per request (one cache round
+    trip for all widgets of a page)."""
+    got = memo.get(("versions", viewer_key))
+    if got is None:
+        got = (_version(viewer_key), _version(viewer_key + ":views"))
+        memo[("versions", viewer_key)] = got
+    return got
+
+
+def _plan(widget: str, *, limit: Any, product: Any = None, user: Any = None,
+          request: Any = None, category: Any = None, exclude: Iterable[Any] = (),
+          dedupe: bool = True, ignore_gpc: bool = False) -> _Plan:
     limit = clean_limit(limit)
     viewer = _viewer_from(user, request)
     allowed = (ignore_gpc or not _gpc(request)) and (
@@ -745,12 +766,45 @@ def _serve(
     if product is not None:
         skip.add(product.pk)
     n = limit + len(shown) + 4
+    version, views_version = _versions(viewer.key, memo)
+    key = _cache_key(widget, getattr(product, "pk", ""), viewer.key, version,
+                     views_version if widget == "for-you" else "", run_id,
+                     _category_pk(category), sorted(map(str, skip)), n)
+    return _Plan(widget, limit, viewer, allowed, run_id, memo, shown, skip, n, key, product,
+                 category, dedupe, request)
 
-    views_version = _version(viewer.key + ":views") if widget == "for-you" else ""
-    key = _cache_key(widget, getattr(product, "pk", ""), viewer.key, _version(viewer.key),
-                     views_version, run_id, _category_pk(category), sorted(map(str, skip)), n)
-    cands = _cache().get(key) if use_cache else None
-    objs: dict[Any, Any] = {}
+
+def _serve(
+    widget: str,
+    *,
+    limit: Any,
+    product: Any = None,
+    user: Any = None,
+    request: Any = None,
+    category: Any = None,
+    exclude: Iterable[Any] = (),
+    log: bool = True,
+    use_cache: bool = True,
+    dedupe: bool = True,
+    ignore_gpc: bool = False,
+) -> RecoList:
+    plan = _plan(widget, limit=limit, product=product, user=user, request=request,
+                 category=category, exclude=exclude, dedupe=dedupe, ignore_gpc=ignore_gpc)
+    cands = _cache().get(plan.key) if use_cache else None
+    return _materialise(plan, cands, log=log, use_cache=use_cache)
+
+
+def _materialise(plan: _Plan, cands: list[_Cand] | None, *, log: bool = True,
+                 use_cache: bool = True, objs: dict | None = None, checked: set = frozenset(),
+                 rejected: set = frozenset(), rec_id: str | None = None) -> RecoList:
+    """The list for ``plan`` from cached candidates (or computed now), with objects loaded
+    and every filter re-applied. ``objs``: products already loaded on this request (checked
+    ones, and reason products); ``checked``/``rejected``: pks that passed/failed the
+    availability and ownership check on this request."""
+    widget, limit, viewer, run_id = plan.widget, plan.limit, plan.viewer, plan.run_id
+    product, category, skip, shown, n = plan.product, plan.category, plan.skip, plan.shown, plan.n
+    objs = dict(objs or {})
+    unchecked = set(objs) - set(checked)  # reason products: shown by name, never as items
     fresh = cands is None
     if fresh:
         cands = []
@@ -768,14 +822,14 @@ def _serve(
             have = skip | {c.pk for c in cands}
             cands += _popular(viewer, n - len(cands), category, have, objs)
         if use_cache:
-            _cache().set(key, cands, timeout=reco_settings.CACHE_TIMEOUT)
+            _cache().set(plan.key, cands, timeout=reco_settings.CACHE_TIMEOUT)
 
-    chosen = [c for c in cands if c.pk not in shown][: limit + 4]
+    chosen = [c for c in cands if c.pk not in shown and c.pk not in rejected][: limit + 4]
     # Objects not loaded by the list query (a cache hit, or the recent step) are loaded now,
     # re-checking availability and ownership; reason products are looked up by pk.
     if product is not None:
         objs[product.pk] = product
-    load = {c.pk for c in chosen if c.pk not in objs}
+    load = {c.pk for c in chosen if c.pk not in objs or c.pk in unchecked}
     if load:
         reasons = {c.reason_pk for c in chosen} - set(objs) - load
         loaded = _load_products(load, viewer, also=reasons)
@@ -801,24 +855,110 @@ def _serve(
         )
         for c in chosen
     ]
-    if dedupe and request is not None:
-        memo.setdefault("shown", set()).update(c.pk for c in chosen)
     source = chosen[0].source if chosen else "popular"
-    rec_id = new_recommendation_id()
-    if log and reco_settings.LOG_IMPRESSIONS and items:
+    rec_id = rec_id or new_recommendation_id()
+    _served(plan, [c.pk for c in chosen], rec_id, log=log)
+    return RecoList(widget=widget, recommendation_id=rec_id, items=items, source=source)
+
+
+def _served(plan: _Plan, pks: list, rec_id: str, *, log: bool) -> None:
+    """Page de-dup and the impression of a list just served."""
+    if plan.dedupe and plan.request is not None:
+        plan.memo.setdefault("shown", set()).update(pks)
+    if log and reco_settings.LOG_IMPRESSIONS and pks:
         impression = Impression(
             recommendation_id=rec_id,
-            widget=widget,
-            user=viewer.user if allowed else None,
-            session_key=viewer.session_key if allowed else "",
-            products=[_json_pk(i.pk) for i in items],
+            widget=plan.widget,
+            user=plan.viewer.user if plan.allowed else None,
+            session_key=plan.viewer.session_key if plan.allowed else "",
+            products=[_json_pk(pk) for pk in pks],
         )
-        if memo.get("middleware"):
+        if plan.memo.get("middleware"):
             # ShopRecoMiddleware writes all impressions of the page in one INSERT afterwards.
-            memo.setdefault("impressions", []).append(impression)
+            plan.memo.setdefault("impressions", []).append(impression)
         else:
             impression.save()
-    return RecoList(widget=widget, recommendation_id=rec_id, items=items, source=source)
+
+
+# --- rendered widgets -----------------------------------------------------------------------
+
+# Stands for the recommendation id in cached widget HTML; every render gets a fresh id.
+RECOMMENDATION_ID_PLACEHOLDER = "0shopreco0recommendation0id0"
+_CATALOGUE_VERSION_KEY = "shopreco:catalogue"
+
+
+def _catalogue_version() -> str:
+    """Renewed whenever a product is saved or deleted: cached widget HTML shows names and
+    prices, so it must not outlive a product edit."""
+    cache = _cache()
+    token = cache.get(_CATALOGUE_VERSION_KEY)
+    if token is None:
+        token = uuid.uuid4().hex[:12]
+        cache.add(_CATALOGUE_VERSION_KEY, token, timeout=None)
+        token = cache.get(_CATALOGUE_VERSION_KEY) or token
+    return token
+
+
+@receiver(post_save, dispatch_uid="shopreco.services.product_saved")
+@receiver(post_delete, dispatch_uid="shopreco.services.product_deleted")
+def _product_changed(sender: Any, **kwargs: Any) -> None:
+    try:
+        model = get_product_model()
+    except Exception:  # noqa: BLE001 - app registry not ready or misconfigured: checks say so
+        return
+    if sender is model:
+        _cache().set(_CATALOGUE_VERSION_KEY, uuid.uuid4().hex[:12], timeout=None)
+
+
+def widget_html(widget: str, render: Any, *, variant: str, limit: Any = None,
+                product: Any = None, user: Any = None, request: Any = None,
+                category: Any = None) -> SafeString:
+    """The widget's HTML, rendered by ``render(reco_list) -> str`` and cached per served list.
+
+    Same list, filters, de-dup and impression as the list functions; the cached HTML is
+    reused only when the list's products, re-checked for availability and ownership on this
+    request, are exactly the ones it shows (so a product that became unavailable is never
+    shown), and it is dropped whenever a product is edited. ``variant`` names the template
+    and title. The recommendation id is fresh on every render. ``render`` must return
+    escaped HTML (a rendered template)."""
+    if widget not in WIDGETS:
+        raise ValueError(f"widget: one of {', '.join(WIDGETS)}.")
+    plan = _plan(widget, limit=limit, product=product, user=user, request=request,
+                 category=category)
+    cache = _cache()
+    html_key = _cache_key("html", plan.key, variant, _catalogue_version())
+    use_html = bool(reco_settings.CACHE_WIDGET_HTML)
+    got = cache.get_many([plan.key, html_key] if use_html else [plan.key])
+    cands, cached = got.get(plan.key), got.get(html_key)
+    objs: dict[Any, Any] = {}
+    load: set = set()
+    rejected: set = set()
+    if cands is not None and cached is not None:
+        # The same availability/ownership check as a cache hit of the list (one query).
+        chosen = [c for c in cands if c.pk not in plan.shown][: plan.limit + 4]
+        page = getattr(product, "pk", None)  # the reason of similar/also-bought: in hand
+        load = {c.pk for c in chosen} - {page}
+        objs = _load_products(load, plan.viewer,
+                              also={c.reason_pk for c in chosen} - load - {None, page})
+        rejected = {pk for pk in load if pk not in objs or not objs[pk]._shopreco_ok}
+        picks = [c.pk for c in chosen if c.pk in load and c.pk not in rejected][: plan.limit]
+        if picks == cached["pks"] and len(picks) == plan.limit:
+            rec_id = new_recommendation_id()
+            _served(plan, picks, rec_id, log=True)
+            return format_html(cached["html"], rec=rec_id)
+    rec_id = new_recommendation_id()
+    reco = _materialise(plan, cands, objs=objs, checked=load - rejected, rejected=rejected,
+                        rec_id=rec_id)
+    html = str(render(RecoList(widget=reco.widget, items=reco.items, source=reco.source,
+                               recommendation_id=RECOMMENDATION_ID_PLACEHOLDER)))
+    # Stored as a format string: literal braces doubled, the id a replacement field, so
+    # format_html() puts a fresh (escaped) id in without re-reading the rest as markup.
+    stored = html.replace("{", "{{").replace("}", "}}").replace(
+        RECOMMENDATION_ID_PLACEHOLDER, "{rec}")
+    if use_html and reco.items:
+        cache.set(html_key, {"pks": [i.pk for i in reco.items], "html": stored},
+                  timeout=reco_settings.CACHE_TIMEOUT)
+    return format_html(stored, rec=rec_id)
 
 
 def similar_products(product: Any, limit: Any = None, *, user: Any = None, request: Any = None,

@@ -9,7 +9,6 @@ the shopper, the session), so they fail loudly when the request context processo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from django import template
@@ -19,6 +18,7 @@ from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.translation import get_language
 
 from shopreco import services
 from shopreco.adapter import get_adapter
@@ -89,15 +89,24 @@ def _render(context: template.Context, reco: services.RecoList, template_name: s
         return tpl.render(context)
 
 
-def _fetch(widget: str, fetch: Callable[[], services.RecoList]) -> services.RecoList:
-    """The widget's list, or an empty one if the database fails: a recommendation widget must
-    never take the host's page down with it (the error is logged)."""
+def _widget(context: template.Context, widget: str, template_name: str | None,
+            title: str | None, **kwargs: Any) -> SafeString:
+    """Render one widget through the serving layer, which caches the HTML per served list
+    (re-checking availability on every render). A database failure renders an empty widget:
+    a recommendation widget must never take the host's page down with it (the error is
+    logged)."""
+    request = _request(context)
+    name = template_name or DEFAULT_TEMPLATES[widget]
+    variant = f"{name}|{title}|{get_language()}"
     try:
-        return fetch()
+        return services.widget_html(
+            widget, lambda reco: _render(context, reco, template_name, title),
+            variant=variant, request=request, **kwargs)
     except DatabaseError:
         logger.exception("shopreco widget %r: database error, rendered empty", widget)
-        return services.RecoList(widget=widget, recommendation_id=new_recommendation_id(),
+        reco = services.RecoList(widget=widget, recommendation_id=new_recommendation_id(),
                                  items=[], source="unavailable")
+        return _render(context, reco, template_name, title)
 
 
 @register.simple_tag(takes_context=True)
@@ -105,19 +114,19 @@ def similar_products(context: template.Context, product: Any, limit: Any = None,
                      template: str | None = None, category: Any = None,
                      title: str | None = None) -> SafeString:
     """"You may also like" for ``product``."""
-    request = _request(context)
-    reco = _fetch("similar", lambda: services.similar_products(
-        product, limit, request=request, category=category))
-    return _render(context, reco, template, title)
+    if product is None:
+        raise ValueError("product: a product is required.")
+    return _widget(context, "similar", template, title, product=product, limit=limit,
+                   category=category)
 
 
 @register.simple_tag(takes_context=True)
 def also_bought(context: template.Context, product: Any, limit: Any = None,
                 template: str | None = None, title: str | None = None) -> SafeString:
     """"Customers who bought this also bought" for ``product``."""
-    request = _request(context)
-    reco = _fetch("also-bought", lambda: services.also_bought(product, limit, request=request))
-    return _render(context, reco, template, title)
+    if product is None:
+        raise ValueError("product: a product is required.")
+    return _widget(context, "also-bought", template, title, product=product, limit=limit)
 
 
 @register.simple_tag(takes_context=True)
@@ -125,20 +134,14 @@ def recommended_for_you(context: template.Context, limit: Any = None,
                         template: str | None = None, category: Any = None,
                         title: str | None = None) -> SafeString:
     """The shopper's personal list (popular for guests without history)."""
-    request = _request(context)
-    reco = _fetch("for-you", lambda: services.recommended_for(
-        getattr(request, "user", None), limit, request=request, category=category))
-    return _render(context, reco, template, title)
+    return _widget(context, "for-you", template, title, limit=limit, category=category)
 
 
 @register.simple_tag(takes_context=True)
 def popular_products(context: template.Context, limit: Any = None, template: str | None = None,
                      category: Any = None, title: str | None = None) -> SafeString:
     """Popular and trending products, optionally in one category."""
-    request = _request(context)
-    reco = _fetch("popular", lambda: services.popular(limit, category=category,
-                                                      request=request))
-    return _render(context, reco, template, title)
+    return _widget(context, "popular", template, title, limit=limit, category=category)
 
 
 @register.simple_tag(takes_context=True)
