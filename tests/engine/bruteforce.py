@@ -103,7 +103,8 @@ def topk_dense(S, k):
     return out
 
 
-def predict(R, S, u, i, k, kind="item", centre=None, positive_only=False, fallback=None):
+def predict(R, S, u, i, k, kind="item", centre=None, positive_only=False, fallback=None,
+            damping=0.0):
     """Issue 3's prediction formula with a loop over candidate neighbours.
 
     ``centre(obj)`` gives the centring value of a rating by/of ``obj``; for baseline
@@ -124,4 +125,4 @@ def predict(R, S, u, i, k, kind="item", centre=None, positive_only=False, fallba
         num = sum(s * (V[u, j] - centre(u, j)) for s, j in cands)
     else:
         num = sum(s * (V[v, i] - centre(v, i)) for s, v in cands)
-    return centre(u, i) + num / den
+    return centre(u, i) + num / (den + damping)

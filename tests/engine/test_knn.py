@@ -46,16 +46,21 @@ def test_mean_centred_prediction_matches_formula(seed, k, cls, kind):
 @pytest.mark.parametrize("cls,kind", [(ItemKNN, "item"), (UserKNN, "user")])
 def test_baseline_centred_prediction_matches_formula(cls, kind):
     R = random_ratings(4, n_users=15, n_items=11)
-    model = cls(similarity="pearson_baseline", k=3, shrinkage=5, max_neighbours=None,
-                positive_only=True).fit(R)
-    b = model.baselines_
-    base = lambda u, i: b.mu + b.user_bias[u] + b.item_bias[i]  # noqa: E731
-    S = model.similarity_.toarray()
-    users, items = np.meshgrid(np.arange(R.shape[0]), np.arange(R.shape[1]), indexing="ij")
-    got = model.predict(users.ravel(), items.ravel())
-    want = [bf.predict(R, S, u, i, 3, kind, base, positive_only=True, fallback=base)
-            for u, i in zip(users.ravel(), items.ravel(), strict=True)]
-    np.testing.assert_allclose(got, want, atol=1e-9, rtol=0)
+    # damping 0 is issue 3's formula; "auto" (0.5 here) adds it to the denominator
+    for damping, want_damping in ((0.0, 0.0), ("auto", 0.5), (2.5, 2.5)):
+        model = cls(similarity="pearson_baseline", k=3, shrinkage=5, max_neighbours=None,
+                    positive_only=True, damping=damping).fit(R)
+        assert model.damping_ == want_damping
+        b = model.baselines_
+        base = lambda u, i, b=b: b.mu + b.user_bias[u] + b.item_bias[i]  # noqa: E731
+        S = model.similarity_.toarray()
+        users, items = np.meshgrid(np.arange(R.shape[0]), np.arange(R.shape[1]),
+                                   indexing="ij")
+        got = model.predict(users.ravel(), items.ravel())
+        want = [bf.predict(R, S, u, i, 3, kind, base, positive_only=True, fallback=base,
+                           damping=want_damping)
+                for u, i in zip(users.ravel(), items.ravel(), strict=True)]
+        np.testing.assert_allclose(got, want, atol=1e-9, rtol=0)
 
 
 def test_worked_example_predictions():
@@ -193,6 +198,10 @@ def test_auto_similarity_follows_the_data():
 def test_errors():
     with pytest.raises(ValueError, match="k must"):
         ItemKNN(k=0)
+    with pytest.raises(ValueError, match="damping"):
+        ItemKNN(damping=-1.0)
+    with pytest.raises(ValueError, match="max_neighbours"):
+        ItemKNN(max_neighbours="many")
     with pytest.raises(RuntimeError, match="not fitted"):
         ItemKNN().predict([0], [0])
     model = ItemKNN().fit(random_ratings(0))
