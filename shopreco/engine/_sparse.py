@@ -221,7 +221,18 @@ def sort_rows_by_value(M: sp.csr_matrix) -> sp.csr_matrix:
     Used to walk neighbour lists from the most similar one.
     """
     rows = row_ids(M)
-    if M.has_sorted_indices:
+    lens = np.diff(M.indptr)
+    width = int(lens.max()) if lens.size else 0
+    if M.has_sorted_indices and 0 < M.shape[0] * width <= 2 * M.nnz + 1_000_000:
+        # rows padded into one 2-D array (+inf = empty) and sorted along each row: many
+        # short sorts instead of one long one; stable, so ties keep the column order
+        slot = np.arange(M.nnz) - M.indptr[:-1].astype(np.int64)[rows]
+        key = np.full((M.shape[0], width), np.inf)
+        key[rows, slot] = -M.data
+        perm = np.argsort(key, axis=1, kind="stable")
+        valid = np.arange(width)[None, :] < lens[:, None]
+        order = (perm + M.indptr[:-1, None].astype(np.int64))[valid]
+    elif M.has_sorted_indices:
         # two stable sorts (value desc, then row) keep the column order among ties
         order = np.argsort(-M.data, kind="stable")
         order = order[np.argsort(rows[order], kind="stable")]

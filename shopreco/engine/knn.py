@@ -163,8 +163,8 @@ class _NeighbourModel:
         self.similarity_ = S
         self.__dict__.pop("_walk_rows", None)
         self.__dict__.pop("_pos_table", None)
-        self._rank = topk_rows(S, self.k) if self.max_neighbours_ is None or \
-            self.k < self.max_neighbours_ else S
+        for cache in ("_rank_m", "_rank_t"):
+            self.__dict__.pop(cache, None)
         # object-major view of the ratings: objects x contexts
         Ro = R.T.tocsr() if self._kind == "item" else R
         Ro.sort_indices()
@@ -184,6 +184,18 @@ class _NeighbourModel:
         resid_o.sort_indices()
         self._resid_o = resid_o.data
         return self
+
+    @property
+    def _rank(self) -> sp.csr_matrix:
+        """The k nearest neighbours per object, for ranking (built on first use: rating
+        prediction walks the stored list instead)."""
+        M = self.__dict__.get("_rank_m")
+        if M is None:
+            S = self.similarity_
+            M = topk_rows(S, self.k) if self.max_neighbours_ is None or \
+                self.k < self.max_neighbours_ else S
+            self._rank_m = M
+        return M
 
     def _position_table(self) -> np.ndarray | None:
         """Position of every (object, context) rating in the object-major data, -1 if

@@ -246,3 +246,18 @@ def test_fused_cosine_top_k_equals_the_scipy_path(binary, monkeypatch):
         P = prepare(R, "cosine")
         parts = [item_similarity_block(P, a, min(a + 7, 60), k=k) for a in range(0, 60, 7)]
         _assert_bitwise(sp.vstack(parts, format="csr"), fused)
+
+
+def test_sort_rows_by_value_orders_value_desc_then_column():
+    rng = np.random.default_rng(8)
+    M = sp.random(40, 60, density=0.3, random_state=rng, format="csr")
+    M.data = np.round(M.data * 4) / 4 + 0.25  # ties
+    M.data[::7] *= -1
+    M = M.multiply(np.arange(40)[:, None] % 9 != 0).tocsr()
+    M.sort_indices()
+    got = _sparse.sort_rows_by_value(M)
+    r = _sparse.row_ids(M)
+    order = np.lexsort((M.indices, -M.data, r))
+    np.testing.assert_array_equal(got.indices, M.indices[order])
+    np.testing.assert_array_equal(got.data, M.data[order])
+    np.testing.assert_array_equal(got.indptr, M.indptr)
