@@ -261,3 +261,24 @@ def test_sort_rows_by_value_orders_value_desc_then_column():
     np.testing.assert_array_equal(got.indices, M.indices[order])
     np.testing.assert_array_equal(got.data, M.data[order])
     np.testing.assert_array_equal(got.indptr, M.indptr)
+
+
+@pytest.mark.parametrize("method", ["pearson", "pearson_baseline"])
+def test_prefilter_keeps_the_exact_top_k(method, monkeypatch):
+    """The level prefilter drops only values that cannot be in a row's top k (ties
+    included): same result as with the prefilter off, and it does drop entries here."""
+    R = random_ratings(13, n_users=50, n_items=40, density=0.5)
+    R.data = np.round(R.data)  # integer ratings: many tied similarities
+    calls = []
+    real = similarity._prefilter
+    monkeypatch.setattr(similarity, "_prefilter",
+                        lambda M, k: calls.append(M.nnz) or real(M, k))
+    for k in (2, 5):
+        got = item_similarity(R, method=method, k=k, shrinkage=1.0)
+        with monkeypatch.context() as m:
+            m.setattr(similarity, "_PREFILTER_LEVELS", ())
+            want = item_similarity(R, method=method, k=k, shrinkage=1.0)
+        _assert_bitwise(got, want)
+    assert calls
+    M = item_similarity(R, method=method, shrinkage=1.0)
+    assert real(M, 2).nnz < M.nnz
