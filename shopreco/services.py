@@ -394,13 +394,17 @@ def _owned_exclusions(qs: QuerySet, path: str, viewer: _Viewer) -> QuerySet:
     """Exclude, in SQL, products the viewer already rated or bought (EXCLUDE_OWNED)."""
     if not reco_settings.EXCLUDE_OWNED or not viewer.identified:
         return qs
-    owned_kinds = list(reco_settings.OWNED_EVENT_KINDS)
-    qs = qs.exclude(**{f"{path}__in": viewer.events().filter(kind__in=owned_kinds)
-                       .values("product")})
-    if viewer.user is not None:
-        qs = qs.exclude(**{f"{path}__in": Rating.objects.filter(user=viewer.user)
-                           .values("product")})
-    return qs
+    subs = getattr(viewer, "_owned_subqueries", None)
+    if subs is None:  # built once per viewer: the same subqueries serve every query
+        owned_kinds = list(reco_settings.OWNED_EVENT_KINDS)
+        subs = [viewer.events().filter(kind__in=owned_kinds).values("product")]
+        if viewer.user is not None:
+            subs.append(Rating.objects.filter(user=viewer.user).values("product"))
+        viewer._owned_subqueries = subs
+    owned = Q()
+    for sub in subs:
+        owned |= Q(**{f"{path}__in": sub})
+    return qs.exclude(owned)
 
 
 def _select_related_paths(prefix: str) -> list[str]:
