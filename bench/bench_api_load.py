@@ -4,11 +4,11 @@ headless on loopback: 50 concurrent shoppers for 60 s, each clicking every 1-3 s
 80% reads / 20% writes (scenario in bench/locustfile_api.py). Reports throughput and
 p50/p95/p99 per endpoint and the error count; writes bench/out/api_load.md.
 
-    python bench/bench_api_load.py              # PostgreSQL db "api", Redis db 3
+    python bench/bench_api_load.py              # PostgreSQL db "serving", Redis db 7
     python bench/bench_api_load.py --users 50 --duration 60 --workers 4
 
 Needs PostgreSQL, Redis, gunicorn and locust (requirements-bench.txt) and the MovieLens data
-(../shared/data/ml-latest-small); first use seeds the "api" database (seed_demo --movielens)
+(../shared/data/ml-latest-small); first use seeds its database (seed_demo --movielens)
 and runs shopreco_recompute, later runs reuse it.
 """
 
@@ -34,9 +34,10 @@ sys.path[:0] = [str(BENCH_DIR), str(REPO)]
 
 import common  # noqa: E402
 
-DB_NAME = "api"
+DB_NAME = os.environ.get("BENCH_API_DB", "serving")
 PG_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
-REDIS_URL = "redis://127.0.0.1:6379/3"
+REDIS_DB = int(os.environ.get("BENCH_API_REDIS_DB", "7"))
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 BENCH_USERS = 200  # accounts whose tokens the shoppers use
 BENCH_PRODUCTS = 500  # products the shoppers visit (the most rated ones)
 TARGET_P99_MS = 50
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--duration", type=int, default=60, help="seconds")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument("--worker-nice", type=int, default=10,
+                        help="niceness of the Celery worker (background refreshes yield the "
+                             "CPU to serving, as on a worker host of its own); 0 = same priority")
     parser.add_argument("--think", default="1.0-3.0",
                         help="think time between a shopper's requests, seconds (min-max)")
     args = parser.parse_args(argv)
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             [str(bin_dir / "celery"), "-A", "demo_shop", "worker", "--concurrency", "1",
              "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
             cwd=REPO, env=env, stdout=open(log_dir / "celery.log", "w"),
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(args.worker_nice),
         ))
         base = f"http://127.0.0.1:{port}"
         _wait_http(f"{base}/api/reco/popular/")
@@ -296,8 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         f"MovieLens latest-small as a shop: {counts['products']} products, {counts['users']} "
         f"users, {counts['ratings']} ratings; served run #{counts['run']}. gunicorn with "
         f"{args.workers} sync workers (DEBUG off, persistent DB connections), PostgreSQL db "
-        f"`{DB_NAME}`, Redis db 3 as cache and Celery broker with one worker doing the "
-        f"per-user refreshes that writes trigger; locust (FastHttpUser) on loopback, "
+        f"`{DB_NAME}`, Redis db {REDIS_DB} as cache and Celery broker with one worker doing the "
+        f"per-user refreshes that writes trigger (niceness {args.worker_nice}: background work "
+        f"yields the CPU to serving, as on a worker host of its own); locust (FastHttpUser) "
+        f"on loopback, "
         f"{args.users} concurrent shoppers (4 in 5 signed in with a token, 1 in 5 anonymous "
         f"with session + CSRF) each clicking every {wait_min:g}-{wait_max:g} s (think time), "
         f"{args.duration} s, everything on this "

@@ -4,7 +4,7 @@ product page (median overhead, cached and uncached), on PostgreSQL with MovieLen
 Falls back to SQLite and the synthetic demo catalogue when PostgreSQL or the data set is
 absent (the section says which). Writes bench/out/storefront.md.
 
-    python bench/bench_storefront.py            # PostgreSQL db "storefront" (test_storefront)
+    python bench/bench_storefront.py            # PostgreSQL db "serving" (test_serving)
     BENCH_STOREFRONT_DB=sqlite python bench/bench_storefront.py
 """
 
@@ -25,7 +25,8 @@ sys.path[:0] = [str(BENCH_DIR), str(REPO)]
 
 import common  # noqa: E402
 
-PG_URL = "postgres://postgres@127.0.0.1:5432/storefront"
+# Own database (the bench runs in test_<name>, kept between runs).
+PG_URL = "postgres://postgres@127.0.0.1:5432/" + os.environ.get("BENCH_STOREFRONT_PG", "serving")
 PAGES = 40  # product pages per variant and pass
 
 
