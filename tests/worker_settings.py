@@ -19,6 +19,9 @@ CELERY_BROKER_URL = os.environ["SHOPRECO_TEST_BROKER"]
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+if os.environ.get("SHOPRECO_TEST_QUEUE"):
+    # The test's own queue, so concurrent test sessions on one Redis db do not mix.
+    CELERY_TASK_DEFAULT_QUEUE = os.environ["SHOPRECO_TEST_QUEUE"]
 DATABASES["default"]["NAME"] = os.environ["SHOPRECO_TEST_DB_NAME"]
 SHOPRECO = {**globals().get("SHOPRECO", {}),  # noqa: F405
             **json.loads(os.environ.get("SHOPRECO_TEST_OVERRIDES", "{}"))}

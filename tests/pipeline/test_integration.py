@@ -49,8 +49,9 @@ def redis_url():
 class Workers:
     """Starts and stops worker processes (each in its own process group)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, queue: str | None = None) -> None:
         self.url = url
+        self.queue = queue  # a queue of our own: other test sessions may share the Redis db
         self.procs: list[subprocess.Popen] = []
 
     def start(self, delay: float = 0.0, overrides: str = "{}") -> subprocess.Popen:
@@ -64,11 +65,13 @@ class Workers:
             "SHOPRECO_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
             "SHOPRECO_TEST_TASK_DELAY": str(delay),
             "SHOPRECO_TEST_OVERRIDES": overrides,
+            "SHOPRECO_TEST_QUEUE": self.queue or "",
         }
+        queues = ["--queues", self.queue] if self.queue else []
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "demo_shop", "worker", "--concurrency", "2",
              "--pool", "prefork", "--loglevel", "INFO", "--hostname", f"{name}@%h",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+             "--without-gossip", "--without-mingle", "--without-heartbeat", *queues],
             cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -103,15 +106,27 @@ def workers(redis_url, transactional_db):
     """Switch this process's Celery app to the real broker (not eager) for the test."""
     from demo_shop.celery import app
 
-    saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url", "result_backend")}
-    app.conf.update(task_always_eager=False, broker_url=redis_url, result_backend=None)
-    app.control.purge()  # nothing left over from an earlier session
-    ctl = Workers(redis_url)
+    keys = ("task_always_eager", "broker_url", "result_backend", "task_default_queue")
+    saved = {k: app.conf[k] for k in keys}
+    queue = f"shopreco-test-{uuid.uuid4().hex[:8]}"
+    app.conf.update(task_always_eager=False, broker_url=redis_url, result_backend=None,
+                    task_default_queue=queue)
+    reset_pools(app)
+    ctl = Workers(redis_url, queue=queue)
     try:
         yield ctl
     finally:
         ctl.stop_all()
-        app.conf.update(saved)  # the producer pool stays: the next test uses the same URL
+        app.control.purge()  # drop what the test left in its queue
+        app.conf.update(saved)
+        reset_pools(app)
+
+
+def reset_pools(app) -> None:
+    """Forget connections made with the previous broker URL (eager tasks earlier in the
+    session may already have created a pool for the default one)."""
+    app._pool = None  # not closed: kombu may share it with other users of that URL
+    app.amqp._producer_pool = None
 
 
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
