@@ -229,7 +229,7 @@ def section_ratings(reuse_peers: bool) -> tuple[str, list[list[str]]]:
     targets: list[list[str]] = []
     if not ours:
         lines += ["", f"**shopreco engine not importable: {import_error}**"]
-        targets.append(["(a) best RMSE <= 0.85 and < KNNBaseline", "engine missing",
+        targets.append(["(a) our best RMSE <= 0.85 and below KNNBaseline's", "engine missing",
                         common.verdict(None)])
         targets.append(["(a) 5-fold time <= 1/10 of KNNBaseline", "engine missing",
                         common.verdict(None)])
@@ -251,9 +251,11 @@ def section_ratings(reuse_peers: bool) -> tuple[str, list[list[str]]]:
     ]
     if nonfinite:
         lines.append(f"Non-finite predictions (counted as the train mean): {nonfinite}.")
-    rmse_ok = best_rmse <= RMSE_TARGET and best_rmse < base_rmse
-    targets.append(["(a) best RMSE <= 0.85 and below KNNBaseline's",
-                    f"{best_rmse:.4f} vs {base_rmse:.4f}", common.verdict(rmse_ok)])
+    targets.append(["(a) our best RMSE <= 0.85", f"{best_rmse:.4f} ({best})",
+                    common.verdict(best_rmse <= RMSE_TARGET)])
+    targets.append(["(a) our best RMSE below KNNBaseline's on the same folds",
+                    f"{best_rmse:.4f} vs {base_rmse:.4f} (lower on {folds_better}/{N_FOLDS} "
+                    "folds)", common.verdict(best_rmse < base_rmse)])
     targets.append(["(a) 5-fold fit+predict <= 1/10 of KNNBaseline's",
                     f"{ratio:.3f} ({best_total:.2f} s / {base_total:.1f} s)",
                     common.verdict(ratio <= SPEED_TARGET)])
@@ -522,6 +524,10 @@ def section_scale(sizes: tuple[int, ...], repeat: int) -> tuple[str, list[list[s
                 ratio = ""
                 if lib == "ours" and summary.get("implicit"):
                     ratio = f"{s['fit'] / summary['implicit']['fit']:.2f}"
+                    paired = [a / b for a, b in zip(s["fits"], summary["implicit"]["fits"],
+                                                    strict=False)]
+                    if len(paired) > 1:  # each round's own ratio: robust to slow spells
+                        ratio += f" (paired {', '.join(f'{r:.2f}' for r in paired)})"
                 rows.append([f"{nnz:,}", name, _secs(s["fit"]),
                              " / ".join(f"{t:.2f}" for t in s["fits"]), ratio,
                              common.mib(s["peak"]), common.mib(s["peak"] - s["before"]),
@@ -564,7 +570,7 @@ def section_scale(sizes: tuple[int, ...], repeat: int) -> tuple[str, list[list[s
     head = 5_000_000 if 5_000_000 in by_size else max(by_size)
     ours_s, peer_s = by_size[head].get("ours"), by_size[head].get("implicit")
     if ours_s and peer_s:
-        targets.append([f"(c) ItemKNN cosine fit time <= implicit's at {head:,}",
+        targets.append([f"(c) ItemKNN cosine fit time <= implicit's at {head:,} (medians)",
                         f"{ours_s['fit']:.2f} s vs {peer_s['fit']:.2f} s "
                         f"(ratio {ours_s['fit'] / peer_s['fit']:.2f})",
                         common.verdict(ours_s["fit"] <= peer_s["fit"])])

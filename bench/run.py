@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ sys.path.insert(0, str(BENCH_DIR))
 import common  # noqa: E402
 
 RESULTS = BENCH_DIR / "RESULTS.md"
+RUNLOG = common.OUT_DIR / "runlog.json"  # last status of each bench, kept across --only runs
 FIRST = ("engine",)  # the rest follow in name order
 
 
@@ -139,10 +141,16 @@ def assemble(log: dict[str, tuple[str, float]], started: float, load_start: str)
         "",
     ]
     rows, sections = [], []
+    previous = json.loads(RUNLOG.read_text()) if RUNLOG.exists() else {}
     for name in discover():
         section = common.OUT_DIR / f"{name}.md"
-        status, seconds = log.get(name, ("not run this time" if started else "assembled only",
-                                          float("nan")))
+        if name in log:
+            status, seconds = log[name]
+        elif name in previous:
+            status = f"{previous[name]['status']} (earlier run, {previous[name]['when']})"
+            seconds = previous[name]["seconds"]
+        else:
+            status, seconds = "not run yet", float("nan")
         fresh = section.exists() and section.stat().st_mtime >= started  # started=0: all
         if section.exists():
             when = datetime.fromtimestamp(section.stat().st_mtime, UTC).strftime(
@@ -150,8 +158,7 @@ def assemble(log: dict[str, tuple[str, float]], started: float, load_start: str)
             note = f"written {when}" + ("" if fresh else ", earlier run")
             text = section.read_text().rstrip()
             if started and not fresh:
-                text += (f"\n\n_This section is from an earlier run ({when}); this run: "
-                         f"{status}._")
+                text += f"\n\n_This section is from an earlier run ({when})._"
             sections.append(text)
         else:
             note = "none written"
@@ -193,7 +200,15 @@ def main(argv: list[str] | None = None) -> int:
             status, seconds = run_one(name, args.timeout)
             log[name] = (status, seconds)
             print(f"--- bench_{name}: {status} ({seconds:.0f} s)", flush=True)
+    if log:
+        previous = json.loads(RUNLOG.read_text()) if RUNLOG.exists() else {}
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        previous.update({n: {"status": st, "seconds": round(sec, 1), "when": when}
+                         for n, (st, sec) in log.items()})
+        common.OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = assemble(log, 0.0 if args.assemble_only else started, load_start)
+    if log:
+        RUNLOG.write_text(json.dumps(previous, indent=1))
     print(f"\nwrote {path}")
     for name, (status, _) in log.items():
         print(f"  bench_{name}: {status}")
