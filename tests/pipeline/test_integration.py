@@ -123,10 +123,11 @@ def workers(redis_url, transactional_db):
 
 
 def reset_pools(app) -> None:
-    """Forget connections made with the previous broker URL (eager tasks earlier in the
-    session may already have created a pool for the default one)."""
+    """Forget connections, queues and routes made under the previous configuration: eager
+    tasks earlier in the session may have built them for the default broker, and Celery
+    caches the default queue in ``app.amqp``."""
     app._pool = None  # not closed: kombu may share it with other users of that URL
-    app.amqp._producer_pool = None
+    app.__dict__.pop("amqp", None)  # a cached property: rebuilt from the current conf
 
 
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
