@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.db import connections
@@ -903,15 +904,17 @@ def _catalogue_version() -> str:
     return token
 
 
-@receiver(post_save, dispatch_uid="shopreco.services.product_saved")
-@receiver(post_delete, dispatch_uid="shopreco.services.product_deleted")
 def _product_changed(sender: Any, **kwargs: Any) -> None:
-    try:
-        model = get_product_model()
-    except Exception:  # noqa: BLE001 - app registry not ready or misconfigured: checks say so
-        return
-    if sender is model:
-        _cache().set(_CATALOGUE_VERSION_KEY, uuid.uuid4().hex[:12], timeout=None)
+    _cache().set(_CATALOGUE_VERSION_KEY, uuid.uuid4().hex[:12], timeout=None)
+
+
+# Connected for the product model only ("app_label.Model" senders resolve lazily): a receiver
+# without a sender would run on every save and, for post_delete, turn off Django's fast
+# (single-statement) deletes for every model.
+post_save.connect(_product_changed, sender=settings.SHOPRECO_PRODUCT_MODEL,
+                  dispatch_uid="shopreco.services.product_saved")
+post_delete.connect(_product_changed, sender=settings.SHOPRECO_PRODUCT_MODEL,
+                    dispatch_uid="shopreco.services.product_deleted")
 
 
 def widget_html(widget: str, render: Any, *, variant: str, limit: Any = None,

@@ -102,3 +102,24 @@ def test_braces_and_markup_in_names_stay_literal_in_cached_html(shop, make_reque
         html = render(make_request(shop.alice), product=product)
         assert "Brace {rec} {} {0} }{ &lt;i&gt;x&lt;/i&gt;" in html
         assert "<i>x</i>" not in html
+
+
+def test_catalogue_receiver_is_bound_to_the_product_model_only():
+    """A receiver without a sender would run on every save and switch off Django's fast
+    deletes for every model (the pipeline prunes hundreds of thousands of rows)."""
+    from django.db.models.signals import post_delete, post_save
+
+    from shopreco import services
+    from shopreco.conf import get_product_model
+    from shopreco.models import ItemSimilarity, Recommendation
+
+    def bound(signal, sender):
+        live = signal._live_receivers(sender)
+        if isinstance(live, tuple):  # Django 5: (sync, async)
+            live = [r for group in live for r in group]
+        return services._product_changed in live
+
+    product = get_product_model()
+    assert bound(post_save, product) and bound(post_delete, product)
+    for other in (ItemSimilarity, Recommendation):
+        assert not bound(post_save, other) and not bound(post_delete, other)
