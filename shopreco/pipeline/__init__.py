@@ -30,6 +30,7 @@ from shopreco.models import (
     Interaction,
     ItemSimilarity,
     PendingRefresh,
+    Preference,
     Rating,
     Recommendation,
     RecomputeRun,
@@ -205,6 +206,19 @@ def compute_batch(run_id: int, index: int, start: int, stop: int) -> str:
 
 
 # ---------------------------------------------------------------------------- stage 4
+def _without_opted_out(recs: compute.RecBatch, snap: Snapshot) -> compute.RecBatch:
+    """Drop the lists of users who switched personalisation off: they are served popular
+    lists only, so a stored profile of them would be kept for nothing (privacy by default)."""
+    opted_out = [str(pk) for pk in Preference.objects.filter(personalize=False)
+                 .values_list("user_id", flat=True)]
+    if not opted_out or not len(recs):
+        return recs
+    row_pks = np.array([str(pk) for pk in snap.user_pks[: snap.n_users].tolist()])
+    keep = ~np.isin(recs.users, np.flatnonzero(np.isin(row_pks, opted_out)))
+    return compute.RecBatch(*(getattr(recs, name)[keep] for name in (
+        "users", "items", "scores", "ranks", "reason_codes", "reason_items")))
+
+
 def finish_run(run_id: int) -> RecomputeRun | None:
     """Write all results, then activate the run in one transaction and prune old runs."""
     run = runs.ensure_running(run_id)
@@ -227,6 +241,7 @@ def finish_run(run_id: int) -> RecomputeRun | None:
         src, dst, score = compute.top_rows(M, params["similar_per_product"])
         n_sim += writer.write_similarities(run_id, kind, src, dst, score, pkeys)
         runs.beat(run_id, add_progress=5.0)
+    recs = _without_opted_out(recs, snap)
     ukeys = writer.prep_keys(Recommendation, "user", snap.user_pks)
     n_rec = writer.write_recommendations(
         run_id, recs.users, recs.items, recs.scores, recs.ranks, recs.reasons(),

@@ -24,7 +24,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from shopreco.conf import reco_settings
-from shopreco.models import Interaction, PendingRefresh, Rating, Recommendation, RecomputeRun
+from shopreco.models import (
+    Interaction,
+    PendingRefresh,
+    Preference,
+    Rating,
+    Recommendation,
+    RecomputeRun,
+)
 
 log = logging.getLogger("shopreco.pipeline")
 
@@ -96,6 +103,9 @@ def refresh_user(user_id: Any) -> None:
     latest = RecomputeRun.latest_succeeded()
     if latest is not None and latest.pk != run.pk:  # a new run went live meanwhile
         _refresh(latest, user_id)
+    from shopreco.services import invalidate_user
+
+    invalidate_user(user_id)  # the user's cached lists were built from the old rows
 
 
 def _refresh(run: RecomputeRun, user_id: Any) -> None:
@@ -103,6 +113,10 @@ def _refresh(run: RecomputeRun, user_id: Any) -> None:
     from shopreco.pipeline import compute, writer
     from shopreco.pipeline.matrix import load_snapshot
 
+    if Preference.objects.filter(user_id=user_id, personalize=False).exists():
+        # Opted out: keep no personal list (serving shows popular lists only).
+        Recommendation.objects.filter(run=run, user_id=user_id).delete()
+        return
     snap = pipeline.load_run_snapshot(run)
     S = pipeline.load_run_similarity(run)
     params = run.params

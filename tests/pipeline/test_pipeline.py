@@ -422,3 +422,22 @@ def test_parallel_copy_streams_write_the_same_rows(shop, monkeypatch):
     parallel = pipeline.run_full_recompute()
     assert calls and max(calls) == 2
     assert rows_of(parallel) == rows_of(single)
+
+
+def test_opted_out_users_get_no_stored_list_in_full_runs_or_refreshes(shop):
+    from shopreco.models import Preference
+
+    users, _ = shop()
+    quiet, other = users[0], users[1]
+    Preference.objects.create(user=quiet, personalize=False)
+    run = pipeline.run_full_recompute()
+    assert not Recommendation.objects.filter(run=run, user=quiet).exists()
+    assert Recommendation.objects.filter(run=run, user=other).exists()
+    # Their data still shapes the similarities (they only opted out of personalisation).
+    assert ItemSimilarity.objects.filter(run=run).exists()
+    # A refresh keeps it so, and opting back in brings the list back with the next refresh.
+    pipeline.refresh_user(quiet.pk)
+    assert not Recommendation.objects.filter(run=run, user=quiet).exists()
+    Preference.objects.filter(user=quiet).update(personalize=True)
+    pipeline.refresh_user(quiet.pk)
+    assert Recommendation.objects.filter(run=run, user=quiet).exists()
