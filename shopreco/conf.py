@@ -31,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "NEIGHBOURS": 50,
     "SHRINKAGE": 10.0,
     "RECOMMENDATIONS_PER_USER": 50,
-    "SIMILAR_PER_PRODUCT": 50,
+    "SIMILAR_PER_PRODUCT": 20,
     # Sharding: items per similarity block task.
     "BLOCK_SIZE": 2000,
     # Users per recommendation batch.
