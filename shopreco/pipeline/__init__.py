@@ -269,6 +269,7 @@ def finish_run(run_id: int) -> RecomputeRun | None:
     }
     if not runs.activate(run_id, {"timings": timings, "counts": counts, "metrics": metrics}):
         raise RunAborted(run_id)
+    writer.analyze(ItemSimilarity, Recommendation)
     log.info("shopreco run #%s succeeded in %.1f s: %s", run_id, timings["total"], counts)
     storage.delete_run_files(run_id, keep=tuple(
         run_file(run, base).rsplit("/", 1)[-1] for base in (SNAPSHOT, SIMILARITY)),

@@ -62,6 +62,18 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Iterable[tuple
     return n
 
 
+def analyze(*models: type[Model]) -> None:
+    """Refresh PostgreSQL's planner statistics after a bulk write: right after a first run the
+    tables look empty to the planner, which then picks sequential scans for the serving
+    queries. Other databases need nothing."""
+    conn = connections[_db(models[0])]
+    if conn.vendor != "postgresql":
+        return
+    tables = ", ".join(conn.ops.quote_name(m._meta.db_table) for m in models)
+    with conn.cursor() as cursor:
+        cursor.execute(f"ANALYZE {tables}")
+
+
 def _table_and_columns(model: type[Model], columns: Sequence[str], conn) -> tuple[str, str]:
     table = conn.ops.quote_name(model._meta.db_table)
     cols = [model._meta.get_field(c.removesuffix("_id")).column if c.endswith("_id")
