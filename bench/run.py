@@ -134,7 +134,9 @@ def assemble(log: dict[str, tuple[str, float]], started: float, load_start: str)
             ["sparse_dot_topn (used by the engine)", info["sparse_dot_topn"]],
             ["BLAS and thread pools (threadpoolctl)", blas],
             ["OPENBLAS_* / OMP_* in the environment", openblas_env],
-            ["load average (1, 5, 15 min) at start / end", f"{load_start} / {info['load']}"],
+            ["load average (1, 5, 15 min) at start / end" if started else
+             "load average (1, 5, 15 min) when assembled (each section notes its own)",
+             f"{load_start} / {info['load']}" if started else info["load"]],
         ]),
         "",
         "## Run log",
