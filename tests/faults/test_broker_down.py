@@ -47,7 +47,10 @@ def broker() -> str:
 
 def use_broker(app, url: str) -> None:
     """Point this process's Celery app at ``url``, dropping pooled connections to the old one
-    (what Celery itself does after a fork)."""
+    (what Celery itself does after a fork). Celery's ``broker_url`` prefers the
+    CELERY_BROKER_URL environment variable (CI sets it) over the configuration, so it is set
+    too; the fixture restores it."""
+    os.environ["CELERY_BROKER_URL"] = url
     app.conf.broker_url = url
     app._pool = None
     amqp = app.__dict__.get("amqp")
@@ -60,6 +63,7 @@ def celery_app(broker, transactional_db):
     from demo_shop.celery import app
 
     saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url", "result_backend")}
+    saved_env = os.environ.get("CELERY_BROKER_URL")
     app.conf.update(task_always_eager=False, result_backend=None)
     use_broker(app, broker)
     app.control.purge()
@@ -70,6 +74,10 @@ def celery_app(broker, transactional_db):
         workers.stop_all()
         app.conf.update(saved)
         use_broker(app, saved["broker_url"])
+        if saved_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
 
 
 @pytest.fixture
