@@ -27,6 +27,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     _name = os.environ.get("SHOPRECO_TEST_DB_NAME") or (
         f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{os.getpid()}.sqlite3"
     )
+    (BASE_DIR / "var").mkdir(exist_ok=True)  # git-ignored: absent on a fresh clone
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / _name)}
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 MEDIA_ROOT = BASE_DIR / "var" / "test-media"
