@@ -50,7 +50,10 @@ def use_broker(app, url: str) -> None:
     (what Celery itself does after a fork). Celery's ``broker_url`` prefers the
     CELERY_BROKER_URL environment variable (CI sets it) over the configuration, so it is set
     too; the fixture restores it."""
-    os.environ["CELERY_BROKER_URL"] = url
+    if url:
+        os.environ["CELERY_BROKER_URL"] = url
+    else:
+        os.environ.pop("CELERY_BROKER_URL", None)
     app.conf.broker_url = url
     app._pool = None
     amqp = app.__dict__.get("amqp")
