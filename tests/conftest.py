@@ -12,6 +12,19 @@ import pytest
 _seq = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    """Serving caches and throttle counters must not leak between tests (run ids restart with
+    every test database, so a stale cached list could look current)."""
+    from django.core.cache import caches
+
+    for cache in caches.all():
+        cache.clear()
+    yield
+    for cache in caches.all():
+        cache.clear()
+
+
 @pytest.fixture
 def category_factory(db) -> Callable:
     from demo_shop.catalog.models import Category

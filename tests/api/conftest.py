@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from django.core.cache import caches
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -16,16 +15,6 @@ from rest_framework.test import APIClient
 from shopreco.models import ItemSimilarity, Recommendation, RecomputeRun
 
 API = "/api/reco/"
-
-
-@pytest.fixture(autouse=True)
-def _clear_cache():
-    """Serving caches and throttle counters must not leak between tests."""
-    for cache in caches.all():
-        cache.clear()
-    yield
-    for cache in caches.all():
-        cache.clear()
 
 
 @pytest.fixture

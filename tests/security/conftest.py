@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from django.core.cache import caches
 from django.test import Client
 from django.utils import timezone
 
@@ -25,15 +24,6 @@ class Shop:
     run: RecomputeRun
     alice_rating: Rating
     alice_only: list  # products only Alice's personal list contains
-
-
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    for cache in caches.all():
-        cache.clear()
-    yield
-    for cache in caches.all():
-        cache.clear()
 
 
 @pytest.fixture
