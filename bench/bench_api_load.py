@@ -156,6 +156,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_servers(env: dict[str, str], port: int, workers: int, log_dir: Path,
+                  worker_nice: int = 0) -> list[subprocess.Popen]:
+    """gunicorn (sync workers) on loopback and one Celery worker for the per-user refreshes
+    that writes trigger, logging into ``log_dir``; shared with bench_load_recompute."""
+    bin_dir = Path(sys.executable).parent
+    web = subprocess.Popen(
+        [str(bin_dir / "gunicorn"), "demo_shop.wsgi:application", "--bind",
+         f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "sync",
+         "--timeout", "60", "--log-level", "warning"],
+        cwd=REPO, env=env, stdout=open(log_dir / "gunicorn.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
+    worker = subprocess.Popen(
+        [str(bin_dir / "celery"), "-A", "demo_shop", "worker", "--concurrency", "1",
+         "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
+        cwd=REPO, env=env, stdout=open(log_dir / "celery.log", "w"),
+        stderr=subprocess.STDOUT,
+        preexec_fn=(lambda: os.nice(worker_nice)) if worker_nice else None,
+    )
+    return [web, worker]
+
+
 def _wait_http(url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -227,19 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     bin_dir = Path(sys.executable).parent
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(subprocess.Popen(
-            [str(bin_dir / "gunicorn"), "demo_shop.wsgi:application", "--bind",
-             f"127.0.0.1:{port}", "--workers", str(args.workers), "--worker-class", "sync",
-             "--timeout", "60", "--log-level", "warning"],
-            cwd=REPO, env=env, stdout=open(log_dir / "gunicorn.log", "w"),
-            stderr=subprocess.STDOUT,
-        ))
-        procs.append(subprocess.Popen(
-            [str(bin_dir / "celery"), "-A", "demo_shop", "worker", "--concurrency", "1",
-             "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
-            cwd=REPO, env=env, stdout=open(log_dir / "celery.log", "w"),
-            stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(args.worker_nice),
-        ))
+        procs += start_servers(env, port, args.workers, log_dir, worker_nice=args.worker_nice)
         base = f"http://127.0.0.1:{port}"
         _wait_http(f"{base}/api/reco/popular/")
         for pk in data["products"][:50]:  # warm every worker a little, like a live shop

@@ -281,23 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = common.OUT_DIR / "load_recompute_logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     port = api._free_port()
-    bin_dir = Path(sys.executable).parent
     procs: list[subprocess.Popen] = []
     phases: dict[str, dict] = {}
     try:
-        procs.append(subprocess.Popen(
-            [str(bin_dir / "gunicorn"), "demo_shop.wsgi:application", "--bind",
-             f"127.0.0.1:{port}", "--workers", str(args.workers), "--worker-class", "sync",
-             "--timeout", "60", "--log-level", "warning"],
-            cwd=REPO, env=env, stdout=open(log_dir / "gunicorn.log", "w"),
-            stderr=subprocess.STDOUT,
-        ))
-        procs.append(subprocess.Popen(
-            [str(bin_dir / "celery"), "-A", "demo_shop", "worker", "--concurrency", "1",
-             "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
-            cwd=REPO, env=env, stdout=open(log_dir / "celery.log", "w"),
-            stderr=subprocess.STDOUT,
-        ))
+        procs += api.start_servers(env, port, args.workers, log_dir)
         url = f"http://127.0.0.1:{port}"
         api._wait_http(f"{url}/api/reco/popular/")
         for pk in data["products"][:50]:
