@@ -60,24 +60,38 @@ def topk_rows(M: sp.csr_matrix, k: int | None, drop_offset: int | None = None) -
     """
     M = sp.csr_matrix(M)
     n_rows, n_cols = M.shape
-    rows = row_ids(M)
-    cols = M.indices.astype(np.int64)
-    vals = M.data
-    keep = vals != 0
+    lens = np.diff(M.indptr).astype(np.int64)
+    vals, cols = M.data, M.indices
+    valid = vals != 0
     if drop_offset is not None:
-        keep &= cols != rows + drop_offset
-    if not keep.all():
-        rows, cols, vals = rows[keep], cols[keep], vals[keep]
-    counts = np.bincount(rows, minlength=n_rows)
+        diag = np.repeat(np.arange(n_rows, dtype=np.int64) + drop_offset, lens)
+        valid &= cols != diag
+    counts = lens
+    if not valid.all():
+        vals, cols = vals[valid], cols[valid]
+        counts = row_sums(valid, lens)
     if k is not None and counts.size and counts.max() > k:
-        rows, cols, vals = _topk_bucketed(rows, cols, vals, counts, k)
-    order = np.lexsort((cols, rows)) if rows.size else np.zeros(0, dtype=np.int64)
-    rows, cols, vals = rows[order], cols[order], vals[order]
+        keep = topk_mask(vals, cols, counts, k)
+        vals, cols = vals[keep], cols[keep]
+        counts = row_sums(keep, counts)
+    # entries stay grouped by row: only the columns within each row need sorting
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
-    out = sp.csr_matrix((vals, cols, indptr), shape=(n_rows, n_cols))
-    out.has_sorted_indices = True
+    np.cumsum(counts, out=indptr[1:])
+    if vals is M.data:
+        vals = vals.copy()  # sort_indices below works in place: never on the caller's data
+    out = sp.csr_matrix((vals, cols.astype(np.int64), indptr), shape=(n_rows, n_cols))
+    out.has_sorted_indices = False
+    out.sort_indices()
     return out
+
+
+def row_sums(mask: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """Number of True entries of ``mask`` per row, rows being consecutive runs of
+    ``lens`` entries (a cumsum read at the row ends: no per-entry row ids needed)."""
+    cs = np.zeros(mask.size + 1, dtype=np.int64)
+    np.cumsum(mask, out=cs[1:])
+    ends = np.cumsum(lens)
+    return cs[ends] - cs[ends - lens]
 
 
 def _topk_sorted(rows, cols, vals, n_rows, k):
@@ -91,52 +105,53 @@ def _topk_sorted(rows, cols, vals, n_rows, k):
     return rows[keep], cols[keep], vals[keep]
 
 
-def _select_topk_mask(key: np.ndarray, k: int, colkey: np.ndarray) -> np.ndarray:
-    """Boolean mask of the k largest finite values per row of ``key`` (-inf = empty);
-    ties at the k-th value go to the smaller ``colkey`` (the column index)."""
-    neg = np.negative(key)
-    kk = min(k, key.shape[1])
-    cand = np.argpartition(neg, kk - 1, axis=1)[:, :kk]
-    thr = np.take_along_axis(key, cand, axis=1).min(axis=1)[:, None]
-    sel = key > thr
-    eq = (key == thr) & np.isfinite(thr)
-    need = kk - sel.sum(axis=1)
-    simple = eq.sum(axis=1) <= need
-    sel |= eq & simple[:, None]
-    amb = np.nonzero(~simple & (need > 0))[0]
-    if amb.size:
-        rr, cc = np.nonzero(eq[amb])
-        order = np.lexsort((colkey[amb][rr, cc], rr))
-        rr, cc = rr[order], cc[order]
-        rank = np.arange(rr.size) - np.searchsorted(rr, np.arange(amb.size))[rr]
-        pick = rank < need[amb][rr]
-        sel[amb[rr[pick]], cc[pick]] = True
-    sel &= np.isfinite(key)
-    return sel
+def topk_mask(vals, cols, counts, k) -> np.ndarray:
+    """Mask of the entries holding the k largest values of each row, ties at the k-th
+    value to the smaller column. Entries are grouped by row, ``counts[r]`` of them for
+    row r, columns in any order.
 
-
-def _topk_bucketed(rows, cols, vals, counts, k):
-    """Top-k of long rows without a global sort: rows are padded into 2-D arrays by
-    length bucket (powers of two, so padding at most doubles) and selected with
-    argpartition. Entries must be grouped by row (any column order)."""
+    Each long row's k-th largest value comes from ``np.partition`` over the long rows
+    padded into 2-D arrays by length bucket (powers of two, so padding at most doubles; a
+    partition of values is several times faster than argpartition); entries are then
+    kept by comparison with their row's threshold: no sort of the whole set.
+    """
     n_rows = counts.size
     starts = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
-    keep = counts[rows] <= k
     long_rows = np.nonzero(counts > k)[0]
+    thr = np.full(n_rows, -np.inf)  # short rows: everything is above
+    simple = np.ones(n_rows, dtype=bool)
+    need = np.zeros(n_rows, dtype=np.int64)
     bucket = np.ceil(np.log2(counts[long_rows])).astype(np.int64)
     for bv in np.unique(bucket):
         rs = long_rows[bucket == bv]
         width = int(counts[rs].max())
-        seg, pos, _ = segment_ranges(starts, rs)
-        slot = pos - starts[rs][seg]
+        seg, pos, off = segment_ranges(starts, rs)
         key = np.full((rs.size, width), -np.inf)
-        key[seg, slot] = vals[pos]
-        colkey = np.zeros(key.shape, dtype=np.int64)
-        colkey[seg, slot] = cols[pos]
-        sel = _select_topk_mask(key, k, colkey)
-        keep[pos[sel[seg, slot]]] = True
-    return rows[keep], cols[keep], vals[keep]
+        key[seg, pos - np.repeat(starts[rs], counts[rs])] = vals[pos]
+        t = np.partition(key, width - k, axis=1)[:, width - k]
+        above = (key > t[:, None]).sum(axis=1)
+        ties = (key == t[:, None]).sum(axis=1)
+        thr[rs] = t
+        need[rs] = k - above
+        simple[rs] = ties <= k - above
+    t = np.repeat(thr, counts)
+    keep = vals > t
+    tie = vals == t
+    keep |= tie & np.repeat(simple, counts)
+    amb_rows = np.nonzero(~simple)[0]
+    if amb_rows.size:
+        # more ties at the k-th value than places left: the smallest columns win
+        seg, pos, _ = segment_ranges(starts, amb_rows)
+        t_pos = tie[pos]
+        seg, pos = seg[t_pos], pos[t_pos]
+        span = np.int64(cols[pos].max()) + 1
+        order = np.argsort(seg * span + cols[pos])
+        seg, pos = seg[order], pos[order]
+        first = np.r_[True, seg[1:] != seg[:-1]]
+        rank = np.arange(seg.size) - np.nonzero(first)[0][np.cumsum(first) - 1]
+        keep[pos[rank < need[amb_rows][seg]]] = True
+    return keep
 
 
 def _topk_dense(rows, cols, vals, n_rows, n_cols, k):
@@ -215,34 +230,6 @@ def _csr_from_sorted(rows, cols, vals, n_rows, n_cols) -> sp.csr_matrix:
     return out
 
 
-def sort_rows_by_value(M: sp.csr_matrix) -> sp.csr_matrix:
-    """Copy of ``M`` whose rows are ordered by value desc, then column asc.
-
-    Used to walk neighbour lists from the most similar one.
-    """
-    rows = row_ids(M)
-    lens = np.diff(M.indptr)
-    width = int(lens.max()) if lens.size else 0
-    if M.has_sorted_indices and 0 < M.shape[0] * width <= 2 * M.nnz + 1_000_000:
-        # rows padded into one 2-D array (+inf = empty) and sorted along each row: many
-        # short sorts instead of one long one; stable, so ties keep the column order
-        slot = np.arange(M.nnz) - M.indptr[:-1].astype(np.int64)[rows]
-        key = np.full((M.shape[0], width), np.inf)
-        key[rows, slot] = -M.data
-        perm = np.argsort(key, axis=1, kind="stable")
-        valid = np.arange(width)[None, :] < lens[:, None]
-        order = (perm + M.indptr[:-1, None].astype(np.int64))[valid]
-    elif M.has_sorted_indices:
-        # two stable sorts (value desc, then row) keep the column order among ties
-        order = np.argsort(-M.data, kind="stable")
-        order = order[np.argsort(rows[order], kind="stable")]
-    else:
-        order = np.lexsort((M.indices, -M.data, rows))
-    out = sp.csr_matrix((M.data[order], M.indices[order], M.indptr.copy()), shape=M.shape)
-    out.has_sorted_indices = False
-    return out
-
-
 def entry_keys(M: sp.csr_matrix) -> np.ndarray:
     """Sorted int64 keys row * n_cols + col of a canonical CSR matrix (for lookups)."""
     return row_ids(M) * np.int64(M.shape[1]) + M.indices.astype(np.int64)
@@ -270,5 +257,7 @@ def segment_ranges(indptr: np.ndarray, rows: np.ndarray):
     np.cumsum(lens, out=starts[1:])
     total = int(starts[-1])
     seg = np.repeat(np.arange(rows.size, dtype=np.int64), lens)
-    pos = np.arange(total, dtype=np.int64) - starts[seg] + lo[seg]
+    # repeat (sequential) rather than gathers through seg: the expansion is the big array
+    pos = np.arange(total, dtype=np.int64)
+    pos += np.repeat(lo - starts[:-1], lens)
     return seg, pos, starts

@@ -32,7 +32,7 @@ from ._sparse import (
     lookup,
     row_ids,
     segment_ranges,
-    sort_rows_by_value,
+    topk_mask,
     topk_rows,
 )
 from .baseline import fit_baselines
@@ -161,7 +161,6 @@ class _NeighbourModel:
         else:
             S = self._compute_similarity(R, method)
         self.similarity_ = S
-        self.__dict__.pop("_walk_rows", None)
         self.__dict__.pop("_pos_table", None)
         for cache in ("_rank_m", "_rank_t"):
             self.__dict__.pop(cache, None)
@@ -210,14 +209,6 @@ class _NeighbourModel:
             self._pos_table = table
         return self._pos_table
 
-    def _walk(self) -> sp.csr_matrix:
-        """Similarity rows ordered most similar first (built on the first predict: the
-        ranking path never needs it)."""
-        W = self.__dict__.get("_walk_rows")
-        if W is None:
-            W = self._walk_rows = sort_rows_by_value(self.similarity_)
-        return W
-
     def _resolve_store(self, method: str) -> int | None:
         """Neighbours stored per object. "auto": ``k`` for cosine, whose only use is the
         ranking score over the k nearest; ``max(k, 500)`` otherwise, because rating
@@ -240,7 +231,7 @@ class _NeighbourModel:
             R = tfidf_weight(R)
         P = prepare(R, method, kind=self._kind, baselines=self.baselines_)
         return fn(P, method=method, shrinkage=self.shrinkage_, k=self.max_neighbours_,
-                  n_jobs=self.n_jobs)
+                  n_jobs=self.n_jobs, positive_only=self.positive_only_)
 
     # -------------------------------------------------------------- predict
     def _pairs(self, user_idx, item_idx):
@@ -268,8 +259,7 @@ class _NeighbourModel:
             obj, ctx = items[idx], users[idx]
         else:
             obj, ctx = users[idx], items[idx]
-        W = self._walk()
-        lens = np.diff(W.indptr)[obj]
+        lens = np.diff(self.similarity_.indptr)[obj]
         # chunk the pairs so that the expansion stays under _CHUNK entries
         bounds = _chunk_bounds(lens, _CHUNK)
         for a, z in zip(bounds[:-1], bounds[1:], strict=True):
@@ -278,34 +268,37 @@ class _NeighbourModel:
         return out
 
     def _predict_chunk(self, obj, ctx, users, items, fallback):
-        W = self._walk()
-        seg, pos, starts = segment_ranges(W.indptr, obj)
-        nb = W.indices[pos].astype(np.int64)
-        s = W.data[pos]
+        S = self.similarity_
+        seg, pos, _ = segment_ranges(S.indptr, obj)
+        nb = S.indices[pos]
         n_ctx = self._Ro.shape[1]
-        key = nb * np.int64(n_ctx) + ctx[seg]
+        key = nb.astype(np.int64)
+        key *= n_ctx
+        key += np.repeat(ctx, np.diff(S.indptr)[obj])
         table = self._position_table()
         if table is not None:
             # dense (object, context) -> entry position table: one gather per lookup
             kpos = table[key]
-            found = kpos >= 0
-            kpos = np.maximum(kpos, 0)
+            hit = np.nonzero(kpos >= 0)[0]
         else:
             kpos = np.minimum(np.searchsorted(self._Ro_keys, key),
                               max(self._Ro_keys.size - 1, 0))
-            found = self._Ro_keys.size > 0
-            found = (self._Ro_keys[kpos] == key) if found else np.zeros(key.size, bool)
+            found = self._Ro_keys[kpos] == key if self._Ro_keys.size else np.zeros(key.size,
+                                                                                    bool)
+            hit = np.nonzero(found)[0]
+        # only the neighbours the user rated go on (about a tenth of the expansion)
+        segu, nbu, kposu = seg[hit], nb[hit], kpos[hit]
+        sims = S.data[pos[hit]]
         if self.positive_only_:
-            found &= s > 0
-        # rank of each found neighbour within its pair (walk order = most similar first)
-        csum = np.cumsum(found)
-        before = np.r_[0, csum][starts[:-1]]
-        rank = csum - before[seg]
-        use = found & (rank <= self.k)
-        segu = seg[use]
-        sims = s[use]
-        res = self._resid_o[kpos[use]]
+            pos_ok = sims > 0
+            segu, nbu, kposu, sims = segu[pos_ok], nbu[pos_ok], kposu[pos_ok], sims[pos_ok]
         n = obj.size
+        counts = np.bincount(segu, minlength=n)
+        if counts.size and counts.max() > self.k:
+            # the k most similar rated neighbours per pair (ties: smaller neighbour index)
+            use = topk_mask(sims, nbu, counts, self.k)
+            segu, sims, kposu = segu[use], sims[use], kposu[use]
+        res = self._resid_o[kposu]
         num = np.bincount(segu, sims * res, minlength=n)
         den = np.bincount(segu, np.abs(sims), minlength=n)
         cnt = np.bincount(segu, minlength=n)

@@ -17,6 +17,8 @@ denominator -> 0, the diagonal is not stored since nothing is its own neighbour)
 
 With ``shrinkage`` every similarity is multiplied by n_common / (n_common + shrinkage);
 with ``k`` only the k largest values of each row are kept (ties: smaller column first).
+With ``positive_only`` values <= 0 are dropped before the top k: rating prediction over
+positive neighbours never reads them, and the top-k pass then has half the entries.
 
 Sharding: :func:`item_similarity_block` returns rows [start, stop) and is bitwise equal to
 the same rows of :func:`item_similarity` whatever the block boundaries, because each row
@@ -174,7 +176,8 @@ def _check(shrinkage: float, k: int | None) -> None:
         raise ValueError(f"k must be a positive integer or None, got {k!r}")
 
 
-def _restricted_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: int | None):
+def _restricted_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: int | None,
+                     positive_only: bool = False):
     """Rows [start, stop) of a restricted-norm similarity in ONE sparse product.
 
     Each entry x of ``left`` becomes the 2x3 block [[x, x^2, 0], [0, 0, 1]] and each entry
@@ -191,87 +194,44 @@ def _restricted_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: in
                        shape=(2 * b, 3 * L.shape[1]))
     C = Lb @ P.right_packed
     blk = C.data
-    num = blk[:, 0, 0]
-    ok = num != 0
-    vals = np.zeros(num.size)
-    vals[ok] = num[ok] / np.sqrt(blk[ok, 0, 1] * blk[ok, 1, 0])
+    # a non-zero numerator implies both restricted norms are > 0
+    den = blk[:, 0, 1] * blk[:, 1, 0]
+    np.sqrt(den, out=den)
+    vals = np.divide(blk[:, 0, 0], den, out=np.zeros(den.size), where=blk[:, 0, 0] != 0)
     if shrinkage > 0:
         cnt = blk[:, 1, 1]
         vals *= cnt / (cnt + shrinkage)
+    if positive_only:
+        np.maximum(vals, 0.0, out=vals)  # zeros are dropped by the top-k pass
     out = sp.csr_matrix((vals, C.indices, C.indptr), shape=(b, P.n_objects))
-    if k is not None and vals.size > 2 * k * b:
-        out = _prefilter(out, k)
     return topk_rows(out, k, drop_offset=start)
 
 
-_PREFILTER_LEVELS = (0.3, 0.2, 0.1, 0.05, 0.02, 0.0)
-
-
-def _prefilter(M: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Drop entries that cannot be in a row's top k, exactly: when a row has more than
-    k + 1 values above a level t (one spare for the diagonal), its k-th largest
-    off-diagonal value is above t, so every value <= t goes (ties at the k-th value are
-    all above t and stay). Each row uses the highest level that qualifies; rows with no
-    level keep everything. Cheap passes that spare top-k most of a dense block."""
-    vals = M.data
-    rows = row_ids(M)
-    thr = np.full(M.shape[0], -np.inf)
-    cs = np.zeros(vals.size + 1, dtype=np.int64)
-    for t in _PREFILTER_LEVELS[::-1]:
-        np.cumsum(vals > t, out=cs[1:])
-        above = cs[M.indptr[1:]] - cs[M.indptr[:-1]]
-        thr[above > k + 1] = t
-    keep = vals > thr[rows]
-    if keep.all():
-        return M
-    indptr = np.zeros(M.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows[keep], minlength=M.shape[0]), out=indptr[1:])
-    return sp.csr_matrix((vals[keep], M.indices[keep], indptr), shape=M.shape)
-
-
-def _block_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: int | None):
+def _block_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: int | None,
+                positive_only: bool = False):
     """Similarity rows [start, stop) of one sub-block (no further splitting)."""
     if P.method in _RESTRICTED:
-        return _restricted_rows(P, start, stop, shrinkage, k)
+        return _restricted_rows(P, start, stop, shrinkage, k, positive_only)
     num = P.left[start:stop] @ P.right
-    need_cnt = shrinkage > 0
-    if P.method in _RESTRICTED:
-        q1 = P.left_sq[start:stop] @ P.right_bin
-        q2 = P.left_bin[start:stop] @ P.right_sq
-        mats = [num, q1, q2]
-    else:
-        mats = [num]
-    if need_cnt:
-        mats.append(P.left_bin[start:stop] @ P.right_bin)
+    if positive_only and not P.nonneg:
+        np.maximum(num.data, 0.0, out=num.data)
     n = P.n_objects
     b = stop - start
+    cnt = P.left_bin[start:stop] @ P.right_bin if shrinkage > 0 else None
     if b * n <= DENSE_BLOCK_CELLS and num.nnz * DENSE_MIN_FILL >= b * n:
         # dense scratch: align the products by position, no sorting needed
         D = num.toarray()
-        if P.method in _RESTRICTED:
-            den = q1.toarray()
-            den *= q2.toarray()
-            np.sqrt(den, out=den)
-            np.divide(D, den, out=D, where=D != 0)
-        if need_cnt:
-            cnt = mats[-1].toarray()
-            den = cnt + shrinkage
-            np.divide(cnt, den, out=cnt, where=D != 0)
-            D *= cnt
+        if cnt is not None:
+            c = cnt.toarray()
+            np.divide(c, c + shrinkage, out=c, where=D != 0)
+            D *= c
         return topk_dense_block(D, k, drop_offset=start)
-    if len(mats) > 1:
-        # align the other products on num's entries through sorted keys
+    if cnt is not None:
+        # align the co-counts on num's entries through sorted keys
         num.sort_indices()
-        r = row_ids(num)
-        c = num.indices.astype(np.int64)
-        others = [_values_at(m, r, c, n) for m in mats[1:]]
-        vals = num.data
-        if P.method in _RESTRICTED:
-            vals = vals / np.sqrt(others[0] * others[1])
-        if need_cnt:
-            cnt = others[-1]
-            vals = vals * (cnt / (cnt + shrinkage))
-        num = sp.csr_matrix((vals, num.indices, num.indptr), shape=(b, n))
+        c = _values_at(cnt, row_ids(num), num.indices.astype(np.int64), n)
+        num = sp.csr_matrix((num.data * (c / (c + shrinkage)), num.indices, num.indptr),
+                            shape=(b, n))
     return topk_rows(num, k, drop_offset=start)
 
 
@@ -297,7 +257,8 @@ def _n_threads(n_jobs: int | None) -> int:
 
 
 def _similarity_rows(
-    P: Prepared, start: int, stop: int, shrinkage: float, k: int | None, n_jobs: int | None
+    P: Prepared, start: int, stop: int, shrinkage: float, k: int | None, n_jobs: int | None,
+    positive_only: bool = False,
 ) -> sp.csr_matrix:
     if (USE_FUSED_TOPN and _sp_matmul_topn is not None and P.method == "cosine"
             and shrinkage == 0 and k is not None and P.nonneg and stop > start):
@@ -309,9 +270,10 @@ def _similarity_rows(
     if threads > 1:
         # scipy's sparse matmul and numpy's partition release the GIL: threads scale.
         with ThreadPoolExecutor(threads) as ex:
-            parts = list(ex.map(lambda ab: _block_rows(P, ab[0], ab[1], shrinkage, k), blocks))
+            parts = list(ex.map(
+                lambda ab: _block_rows(P, ab[0], ab[1], shrinkage, k, positive_only), blocks))
     else:
-        parts = [_block_rows(P, a, b, shrinkage, k) for a, b in blocks]
+        parts = [_block_rows(P, a, b, shrinkage, k, positive_only) for a, b in blocks]
     out = sp.vstack(parts, format="csr") if len(parts) > 1 else parts[0]
     out.has_sorted_indices = True
     return out
@@ -417,6 +379,7 @@ def item_similarity_block(
     shrinkage: float = 0.0,
     k: int | None = None,
     n_jobs: int | None = 1,
+    positive_only: bool = False,
 ) -> sp.csr_matrix:
     """Rows [start, stop) of the item-item similarity, top-k per row applied.
 
@@ -428,7 +391,7 @@ def item_similarity_block(
     P = _resolve(R, method, "item", "pearson")
     if not (0 <= start <= stop <= P.n_objects):
         raise ValueError(f"need 0 <= start <= stop <= {P.n_objects}, got {start}, {stop}")
-    return _similarity_rows(P, int(start), int(stop), float(shrinkage), k, n_jobs)
+    return _similarity_rows(P, int(start), int(stop), float(shrinkage), k, n_jobs, positive_only)
 
 
 def item_similarity(
@@ -437,11 +400,12 @@ def item_similarity(
     shrinkage: float = 0.0,
     k: int | None = None,
     n_jobs: int | None = None,
+    positive_only: bool = False,
 ) -> sp.csr_matrix:
     """Item x item similarity (CSR); see the module docstring for the formulas."""
     _check(shrinkage, k)
     P = _resolve(R, method, "item", "pearson")
-    return _similarity_rows(P, 0, P.n_objects, float(shrinkage), k, n_jobs)
+    return _similarity_rows(P, 0, P.n_objects, float(shrinkage), k, n_jobs, positive_only)
 
 
 def user_similarity_block(
@@ -452,13 +416,14 @@ def user_similarity_block(
     shrinkage: float = 0.0,
     k: int | None = None,
     n_jobs: int | None = 1,
+    positive_only: bool = False,
 ) -> sp.csr_matrix:
     """Rows [start, stop) of the user-user similarity (see :func:`item_similarity_block`)."""
     _check(shrinkage, k)
     P = _resolve(R, method, "user", "pearson")
     if not (0 <= start <= stop <= P.n_objects):
         raise ValueError(f"need 0 <= start <= stop <= {P.n_objects}, got {start}, {stop}")
-    return _similarity_rows(P, int(start), int(stop), float(shrinkage), k, n_jobs)
+    return _similarity_rows(P, int(start), int(stop), float(shrinkage), k, n_jobs, positive_only)
 
 
 def user_similarity(
@@ -467,8 +432,9 @@ def user_similarity(
     shrinkage: float = 0.0,
     k: int | None = None,
     n_jobs: int | None = None,
+    positive_only: bool = False,
 ) -> sp.csr_matrix:
     """User x user similarity (CSR): ``pearson``, ``cosine`` or ``pearson_baseline``."""
     _check(shrinkage, k)
     P = _resolve(R, method, "user", "pearson")
-    return _similarity_rows(P, 0, P.n_objects, float(shrinkage), k, n_jobs)
+    return _similarity_rows(P, 0, P.n_objects, float(shrinkage), k, n_jobs, positive_only)

@@ -248,37 +248,43 @@ def test_fused_cosine_top_k_equals_the_scipy_path(binary, monkeypatch):
         _assert_bitwise(sp.vstack(parts, format="csr"), fused)
 
 
-def test_sort_rows_by_value_orders_value_desc_then_column():
-    rng = np.random.default_rng(8)
-    M = sp.random(40, 60, density=0.3, random_state=rng, format="csr")
-    M.data = np.round(M.data * 4) / 4 + 0.25  # ties
-    M.data[::7] *= -1
-    M = M.multiply(np.arange(40)[:, None] % 9 != 0).tocsr()
-    M.sort_indices()
-    got = _sparse.sort_rows_by_value(M)
-    r = _sparse.row_ids(M)
-    order = np.lexsort((M.indices, -M.data, r))
-    np.testing.assert_array_equal(got.indices, M.indices[order])
-    np.testing.assert_array_equal(got.data, M.data[order])
-    np.testing.assert_array_equal(got.indptr, M.indptr)
-
-
-@pytest.mark.parametrize("method", ["pearson", "pearson_baseline"])
-def test_prefilter_keeps_the_exact_top_k(method, monkeypatch):
-    """The level prefilter drops only values that cannot be in a row's top k (ties
-    included): same result as with the prefilter off, and it does drop entries here."""
-    R = random_ratings(13, n_users=50, n_items=40, density=0.5)
-    R.data = np.round(R.data)  # integer ratings: many tied similarities
-    calls = []
-    real = similarity._prefilter
-    monkeypatch.setattr(similarity, "_prefilter",
-                        lambda M, k: calls.append(M.nnz) or real(M, k))
-    for k in (2, 5):
-        got = item_similarity(R, method=method, k=k, shrinkage=1.0)
-        with monkeypatch.context() as m:
-            m.setattr(similarity, "_PREFILTER_LEVELS", ())
-            want = item_similarity(R, method=method, k=k, shrinkage=1.0)
+def test_top_k_rows_match_a_full_sort_and_leave_the_input_alone():
+    """topk_rows (partition thresholds, ties to the smaller column) against the plain
+    sort, on rows with many ties, unsorted columns and a dropped diagonal."""
+    rng = np.random.default_rng(1)
+    for trial in range(300):
+        m, n = int(rng.integers(1, 40)), int(rng.integers(1, 300))
+        M = sp.random(m, n, density=rng.random(), random_state=rng, format="csr")
+        if trial % 2:
+            M.data = np.round(M.data * rng.integers(1, 6)) / 4 - 0.3  # ties and zeros
+        if trial % 3 == 0:  # columns in no particular order within each row
+            perm = rng.permutation(n)
+            M = sp.csr_matrix((M.data, perm[M.indices].astype(np.int32), M.indptr),
+                              shape=(m, n))
+        before = M.copy()
+        k = int(rng.integers(1, 60))
+        off = int(rng.integers(0, 5)) if trial % 4 == 0 else None
+        got = _sparse.topk_rows(M, k, drop_offset=off)
+        np.testing.assert_array_equal(M.data, before.data)
+        np.testing.assert_array_equal(M.indices, before.indices)
+        rows, cols = _sparse.row_ids(M), M.indices.astype(np.int64)
+        keep = M.data != 0
+        if off is not None:
+            keep &= cols != rows + off
+        r, c, v = _sparse._topk_sorted(rows[keep], cols[keep], M.data[keep], m, k)
+        want = sp.csr_matrix((v, (r, c)), shape=M.shape)
+        assert got.has_sorted_indices
         _assert_bitwise(got, want)
-    assert calls
-    M = item_similarity(R, method=method, shrinkage=1.0)
-    assert real(M, 2).nnz < M.nnz
+
+
+@pytest.mark.parametrize("method", ["pearson", "pearson_baseline", "cosine"])
+def test_positive_only_drops_non_positive_values_before_the_top_k(method):
+    R = random_ratings(13, n_users=50, n_items=40, density=0.5)
+    R.data = R.data - 2.5  # signed values: cosine has negative similarities too
+    full = item_similarity(R, method=method, shrinkage=1.0)
+    pos = full.multiply(full > 0).tocsr()
+    want = _sparse.topk_rows(pos, 5)
+    got = item_similarity(R, method=method, shrinkage=1.0, k=5, positive_only=True)
+    assert (full.data < 0).any()
+    assert got.data.min() > 0
+    _assert_bitwise(got, want)
