@@ -15,8 +15,20 @@ DENSE_BLOCK_CELLS = 4_000_000
 DENSE_MIN_FILL = 4
 
 
-def as_csr(R, name: str = "R") -> sp.csr_matrix:
-    """Return ``R`` as a canonical float64 CSR matrix, or raise a clear error."""
+def as_csr(R, name: str = "R", copy: bool = True) -> sp.csr_matrix:
+    """Return ``R`` as a canonical float64 CSR matrix, or raise a clear error.
+
+    ``copy=False`` returns ``R`` itself when it already is one (callers that only read).
+    """
+    if not (not copy and isinstance(R, sp.csr_matrix) and R.dtype == np.float64
+            and R.has_canonical_format):
+        R = _canonical_copy(R, name)
+    if R.nnz and not np.all(np.isfinite(R.data)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return R
+
+
+def _canonical_copy(R, name: str) -> sp.csr_matrix:
     if not sp.issparse(R):
         if isinstance(R, np.ndarray) and R.ndim == 2:
             R = sp.csr_matrix(R)
@@ -27,8 +39,6 @@ def as_csr(R, name: str = "R") -> sp.csr_matrix:
     R = sp.csr_matrix(R, dtype=np.float64, copy=True)
     R.sum_duplicates()
     R.sort_indices()
-    if R.nnz and not np.all(np.isfinite(R.data)):
-        raise ValueError(f"{name} contains NaN or infinite values")
     return R
 
 

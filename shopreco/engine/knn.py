@@ -35,11 +35,11 @@ from ._sparse import (
     topk_mask,
     topk_rows,
 )
-from .baseline import fit_baselines
+from .baseline import Baselines, fit_baselines
 from .similarity import item_similarity, prepare, user_similarity
 
 # Max entries of one expanded (pair x neighbour) chunk in predict / reasons.
-_CHUNK = 4_000_000
+_CHUNK = 1_000_000
 # Largest dense (object, context) position table predict builds (int32 cells).
 _TABLE_CELLS = 16_000_000
 
@@ -136,7 +136,8 @@ class _NeighbourModel:
         if weighting == "auto":
             weighting = "tfidf" if self.implicit_ and self._auto_tfidf else "none"
         self.weighting_ = weighting
-        self.baselines_ = fit_baselines(R, self.reg_user, self.reg_item, self.n_epochs)
+        for cache in ("_baselines", "_pred_state", "_pos_table", "_rank_m", "_rank_t"):
+            self.__dict__.pop(cache, None)
         centering = self.centering
         if centering == "auto":
             centering = "baseline" if method == "pearson_baseline" else "mean"
@@ -161,28 +162,42 @@ class _NeighbourModel:
         else:
             S = self._compute_similarity(R, method)
         self.similarity_ = S
-        self.__dict__.pop("_pos_table", None)
-        for cache in ("_rank_m", "_rank_t"):
-            self.__dict__.pop(cache, None)
-        # object-major view of the ratings: objects x contexts
-        Ro = R.T.tocsr() if self._kind == "item" else R
-        Ro.sort_indices()
-        self._Ro = Ro
-        self._Ro_keys = entry_keys(Ro)
-        b = self.baselines_
-        if centering == "baseline":
-            centre = b.of_entries(R)
-            resid = R.data - centre
-        else:
-            means = self._object_means(R)
-            obj = R.indices if self._kind == "item" else row_ids(R)
-            resid = R.data - means[obj]
-            self.object_means_ = means
-        resid_mat = sp.csr_matrix((resid, R.indices, R.indptr), shape=R.shape)
-        resid_o = resid_mat.T.tocsr() if self._kind == "item" else resid_mat
-        resid_o.sort_indices()
-        self._resid_o = resid_o.data
         return self
+
+    @property
+    def baselines_(self) -> Baselines:
+        """ALS baselines mu + b_u + b_i of the fitted matrix: the prediction fallback and
+        the pearson_baseline centre (fitted on first use: ranking never needs them)."""
+        b = self.__dict__.get("_baselines")
+        if b is None:
+            if "R_" not in self.__dict__:
+                self._check_fitted()
+            b = self._baselines = fit_baselines(self.R_, self.reg_user, self.reg_item,
+                                                self.n_epochs)
+        return b
+
+    def _prediction_state(self) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
+        """(object-major shape, sorted entry keys, centred residuals in that order): what
+        rating prediction looks up, built on the first predict so that a model used only
+        for ranking (implicit data) does not pay for it at fit."""
+        state = self.__dict__.get("_pred_state")
+        if state is None:
+            R = self.R_
+            # object-major view of the ratings: objects x contexts
+            Ro = R.T.tocsr() if self._kind == "item" else R
+            Ro.sort_indices()
+            if self.centering_ == "baseline":
+                resid = R.data - self.baselines_.of_entries(R)
+            else:
+                means = self._object_means(R)
+                obj = R.indices if self._kind == "item" else row_ids(R)
+                resid = R.data - means[obj]
+                self.object_means_ = means
+            resid_mat = sp.csr_matrix((resid, R.indices, R.indptr), shape=R.shape)
+            resid_o = resid_mat.T.tocsr() if self._kind == "item" else resid_mat
+            resid_o.sort_indices()
+            state = self._pred_state = (Ro.shape, entry_keys(Ro), resid_o.data)
+        return state
 
     @property
     def _rank(self) -> sp.csr_matrix:
@@ -201,11 +216,11 @@ class _NeighbourModel:
         unrated, as a dense int32 table when it is small (<= _TABLE_CELLS cells: 64 MiB);
         None otherwise (lookups then binary-search the sorted keys)."""
         if "_pos_table" not in self.__dict__:
-            n_obj, n_ctx = self._Ro.shape
+            (n_obj, n_ctx), keys, _ = self._prediction_state()
             table = None
-            if n_obj * n_ctx <= _TABLE_CELLS and self._Ro_keys.size < 2**31:
+            if n_obj * n_ctx <= _TABLE_CELLS and keys.size < 2**31:
                 table = np.full(n_obj * n_ctx, -1, dtype=np.int32)
-                table[self._Ro_keys] = np.arange(self._Ro_keys.size, dtype=np.int32)
+                table[keys] = np.arange(keys.size, dtype=np.int32)
             self._pos_table = table
         return self._pos_table
 
@@ -229,7 +244,8 @@ class _NeighbourModel:
         fn = item_similarity if self._kind == "item" else user_similarity
         if self.weighting_ == "tfidf":
             R = tfidf_weight(R)
-        P = prepare(R, method, kind=self._kind, baselines=self.baselines_)
+        base = self.baselines_ if method == "pearson_baseline" else None
+        P = prepare(R, method, kind=self._kind, baselines=base)
         return fn(P, method=method, shrinkage=self.shrinkage_, k=self.max_neighbours_,
                   n_jobs=self.n_jobs, positive_only=self.positive_only_)
 
@@ -269,9 +285,9 @@ class _NeighbourModel:
 
     def _predict_chunk(self, obj, ctx, users, items, fallback):
         S = self.similarity_
+        (_, n_ctx), keys, resid = self._prediction_state()
         seg, pos, _ = segment_ranges(S.indptr, obj)
         nb = S.indices[pos]
-        n_ctx = self._Ro.shape[1]
         key = nb.astype(np.int64)
         key *= n_ctx
         key += np.repeat(ctx, np.diff(S.indptr)[obj])
@@ -281,10 +297,8 @@ class _NeighbourModel:
             kpos = table[key]
             hit = np.nonzero(kpos >= 0)[0]
         else:
-            kpos = np.minimum(np.searchsorted(self._Ro_keys, key),
-                              max(self._Ro_keys.size - 1, 0))
-            found = self._Ro_keys[kpos] == key if self._Ro_keys.size else np.zeros(key.size,
-                                                                                    bool)
+            kpos = np.minimum(np.searchsorted(keys, key), max(keys.size - 1, 0))
+            found = keys[kpos] == key if keys.size else np.zeros(key.size, bool)
             hit = np.nonzero(found)[0]
         # only the neighbours the user rated go on (about a tenth of the expansion)
         segu, nbu, kposu = seg[hit], nb[hit], kpos[hit]
@@ -298,7 +312,7 @@ class _NeighbourModel:
             # the k most similar rated neighbours per pair (ties: smaller neighbour index)
             use = topk_mask(sims, nbu, counts, self.k)
             segu, sims, kposu = segu[use], sims[use], kposu[use]
-        res = self._resid_o[kposu]
+        res = resid[kposu]
         num = np.bincount(segu, sims * res, minlength=n)
         den = np.bincount(segu, np.abs(sims), minlength=n)
         cnt = np.bincount(segu, minlength=n)

@@ -223,9 +223,14 @@ def test_worked_example_cosine_and_user_pearson():
 
 @pytest.mark.skipif(similarity._sp_matmul_topn is None, reason="sparse_dot_topn not installed")
 @pytest.mark.parametrize("binary", [True, False])
-def test_fused_cosine_top_k_equals_the_scipy_path(binary, monkeypatch):
+@pytest.mark.parametrize("tops", ["default", "narrow then whole rows", "whole rows"])
+def test_fused_cosine_top_k_equals_the_scipy_path(binary, tops, monkeypatch):
     """sparse_dot_topn's fused top-n gives the same neighbours (ties included: binary data
-    ties a lot), the formula's values, and blocks bitwise equal to the whole."""
+    ties a lot), the formula's values, and blocks bitwise equal to the whole, whichever
+    passes settle the rows."""
+    if tops != "default":
+        monkeypatch.setattr(similarity, "_FUSED_TOPS",
+                            lambda k: (k + 2, None) if tops.startswith("narrow") else (None,))
     R = random_ratings(5, n_users=80, n_items=60, density=0.15)
     if binary:
         R.data[:] = 1.0
