@@ -36,7 +36,13 @@ def _canonical_copy(R, name: str) -> sp.csr_matrix:
             raise TypeError(f"{name} must be a 2-D scipy.sparse matrix, got {type(R).__name__}")
     if R.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {R.shape}")
-    R = sp.csr_matrix(R, dtype=np.float64, copy=True)
+    if isinstance(R, sp.csr_matrix):
+        # direct arrays: csr_matrix(R, dtype=..., copy=True) converts and validates in
+        # several passes (a quarter second on 5M entries)
+        R = sp.csr_matrix((R.data.astype(np.float64), R.indices.copy(), R.indptr.copy()),
+                          shape=R.shape)
+    else:
+        R = sp.csr_matrix(R, dtype=np.float64, copy=True)
     R.sum_duplicates()
     R.sort_indices()
     return R

@@ -144,11 +144,21 @@ def prepare(
     if method == "pearson":
         X = with_data(X, X.data - _col_means(X)[X.indices])
     elif method == "cosine":
-        norms = np.sqrt(np.bincount(X.indices, X.data**2, minlength=X.shape[1]))
+        # norms from the object-major copy: a sequential reduceat, not a bincount scatter
+        XT = X.T.tocsr()
+        XT.sort_indices()
+        lens = np.diff(XT.indptr)
+        sq = np.zeros(XT.shape[0])
+        nz = np.nonzero(lens)[0]
+        if nz.size:
+            sq[nz] = np.add.reduceat(XT.data**2, XT.indptr[nz])
+        norms = np.sqrt(sq)
         inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         X = with_data(X, X.data * inv[X.indices])
-    XT = X.T.tocsr()
-    XT.sort_indices()
+        XT = with_data(XT, XT.data * np.repeat(inv, lens))
+    if method != "cosine":
+        XT = X.T.tocsr()
+        XT.sort_indices()
     if method in _RESTRICTED:
         X2 = with_data(X, X.data**2)
         X2T = X2.T.tocsr()
