@@ -7,9 +7,9 @@ sparse products; chunks bound the scratch memory, no loop runs per user or pair.
 
 Two kinds of output:
 
-- ``predict`` (ratings): issue 3's formula. For a pair (u, i) the k most similar
-  neighbours that have a rating in the other dimension are walked from the stored
-  similarity row (most similar first) and
+- ``predict`` (ratings): issue 3's formula. For a pair (u, i) the stored similarity
+  row is expanded, the neighbours with a rating in the other dimension are kept and the
+  k most similar of them (ties: smaller index) are picked by a partition threshold, and
   ``pred = centre + sum(sim * (r - centre_n)) / (sum(|sim|) + damping)``, where the centre is the
   object's mean (``centering="mean"``) or the ALS baseline ``mu + b_u + b_i``
   (``"baseline"``). Without neighbours (or with fewer than ``min_k``) the prediction is
@@ -202,7 +202,7 @@ class _NeighbourModel:
     @property
     def _rank(self) -> sp.csr_matrix:
         """The k nearest neighbours per object, for ranking (built on first use: rating
-        prediction walks the stored list instead)."""
+        prediction reads the stored list instead)."""
         M = self.__dict__.get("_rank_m")
         if M is None:
             S = self.similarity_
@@ -227,8 +227,8 @@ class _NeighbourModel:
     def _resolve_store(self, method: str) -> int | None:
         """Neighbours stored per object. "auto": ``k`` for cosine, whose only use is the
         ranking score over the k nearest; ``max(k, 500)`` otherwise, because rating
-        prediction walks the stored list for the k most similar neighbours *the user rated*
-        and a list cut at k rarely holds k of them (see the class docstring)."""
+        prediction looks in the stored list for the k most similar neighbours *the user
+        rated* and a list cut at k rarely holds k of them (see the class docstring)."""
         if self.max_neighbours != "auto":
             return self.max_neighbours
         return self.k if method == "cosine" else max(self.k, 500)
