@@ -8,9 +8,14 @@ catalogue has available products.
 
 Query budget per widget (checked by tests): one request-level "state" query (active run id and
 the user's preference, memoised on the request), one query for the list (products joined in),
-one INSERT for the impression. Candidate lists are cached per product/viewer, keyed by the
-active run id and a per-viewer version token that changes whenever the viewer acts; a cache hit
-costs one query to re-check availability of the cached products instead of the list query.
+one INSERT for the impression. Similar and also-bought lists start from the product's stored
+neighbours, cached by run id and shared by every shopper (a run's results never change, so a
+new run simply has new keys): the first list of a product after a run costs one query more to
+read them. The neighbour list and the popularity rankings come in one cache round trip, then
+one query loads the first candidates that pass every filter. Personal and popular lists are
+cached per viewer, keyed by the active run id and a per-viewer version token that changes
+whenever the viewer acts; a cache hit costs one query to re-check availability of the cached
+products instead of the list query.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
-from shopreco.adapter import get_adapter
+from shopreco.adapter import DefaultAdapter, get_adapter
 from shopreco.conf import get_product_model, reco_settings
 from shopreco.models import (
     Impression,
@@ -69,6 +74,7 @@ from shopreco.models import (
 logger = logging.getLogger("shopreco.services")
 
 WIDGETS = ("similar", "for-you", "popular", "also-bought")
+_PRODUCT_WIDGETS = ("similar", "also-bought")
 REASON_KINDS = (
     "rated", "bought", "carted", "viewed", "also_bought", "similar", "popular", "trending",
 )
@@ -78,6 +84,8 @@ EVENT_REASON = {"purchase": "bought", "cart": "carted", "view": "viewed", "ratin
 RATING_POPULARITY_WEIGHT = 2.0
 # Entries kept in a cached popularity ranking.
 POPULAR_RANKING_SIZE = 200
+# A run's neighbour lists never change; kept a day (a new run has new keys).
+NEIGHBOURS_CACHE_TIMEOUT = 24 * 3600
 SESSION_ATTRIBUTION_KEY = "shopreco_rec"
 SESSION_ATTRIBUTION_MAX = 50
 _REC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -437,50 +445,88 @@ def _in_subquery(top: QuerySet, model: Any) -> Q:
     return Q(pk__in=top)
 
 
-def _product_widget(product: Any, kind: str, run_id: int | None, viewer: _Viewer, n: int,
-                    category: Any, skip: set, objs: dict) -> list[_Cand]:
-    """Neighbours of ``product`` plus the popular fill (same category first), in ONE query:
-    a product query whose candidates are the top stored neighbours (a LIMITed subquery) or the
-    head of the cached popularity rankings, with every filter applied in SQL."""
+def _neighbour_key(run_id: int, kind: str, product_pk: Any) -> str:
+    return f"shopreco:nb:{run_id}:{kind}:{product_pk!s}"
+
+
+def _neighbours(run_id: int, kind: str, product_pk: Any,
+                cached: Any = None) -> list[tuple[Any, float]]:
+    """The stored neighbours of a product in a run, best first: [(pk, score)].
+
+    A run's results never change once it is live, so the list is cached by run id and shared
+    by every shopper (no invalidation: a new run has new keys); filters are applied when the
+    products are loaded. ``cached``: the value already fetched with other keys, if any."""
+    if cached is not None:
+        return cached
+    rows = [
+        (pk, float(score)) for pk, score in ItemSimilarity.objects.filter(
+            run_id=run_id, kind=kind, product_id=product_pk,
+        ).order_by("-score", "similar_product_id").values_list("similar_product_id", "score")
+    ]
+    _cache().set(_neighbour_key(run_id, kind, product_pk), rows,
+                 timeout=NEIGHBOURS_CACHE_TIMEOUT)
+    return rows
+
+
+def _category_key_of(product: Any) -> Any:
+    """The product's category as a key (its pk for a relation), read without a query."""
+    cf = get_adapter().category_field()
+    if not cf:
+        return None
+    field = get_product_model()._meta.get_field(cf)
+    if field.is_relation and type(get_adapter()).get_category is DefaultAdapter.get_category:
+        return getattr(product, field.attname)
+    return _category_pk(get_adapter().get_category(product))
+
+
+def _load_in_order(candidates: list[Any], need: int, viewer: _Viewer, category: Any,
+                   objs: dict) -> list[Any]:
+    """The first ``need`` of ``candidates`` (pks, in order) that are available, in
+    ``category`` and not owned by the viewer, loading only about ``need`` rows: one query
+    unless filters reject some, then the next batch."""
     model = get_product_model()
     adapter = get_adapter()
+    related = _select_related_paths("")
+    found: list[Any] = []
+    start = 0
+    while len(found) < need and start < len(candidates):
+        batch = candidates[start: start + max(need - len(found), 1)
+                           + (4 if start else 0)]
+        start += len(batch)
+        qs = adapter.available(model._default_manager.filter(pk__in=batch))
+        qs = _owned_exclusions(qs.filter(**_category_filter("", category)), "pk", viewer)
+        if related:
+            qs = qs.select_related(*related)
+        loaded = {p.pk: p for p in qs}
+        objs.update(loaded)
+        found += [pk for pk in batch if pk in loaded]
+    return found[:need]
+
+
+def _product_widget(product: Any, kind: str, run_id: int | None, viewer: _Viewer, n: int,
+                    category: Any, skip: set, objs: dict) -> list[_Cand]:
+    """Neighbours of ``product`` plus the popular fill (same category first), as the first
+    ``n`` candidates that pass every filter: the neighbour list and both popularity rankings
+    come from the cache in one round trip, then one query loads about ``n`` products."""
     code = "also_bought" if kind == ItemSimilarity.Kind.ALSO_BOUGHT else "similar"
-    neighbours = ItemSimilarity.objects.filter(run_id=run_id, kind=kind, product_id=product.pk)
-    top = _owned_exclusions(
-        neighbours.filter(similar_product__in=_available_pks(),
-                          **_category_filter("similar_product__", category)),
-        "similar_product", viewer,
-    ).exclude(similar_product_id__in=list(skip)).order_by("-score").values("similar_product")[:n]
-    fill: list[tuple[Any, float, str]] = []
-    same = adapter.get_category(product) if category is None else None
-    if same is not None and adapter.category_field():
-        fill += popularity_ranking(same)[: n * 2]
-    fill += popularity_ranking(category)[: n * 2]
-    fill_pks = list(dict.fromkeys(pk for pk, _, _ in fill if pk not in skip))
-    qs = adapter.available(model._default_manager.filter(
-        (_in_subquery(top, model) if run_id is not None else Q(pk__in=[]))
-        | Q(pk__in=fill_pks)
-    )).filter(**_category_filter("", category)).exclude(pk__in=list(skip))
-    qs = _owned_exclusions(qs, "pk", viewer).annotate(
-        _shopreco_sim=Subquery(neighbours.filter(similar_product_id=OuterRef("pk"))
-                               .values("score")[:1])
-    )
-    if _select_related_paths(""):
-        qs = qs.select_related(*_select_related_paths(""))
-    found = {p.pk: p for p in qs}
-    objs.update(found)
+    same = _category_key_of(product) if category is None else None
+    cats = ([same] if same is not None else []) + [category]
+    nb_key = _neighbour_key(run_id, kind, product.pk) if run_id is not None else None
+    got = _rankings(cats, also=[nb_key] if nb_key else [])
+    neighbours = _neighbours(run_id, kind, product.pk, got.get(nb_key)) if nb_key else []
+    scores = {pk: score for pk, score in neighbours if pk not in skip}
+    fill: dict[Any, tuple[float, str]] = {}
+    for cat in cats:
+        for pk, score, pop_code in got[_ranking_key(cat)][: n * 2]:
+            if pk not in skip and pk not in scores:
+                fill.setdefault(pk, (score, pop_code))
+    chosen = _load_in_order(list(scores) + list(fill), n, viewer, category, objs)
     objs[product.pk] = product
-    similar = sorted((p for p in found.values() if p._shopreco_sim is not None),
-                     key=lambda p: -p._shopreco_sim)
-    out = [_Cand(p.pk, float(p._shopreco_sim), code, product.pk, code) for p in similar[:n]]
-    taken = {c.pk for c in out}
-    for pk, score, pop_code in fill:
-        if len(out) >= n:
-            break
-        if pk in found and pk not in taken:
-            out.append(_Cand(pk, score, pop_code, None, "popular"))
-            taken.add(pk)
-    return out
+    return [
+        _Cand(pk, scores[pk], code, product.pk, code) if pk in scores
+        else _Cand(pk, fill[pk][0], fill[pk][1], None, "popular")
+        for pk in chosen
+    ]
 
 
 def _personal(viewer: _Viewer, run_id: int | None, n: int, category: Any,
@@ -552,12 +598,27 @@ def popularity_ranking(category: Any = None) -> list[tuple[Any, float, str]]:
     lives + 0.1 * log1p(all-time weight), plus a decaying bonus for new products so they get
     exposure before anyone has interacted with them. Shared by every visitor and cached for
     CACHE_TIMEOUT seconds."""
-    cat_pk = _category_pk(category)
-    key = f"shopreco:pop:{cat_pk!s}"
+    return _rankings([category])[_ranking_key(category)]
+
+
+def _ranking_key(category: Any) -> str:
+    return f"shopreco:pop:{_category_pk(category)!s}"
+
+
+def _rankings(categories: list[Any], also: Iterable[str] = ()) -> dict[str, Any]:
+    """The popularity rankings of ``categories`` (None: all products) and the ``also`` cache
+    keys, read in ONE cache round trip; missing rankings are built now. Keyed by cache key."""
+    keys = list(dict.fromkeys([_ranking_key(c) for c in categories] + list(also)))
+    got = _cache().get_many(keys)
+    for category in categories:
+        key = _ranking_key(category)
+        if key not in got:
+            got[key] = _build_ranking(category, key)
+    return got
+
+
+def _build_ranking(category: Any, key: str) -> list[tuple[Any, float, str]]:
     cache = _cache()
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
     adapter = get_adapter()
     now = timezone.now()
     half_life = max(float(reco_settings.TRENDING_HALF_LIFE_DAYS), 0.01)
@@ -737,11 +798,23 @@ class _Plan:
     shown: set
     skip: set
     n: int
-    key: str
+    key_parts: tuple
     product: Any
     category: Any
     dedupe: bool
     request: Any
+    _key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The per-viewer cache key of the list; reads the viewer's version tokens (one cache
+        round trip per request), so only paths that cache per viewer pay for it."""
+        if self._key is None:
+            version, views_version = _versions(self.viewer.key, self.memo)
+            self._key = _cache_key(*self.key_parts[:3], version,
+                                   views_version if self.widget == "for-you" else "",
+                                   *self.key_parts[3:])
+        return self._key
 
 
 def _versions(viewer_key: str, memo: dict) -> tuple[str, str]:
@@ -749,7 +822,15 @@ def _versions(viewer_key: str, memo: dict) -> tuple[str, str]:
     trip for all widgets of a page)."""
     got = memo.get(("versions", viewer_key))
     if got is None:
-        got = (_version(viewer_key), _version(viewer_key + ":views"))
+        if viewer_key.startswith("anon"):
+            got = ("0", "0")
+        else:
+            keys = [_version_key(viewer_key), _version_key(viewer_key + ":views")]
+            tokens = _cache().get_many(keys)
+            if len(tokens) == 2:
+                got = (tokens[keys[0]], tokens[keys[1]])
+            else:
+                got = (_version(viewer_key), _version(viewer_key + ":views"))
         memo[("versions", viewer_key)] = got
     return got
 
@@ -771,12 +852,10 @@ def _plan(widget: str, *, limit: Any, product: Any = None, user: Any = None,
     if product is not None:
         skip.add(product.pk)
     n = limit + len(shown) + 4
-    version, views_version = _versions(viewer.key, memo)
-    key = _cache_key(widget, getattr(product, "pk", ""), viewer.key, version,
-                     views_version if widget == "for-you" else "", run_id,
-                     _category_pk(category), sorted(map(str, skip)), n)
-    return _Plan(widget, limit, viewer, allowed, run_id, memo, shown, skip, n, key, product,
-                 category, dedupe, request)
+    key_parts = (widget, getattr(product, "pk", ""), viewer.key, run_id,
+                 _category_pk(category), sorted(map(str, skip)), n)
+    return _Plan(widget, limit, viewer, allowed, run_id, memo, shown, skip, n, key_parts,
+                 product, category, dedupe, request)
 
 
 def _serve(
@@ -795,6 +874,10 @@ def _serve(
 ) -> RecoList:
     plan = _plan(widget, limit=limit, product=product, user=user, request=request,
                  category=category, exclude=exclude, dedupe=dedupe, ignore_gpc=ignore_gpc)
+    if widget in _PRODUCT_WIDGETS:
+        # Built from the shared per-run neighbour lists and rankings, re-checked against the
+        # database on every request anyway: a per-viewer copy would save nothing.
+        use_cache = False
     cands = _cache().get(plan.key) if use_cache else None
     return _materialise(plan, cands, log=log, use_cache=use_cache)
 

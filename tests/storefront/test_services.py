@@ -193,6 +193,36 @@ def test_new_run_invalidates_cached_lists(shop, make_request):
     assert pks(first) != pks(second) and pks(second)[0] == shop.products[5].pk
 
 
+def test_new_run_neighbours_served_right_after_activation(shop, make_request):
+    """Neighbour lists are cached by run id: the first request after a new run went live
+    reads the new run's neighbours, never the old run's cached ones."""
+    from shopreco.models import ItemSimilarity
+
+    before = services.similar_products(shop.products[0], 2, request=make_request())
+    assert pks(before) == [shop.products[1].pk, shop.products[2].pk]
+    newer = RecomputeRun.objects.create(status=RecomputeRun.Status.SUCCEEDED,
+                                        finished_at=timezone.now() + timedelta(seconds=5))
+    ItemSimilarity.objects.create(run=newer, kind="similar", product=shop.products[0],
+                                  similar_product=shop.products[9], score=0.7)
+    after = services.similar_products(shop.products[0], 2, request=make_request())
+    assert pks(after)[0] == shop.products[9].pk
+    assert after.items[0].reason_kind == "similar"
+
+
+def test_shared_neighbour_list_filtered_per_shopper(shop, make_request, user_factory):
+    """One cached neighbour list serves every shopper; what each one owns is still left out,
+    and a rating made after the list was cached shows at once."""
+    bob = user_factory("bob")
+    Rating.objects.create(user=bob, product=shop.products[1], score=4)
+    alice_list = services.similar_products(shop.products[0], 2, request=make_request(shop.alice))
+    bob_list = services.similar_products(shop.products[0], 2, request=make_request(bob))
+    assert pks(alice_list) == [shop.products[1].pk, shop.products[2].pk]
+    assert pks(bob_list) == [shop.products[2].pk, shop.products[3].pk]
+    Rating.objects.create(user=shop.alice, product=shop.products[2], score=5)
+    again = services.similar_products(shop.products[0], 2, request=make_request(shop.alice))
+    assert pks(again) == [shop.products[1].pk, shop.products[3].pk]
+
+
 def test_user_action_invalidates_cached_lists(shop, make_request):
     first = services.similar_products(shop.products[0], 2, request=make_request(shop.alice))
     Rating.objects.create(user=shop.alice, product=first.items[0].product, score=5)
