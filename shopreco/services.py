@@ -31,22 +31,17 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.cache import caches
-from django.db import connections
+from django.db import connections, router
 from django.db.models import (
-    BooleanField,
     Case,
     Count,
     DateField,
     Exists,
-    F,
-    Func,
     Model,
     OuterRef,
     Q,
     QuerySet,
-    Subquery,
     Value,
     When,
 )
@@ -318,42 +313,43 @@ def _preference_saved(sender: Any, instance: Preference, **kwargs: Any) -> None:
 # --- request state: active run and preference in one query ----------------------------------
 
 
-def _latest_run_subquery() -> QuerySet:
+def _state_sql(connection: Any) -> str:
+    """The state query: active run id and the user's preference, hand-written because the ORM
+    spends longer compiling it (two correlated subqueries) than the database runs it.
+    Identifiers come from model metadata; values are bound parameters."""
+    qn = connection.ops.quote_name
+    run_table = qn(RecomputeRun._meta.db_table)
+    run_id = qn(RecomputeRun._meta.pk.column)
+    run_kind = qn(RecomputeRun._meta.get_field("kind").column)
+    run_status = qn(RecomputeRun._meta.get_field("status").column)
+    run_finished = qn(RecomputeRun._meta.get_field("finished_at").column)
+    pref_table = qn(Preference._meta.db_table)
+    pref_value = qn(Preference._meta.get_field("personalize").column)
+    pref_user = qn(Preference._meta.get_field("user").column)
     return (
-        RecomputeRun.objects.filter(
-            kind=RecomputeRun.Kind.FULL, status=RecomputeRun.Status.SUCCEEDED
-        )
-        .order_by("-finished_at", "-id")
-        .values("id")[:1]
+        f"SELECT (SELECT {run_id} FROM {run_table} WHERE {run_kind} = %s AND {run_status} = %s"
+        f" ORDER BY {run_finished} DESC, {run_id} DESC LIMIT 1),"
+        f" (SELECT {pref_value} FROM {pref_table} WHERE {pref_user} = %s LIMIT 1)"
     )
 
 
 def _state(user: Any, request: Any) -> tuple[int | None, bool]:
     """(active run id, personalize preference), read with ONE query and memoised per request.
 
-    No cache: a newly activated run or a changed preference takes effect on the next request."""
+    No cache: a newly activated run or a changed preference takes effect on the next request.
+    The run is the latest succeeded full run (RecomputeRun.latest_succeeded()'s order)."""
     memo = _memo(request)
     user_pk = user.pk if _is_user(user) else None
     cached = memo.get(("state", user_pk))
     if cached is not None:
         return cached
-    if user_pk is not None:
-        row = (
-            get_user_model()
-            ._default_manager.filter(pk=user_pk)
-            .annotate(
-                _run=Subquery(_latest_run_subquery()),
-                _pers=Subquery(
-                    Preference.objects.filter(user_id=OuterRef("pk")).values("personalize")[:1]
-                ),
-            )
-            .values_list("_run", "_pers")
-            .first()
-        )
-        run_id, pers = row if row else (None, None)
-        state = (run_id, pers is not False)
-    else:
-        state = (_latest_run_subquery().values_list("id", flat=True).first(), True)
+    connection = connections[router.db_for_read(RecomputeRun)]
+    with connection.cursor() as cursor:
+        cursor.execute(_state_sql(connection), [
+            RecomputeRun.Kind.FULL.value, RecomputeRun.Status.SUCCEEDED.value, user_pk,
+        ])
+        run_id, pers = cursor.fetchone()
+    state = (run_id, pers is None or bool(pers))
     if request is not None:
         memo[("state", user_pk)] = state
     return state
@@ -423,26 +419,6 @@ def _select_related_paths(prefix: str) -> list[str]:
     if cf and model._meta.get_field(cf).is_relation:
         return [f"{prefix}__{cf}" if prefix else cf]
     return [prefix] if prefix else []
-
-
-class _EqualsAny(Func):
-    """``lhs = ANY(rhs)`` (PostgreSQL), with ``rhs`` an ``ARRAY(subquery)``."""
-
-    arity = 2
-    arg_joiner = " = ANY("
-    template = "%(expressions)s)"
-    output_field = BooleanField()
-
-
-def _in_subquery(top: QuerySet, model: Any) -> Q:
-    """``pk IN (top)``. On PostgreSQL written ``pk = ANY(ARRAY(top))``: the neighbour list then
-    runs once as an InitPlan and, OR-ed with the popular fill, both sides use the primary-key
-    index (a BitmapOr); ``IN (subquery) OR IN (list)`` made the planner scan every product."""
-    if connections[model._default_manager.db].vendor == "postgresql":
-        from django.contrib.postgres.expressions import ArraySubquery
-
-        return Q(_EqualsAny(F("pk"), ArraySubquery(top)))
-    return Q(pk__in=top)
 
 
 def _neighbour_key(run_id: int, kind: str, product_pk: Any) -> str:
