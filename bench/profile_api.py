@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoint", choices=ENDPOINTS, action="append")
     parser.add_argument("--repeat", type=int, default=100)
     parser.add_argument("--cprofile", type=int, default=0, help="show the top N functions")
+    parser.add_argument("--sort", default="cumulative", help="cProfile order (tottime, ...)")
     parser.add_argument("--queries", action="store_true", help="print one request's SQL")
     parser.add_argument("--cold", action="store_true",
                         help="flush the cache before each request (worst case)")
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             for q in ctx.captured_queries:
                 print(f"  [{q['time']}s] {q['sql'][:2000]}")
         if profiler:
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.cprofile)
+            pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.cprofile)
     return 0
 
 

@@ -1168,11 +1168,14 @@ def _rec_from_query(request: Any) -> str | None:
 
 def flush_impressions(request: Any) -> int:
     """Write the impressions queued while rendering this request (one INSERT); returns how
-    many. Called by ShopRecoMiddleware after the response is built."""
+    many. Called by ShopRecoMiddleware once the response has been sent."""
     queued = _memo(request).pop("impressions", None)
     if not queued:
         return 0
-    Impression.objects.bulk_create(queued)
+    if len(queued) == 1:
+        queued[0].save()  # one statement; bulk_create adds BEGIN and COMMIT round trips
+    else:
+        Impression.objects.bulk_create(queued)
     return len(queued)
 
 

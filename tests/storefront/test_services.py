@@ -333,3 +333,33 @@ def test_view_queues_a_refresh_only_when_refresh_on_view(shop, refresh_on_view,
     with django_capture_on_commit_callbacks(execute=True):
         Interaction.objects.create(user=shop.alice, product=shop.products[1], kind="cart")
     assert sent == [shop.alice.pk]
+
+
+def test_middleware_writes_impressions_once_the_response_is_closed(shop, make_request):
+    """The INSERT waits until the server has sent the response (and closes it); it is not
+    lost, and the list's id is then valid for crediting a click."""
+    from django.core.signals import request_finished
+    from django.db import close_old_connections
+    from django.http import HttpResponse
+
+    from shopreco.middleware import ShopRecoMiddleware
+
+    served = {}
+
+    def view(request):
+        served["list"] = services.similar_products(shop.products[0], 3, request=request)
+        return HttpResponse("ok")
+
+    request = make_request(shop.alice)
+    response = ShopRecoMiddleware(view)(request)
+    rec_id = served["list"].recommendation_id
+    assert not Impression.objects.filter(recommendation_id=rec_id).exists()
+    request_finished.disconnect(close_old_connections)  # as Django's test client does
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+    assert Impression.objects.get(recommendation_id=rec_id).products == pks(served["list"])
+    event = services.track(request, served["list"].items[0].product, "cart",
+                           recommendation_id=rec_id)
+    assert event.recommendation_id == rec_id
