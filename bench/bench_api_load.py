@@ -138,6 +138,12 @@ def _prepare(movielens: Path) -> dict:
         .values_list("product", flat=True)[:BENCH_PRODUCTS]
     )
     categories = list(Category.objects.values_list("pk", flat=True))
+    if connection.vendor == "postgresql":
+        # Fresh planner statistics and visibility maps, as a live shop's (auto)vacuum keeps
+        # them: autovacuum may be off on this server, and each run adds impressions, events
+        # and ratings, so without it the planner works from the seeding-time picture.
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
     counts = {
         "products": Product.objects.count(),
         "users": get_user_model().objects.count(),
@@ -158,13 +164,15 @@ def _free_port() -> int:
 
 def start_servers(env: dict[str, str], port: int, workers: int, log_dir: Path,
                   worker_nice: int = 0) -> list[subprocess.Popen]:
-    """gunicorn (sync workers) on loopback and one Celery worker for the per-user refreshes
-    that writes trigger, logging into ``log_dir``; shared with bench_load_recompute."""
+    """gunicorn (sync workers, app preloaded and warmed: bench/gunicorn_conf.py) on loopback
+    and one Celery worker for the per-user refreshes that writes trigger, logging into
+    ``log_dir``; shared with bench_load_recompute."""
     bin_dir = Path(sys.executable).parent
     web = subprocess.Popen(
         [str(bin_dir / "gunicorn"), "demo_shop.wsgi:application", "--bind",
          f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "sync",
-         "--timeout", "60", "--log-level", "warning"],
+         "--timeout", "60", "--log-level", "warning",
+         "--config", str(BENCH_DIR / "gunicorn_conf.py")],
         cwd=REPO, env=env, stdout=open(log_dir / "gunicorn.log", "w"),
         stderr=subprocess.STDOUT,
     )

@@ -13,6 +13,7 @@ import json
 import os
 import random
 
+import gevent
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
@@ -28,12 +29,15 @@ _next_token = iter(range(10**9))
 
 class _Shopper(FastHttpUser):
     abstract = True
-    wait_time = between(float(os.environ.get("BENCH_API_WAIT_MIN", "1.0")),
-                        float(os.environ.get("BENCH_API_WAIT_MAX", "3.0")))
+    wait_time_max = float(os.environ.get("BENCH_API_WAIT_MAX", "3.0"))
+    wait_time = between(float(os.environ.get("BENCH_API_WAIT_MIN", "1.0")), wait_time_max)
     headers: dict = {}
 
     def on_start(self) -> None:
         self.last_list: tuple[str, list] | None = None
+        # Shoppers arrive spread over one think time, not all in the same instant (locust
+        # starts all 50 within a second, which would make every shopper click in lockstep).
+        gevent.sleep(random.uniform(0, self.wait_time_max))
 
     def _list(self, url: str, name: str, **params) -> None:
         with self.client.get(url, params=params or None, headers=self.headers, name=name,

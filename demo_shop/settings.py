@@ -97,7 +97,8 @@ CACHES = {
 }
 if os.environ.get("CACHE_URL", "").startswith("redis://"):
     CACHES["default"] = {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache with one Redis client per process (demo_shop/cache.py).
+        "BACKEND": "demo_shop.cache.ReusedClientRedisCache",
         "LOCATION": os.environ["CACHE_URL"],
     }
 

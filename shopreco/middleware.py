@@ -5,7 +5,10 @@ Product pages declare themselves with ``{% shopreco_track_view product %}`` (or
 the view only if the page rendered successfully, crediting the ``?rec=`` id of the
 recommendation link that led there. Recording after rendering keeps the event write out of the
 template and never counts error pages. It also writes the impressions of every widget on the
-page in one INSERT instead of one per widget."""
+page in one INSERT instead of one per widget, once the response has been sent (when the server
+closes it), so no shopper waits for that write. A click that reaches the server within the
+few milliseconds between the response and that INSERT finds no impression and is recorded
+without its recommendation id; a person cannot click that fast."""
 
 from __future__ import annotations
 
@@ -27,13 +30,24 @@ class ShopRecoMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         services._memo(request)["middleware"] = True
         response = self.get_response(request)
-        try:
-            services.flush_impressions(request)
-        except Exception:  # never lose the page over an analytics write
-            logger.exception("Could not record recommendation impressions")
+        if services._memo(request).get("impressions"):
+            closers = getattr(response, "_resource_closers", None)
+            if isinstance(closers, list):
+                # After the response: the WSGI server sends it, then closes it, and only then
+                # is the impression written, so the shopper does not wait for the INSERT.
+                closers.append(lambda: self._flush(request))
+            else:
+                self._flush(request)
         if reco_settings.VIEW_TRACKING == "middleware" and request.method in ("GET", "HEAD"):
             try:
                 services.record_marked_view(request, response.status_code)
             except Exception:  # an analytics write must never break the page
                 logger.exception("Could not record a product view")
         return response
+
+    @staticmethod
+    def _flush(request: HttpRequest) -> None:
+        try:
+            services.flush_impressions(request)
+        except Exception:  # never lose the page over an analytics write
+            logger.exception("Could not record recommendation impressions")

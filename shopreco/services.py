@@ -8,9 +8,14 @@ catalogue has available products.
 
 Query budget per widget (checked by tests): one request-level "state" query (active run id and
 the user's preference, memoised on the request), one query for the list (products joined in),
-one INSERT for the impression. Candidate lists are cached per product/viewer, keyed by the
-active run id and a per-viewer version token that changes whenever the viewer acts; a cache hit
-costs one query to re-check availability of the cached products instead of the list query.
+one INSERT for the impression. Similar and also-bought lists start from the product's stored
+neighbours, cached by run id and shared by every shopper (a run's results never change, so a
+new run simply has new keys): the first list of a product after a run costs one query more to
+read them. The neighbour list and the popularity rankings come in one cache round trip, then
+one query loads the first candidates that pass every filter. Personal and popular lists are
+cached per viewer, keyed by the active run id and a per-viewer version token that changes
+whenever the viewer acts; a cache hit costs one query to re-check availability of the cached
+products instead of the list query.
 """
 
 from __future__ import annotations
@@ -26,22 +31,17 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.cache import caches
-from django.db import connections
+from django.db import connections, router
 from django.db.models import (
-    BooleanField,
     Case,
     Count,
     DateField,
     Exists,
-    F,
-    Func,
     Model,
     OuterRef,
     Q,
     QuerySet,
-    Subquery,
     Value,
     When,
 )
@@ -53,7 +53,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
-from shopreco.adapter import get_adapter
+from shopreco.adapter import DefaultAdapter, get_adapter
 from shopreco.conf import get_product_model, reco_settings
 from shopreco.models import (
     Impression,
@@ -69,6 +69,7 @@ from shopreco.models import (
 logger = logging.getLogger("shopreco.services")
 
 WIDGETS = ("similar", "for-you", "popular", "also-bought")
+_PRODUCT_WIDGETS = ("similar", "also-bought")
 REASON_KINDS = (
     "rated", "bought", "carted", "viewed", "also_bought", "similar", "popular", "trending",
 )
@@ -78,6 +79,8 @@ EVENT_REASON = {"purchase": "bought", "cart": "carted", "view": "viewed", "ratin
 RATING_POPULARITY_WEIGHT = 2.0
 # Entries kept in a cached popularity ranking.
 POPULAR_RANKING_SIZE = 200
+# A run's neighbour lists never change; kept a day (a new run has new keys).
+NEIGHBOURS_CACHE_TIMEOUT = 24 * 3600
 SESSION_ATTRIBUTION_KEY = "shopreco_rec"
 SESSION_ATTRIBUTION_MAX = 50
 _REC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -310,42 +313,43 @@ def _preference_saved(sender: Any, instance: Preference, **kwargs: Any) -> None:
 # --- request state: active run and preference in one query ----------------------------------
 
 
-def _latest_run_subquery() -> QuerySet:
+def _state_sql(connection: Any) -> str:
+    """The state query: active run id and the user's preference, hand-written because the ORM
+    spends longer compiling it (two correlated subqueries) than the database runs it.
+    Identifiers come from model metadata; values are bound parameters."""
+    qn = connection.ops.quote_name
+    run_table = qn(RecomputeRun._meta.db_table)
+    run_id = qn(RecomputeRun._meta.pk.column)
+    run_kind = qn(RecomputeRun._meta.get_field("kind").column)
+    run_status = qn(RecomputeRun._meta.get_field("status").column)
+    run_finished = qn(RecomputeRun._meta.get_field("finished_at").column)
+    pref_table = qn(Preference._meta.db_table)
+    pref_value = qn(Preference._meta.get_field("personalize").column)
+    pref_user = qn(Preference._meta.get_field("user").column)
     return (
-        RecomputeRun.objects.filter(
-            kind=RecomputeRun.Kind.FULL, status=RecomputeRun.Status.SUCCEEDED
-        )
-        .order_by("-finished_at", "-id")
-        .values("id")[:1]
+        f"SELECT (SELECT {run_id} FROM {run_table} WHERE {run_kind} = %s AND {run_status} = %s"
+        f" ORDER BY {run_finished} DESC, {run_id} DESC LIMIT 1),"
+        f" (SELECT {pref_value} FROM {pref_table} WHERE {pref_user} = %s LIMIT 1)"
     )
 
 
 def _state(user: Any, request: Any) -> tuple[int | None, bool]:
     """(active run id, personalize preference), read with ONE query and memoised per request.
 
-    No cache: a newly activated run or a changed preference takes effect on the next request."""
+    No cache: a newly activated run or a changed preference takes effect on the next request.
+    The run is the latest succeeded full run (RecomputeRun.latest_succeeded()'s order)."""
     memo = _memo(request)
     user_pk = user.pk if _is_user(user) else None
     cached = memo.get(("state", user_pk))
     if cached is not None:
         return cached
-    if user_pk is not None:
-        row = (
-            get_user_model()
-            ._default_manager.filter(pk=user_pk)
-            .annotate(
-                _run=Subquery(_latest_run_subquery()),
-                _pers=Subquery(
-                    Preference.objects.filter(user_id=OuterRef("pk")).values("personalize")[:1]
-                ),
-            )
-            .values_list("_run", "_pers")
-            .first()
-        )
-        run_id, pers = row if row else (None, None)
-        state = (run_id, pers is not False)
-    else:
-        state = (_latest_run_subquery().values_list("id", flat=True).first(), True)
+    connection = connections[router.db_for_read(RecomputeRun)]
+    with connection.cursor() as cursor:
+        cursor.execute(_state_sql(connection), [
+            RecomputeRun.Kind.FULL.value, RecomputeRun.Status.SUCCEEDED.value, user_pk,
+        ])
+        run_id, pers = cursor.fetchone()
+    state = (run_id, pers is None or bool(pers))
     if request is not None:
         memo[("state", user_pk)] = state
     return state
@@ -417,70 +421,86 @@ def _select_related_paths(prefix: str) -> list[str]:
     return [prefix] if prefix else []
 
 
-class _EqualsAny(Func):
-    """``lhs = ANY(rhs)`` (PostgreSQL), with ``rhs`` an ``ARRAY(subquery)``."""
-
-    arity = 2
-    arg_joiner = " = ANY("
-    template = "%(expressions)s)"
-    output_field = BooleanField()
+def _neighbour_key(run_id: int, kind: str, product_pk: Any) -> str:
+    return f"shopreco:nb:{run_id}:{kind}:{product_pk!s}"
 
 
-def _in_subquery(top: QuerySet, model: Any) -> Q:
-    """``pk IN (top)``. On PostgreSQL written ``pk = ANY(ARRAY(top))``: the neighbour list then
-    runs once as an InitPlan and, OR-ed with the popular fill, both sides use the primary-key
-    index (a BitmapOr); ``IN (subquery) OR IN (list)`` made the planner scan every product."""
-    if connections[model._default_manager.db].vendor == "postgresql":
-        from django.contrib.postgres.expressions import ArraySubquery
+def _neighbours(run_id: int, kind: str, product_pk: Any,
+                cached: Any = None) -> list[tuple[Any, float]]:
+    """The stored neighbours of a product in a run, best first: [(pk, score)].
 
-        return Q(_EqualsAny(F("pk"), ArraySubquery(top)))
-    return Q(pk__in=top)
+    A run's results never change once it is live, so the list is cached by run id and shared
+    by every shopper (no invalidation: a new run has new keys); filters are applied when the
+    products are loaded. ``cached``: the value already fetched with other keys, if any."""
+    if cached is not None:
+        return cached
+    rows = [
+        (pk, float(score)) for pk, score in ItemSimilarity.objects.filter(
+            run_id=run_id, kind=kind, product_id=product_pk,
+        ).order_by("-score", "similar_product_id").values_list("similar_product_id", "score")
+    ]
+    _cache().set(_neighbour_key(run_id, kind, product_pk), rows,
+                 timeout=NEIGHBOURS_CACHE_TIMEOUT)
+    return rows
+
+
+def _category_key_of(product: Any) -> Any:
+    """The product's category as a key (its pk for a relation), read without a query."""
+    cf = get_adapter().category_field()
+    if not cf:
+        return None
+    field = get_product_model()._meta.get_field(cf)
+    if field.is_relation and type(get_adapter()).get_category is DefaultAdapter.get_category:
+        return getattr(product, field.attname)
+    return _category_pk(get_adapter().get_category(product))
+
+
+def _load_in_order(candidates: list[Any], need: int, viewer: _Viewer, category: Any,
+                   objs: dict) -> list[Any]:
+    """The first ``need`` of ``candidates`` (pks, in order) that are available, in
+    ``category`` and not owned by the viewer, in ONE query over the candidates' primary keys.
+    Measured on MovieLens (bench/profile_api.py): loading ~40 candidates at once costs the
+    same as loading only the first ``need`` and topping up, and less than ordering them in SQL
+    (a CASE per candidate), so the short list is cut in Python."""
+    if not candidates or need <= 0:
+        return []
+    model = get_product_model()
+    qs = get_adapter().available(model._default_manager.filter(pk__in=candidates))
+    qs = _owned_exclusions(qs.filter(**_category_filter("", category)), "pk", viewer)
+    if _select_related_paths(""):
+        qs = qs.select_related(*_select_related_paths(""))
+    loaded = {p.pk: p for p in qs}
+    objs.update(loaded)
+    return [pk for pk in candidates if pk in loaded][:need]
 
 
 def _product_widget(product: Any, kind: str, run_id: int | None, viewer: _Viewer, n: int,
                     category: Any, skip: set, objs: dict) -> list[_Cand]:
-    """Neighbours of ``product`` plus the popular fill (same category first), in ONE query:
-    a product query whose candidates are the top stored neighbours (a LIMITed subquery) or the
-    head of the cached popularity rankings, with every filter applied in SQL."""
-    model = get_product_model()
-    adapter = get_adapter()
+    """Neighbours of ``product`` plus the popular fill (same category first), as the first
+    ``n`` candidates that pass every filter: the neighbour list and both popularity rankings
+    come from the cache in one round trip, then one query loads the candidates (the stored
+    neighbours and at most ``n`` popular ones) that pass every filter."""
     code = "also_bought" if kind == ItemSimilarity.Kind.ALSO_BOUGHT else "similar"
-    neighbours = ItemSimilarity.objects.filter(run_id=run_id, kind=kind, product_id=product.pk)
-    top = _owned_exclusions(
-        neighbours.filter(similar_product__in=_available_pks(),
-                          **_category_filter("similar_product__", category)),
-        "similar_product", viewer,
-    ).exclude(similar_product_id__in=list(skip)).order_by("-score").values("similar_product")[:n]
-    fill: list[tuple[Any, float, str]] = []
-    same = adapter.get_category(product) if category is None else None
-    if same is not None and adapter.category_field():
-        fill += popularity_ranking(same)[: n * 2]
-    fill += popularity_ranking(category)[: n * 2]
-    fill_pks = list(dict.fromkeys(pk for pk, _, _ in fill if pk not in skip))
-    qs = adapter.available(model._default_manager.filter(
-        (_in_subquery(top, model) if run_id is not None else Q(pk__in=[]))
-        | Q(pk__in=fill_pks)
-    )).filter(**_category_filter("", category)).exclude(pk__in=list(skip))
-    qs = _owned_exclusions(qs, "pk", viewer).annotate(
-        _shopreco_sim=Subquery(neighbours.filter(similar_product_id=OuterRef("pk"))
-                               .values("score")[:1])
-    )
-    if _select_related_paths(""):
-        qs = qs.select_related(*_select_related_paths(""))
-    found = {p.pk: p for p in qs}
-    objs.update(found)
+    same = _category_key_of(product) if category is None else None
+    cats = ([same] if same is not None else []) + [category]
+    nb_key = _neighbour_key(run_id, kind, product.pk) if run_id is not None else None
+    got = _rankings(cats, also=[nb_key] if nb_key else [])
+    neighbours = _neighbours(run_id, kind, product.pk, got.get(nb_key)) if nb_key else []
+    scores = {pk: score for pk, score in neighbours if pk not in skip}
+    fill: dict[Any, tuple[float, str]] = {}
+    for cat in cats:  # n fill candidates at most: usually the neighbours are enough
+        for pk, score, pop_code in got[_ranking_key(cat)][: n * 2]:
+            if len(fill) >= n:
+                break
+            if pk not in skip and pk not in scores:
+                fill.setdefault(pk, (score, pop_code))
+    chosen = _load_in_order(list(scores) + list(fill), n, viewer, category, objs)
     objs[product.pk] = product
-    similar = sorted((p for p in found.values() if p._shopreco_sim is not None),
-                     key=lambda p: -p._shopreco_sim)
-    out = [_Cand(p.pk, float(p._shopreco_sim), code, product.pk, code) for p in similar[:n]]
-    taken = {c.pk for c in out}
-    for pk, score, pop_code in fill:
-        if len(out) >= n:
-            break
-        if pk in found and pk not in taken:
-            out.append(_Cand(pk, score, pop_code, None, "popular"))
-            taken.add(pk)
-    return out
+    return [
+        _Cand(pk, scores[pk], code, product.pk, code) if pk in scores
+        else _Cand(pk, fill[pk][0], fill[pk][1], None, "popular")
+        for pk in chosen
+    ]
 
 
 def _personal(viewer: _Viewer, run_id: int | None, n: int, category: Any,
@@ -552,12 +572,27 @@ def popularity_ranking(category: Any = None) -> list[tuple[Any, float, str]]:
     lives + 0.1 * log1p(all-time weight), plus a decaying bonus for new products so they get
     exposure before anyone has interacted with them. Shared by every visitor and cached for
     CACHE_TIMEOUT seconds."""
-    cat_pk = _category_pk(category)
-    key = f"shopreco:pop:{cat_pk!s}"
+    return _rankings([category])[_ranking_key(category)]
+
+
+def _ranking_key(category: Any) -> str:
+    return f"shopreco:pop:{_category_pk(category)!s}"
+
+
+def _rankings(categories: list[Any], also: Iterable[str] = ()) -> dict[str, Any]:
+    """The popularity rankings of ``categories`` (None: all products) and the ``also`` cache
+    keys, read in ONE cache round trip; missing rankings are built now. Keyed by cache key."""
+    keys = list(dict.fromkeys([_ranking_key(c) for c in categories] + list(also)))
+    got = _cache().get_many(keys)
+    for category in categories:
+        key = _ranking_key(category)
+        if key not in got:
+            got[key] = _build_ranking(category, key)
+    return got
+
+
+def _build_ranking(category: Any, key: str) -> list[tuple[Any, float, str]]:
     cache = _cache()
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
     adapter = get_adapter()
     now = timezone.now()
     half_life = max(float(reco_settings.TRENDING_HALF_LIFE_DAYS), 0.01)
@@ -737,11 +772,23 @@ class _Plan:
     shown: set
     skip: set
     n: int
-    key: str
+    key_parts: tuple
     product: Any
     category: Any
     dedupe: bool
     request: Any
+    _key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The per-viewer cache key of the list; reads the viewer's version tokens (one cache
+        round trip per request), so only paths that cache per viewer pay for it."""
+        if self._key is None:
+            version, views_version = _versions(self.viewer.key, self.memo)
+            self._key = _cache_key(*self.key_parts[:3], version,
+                                   views_version if self.widget == "for-you" else "",
+                                   *self.key_parts[3:])
+        return self._key
 
 
 def _versions(viewer_key: str, memo: dict) -> tuple[str, str]:
@@ -749,7 +796,15 @@ def _versions(viewer_key: str, memo: dict) -> tuple[str, str]:
     trip for all widgets of a page)."""
     got = memo.get(("versions", viewer_key))
     if got is None:
-        got = (_version(viewer_key), _version(viewer_key + ":views"))
+        if viewer_key.startswith("anon"):
+            got = ("0", "0")
+        else:
+            keys = [_version_key(viewer_key), _version_key(viewer_key + ":views")]
+            tokens = _cache().get_many(keys)
+            if len(tokens) == 2:
+                got = (tokens[keys[0]], tokens[keys[1]])
+            else:
+                got = (_version(viewer_key), _version(viewer_key + ":views"))
         memo[("versions", viewer_key)] = got
     return got
 
@@ -771,12 +826,10 @@ def _plan(widget: str, *, limit: Any, product: Any = None, user: Any = None,
     if product is not None:
         skip.add(product.pk)
     n = limit + len(shown) + 4
-    version, views_version = _versions(viewer.key, memo)
-    key = _cache_key(widget, getattr(product, "pk", ""), viewer.key, version,
-                     views_version if widget == "for-you" else "", run_id,
-                     _category_pk(category), sorted(map(str, skip)), n)
-    return _Plan(widget, limit, viewer, allowed, run_id, memo, shown, skip, n, key, product,
-                 category, dedupe, request)
+    key_parts = (widget, getattr(product, "pk", ""), viewer.key, run_id,
+                 _category_pk(category), sorted(map(str, skip)), n)
+    return _Plan(widget, limit, viewer, allowed, run_id, memo, shown, skip, n, key_parts,
+                 product, category, dedupe, request)
 
 
 def _serve(
@@ -795,6 +848,10 @@ def _serve(
 ) -> RecoList:
     plan = _plan(widget, limit=limit, product=product, user=user, request=request,
                  category=category, exclude=exclude, dedupe=dedupe, ignore_gpc=ignore_gpc)
+    if widget in _PRODUCT_WIDGETS:
+        # Built from the shared per-run neighbour lists and rankings, re-checked against the
+        # database on every request anyway: a per-viewer copy would save nothing.
+        use_cache = False
     cands = _cache().get(plan.key) if use_cache else None
     return _materialise(plan, cands, log=log, use_cache=use_cache)
 
@@ -1109,11 +1166,14 @@ def _rec_from_query(request: Any) -> str | None:
 
 def flush_impressions(request: Any) -> int:
     """Write the impressions queued while rendering this request (one INSERT); returns how
-    many. Called by ShopRecoMiddleware after the response is built."""
+    many. Called by ShopRecoMiddleware once the response has been sent."""
     queued = _memo(request).pop("impressions", None)
     if not queued:
         return 0
-    Impression.objects.bulk_create(queued)
+    if len(queued) == 1:
+        queued[0].save()  # one statement; bulk_create adds BEGIN and COMMIT round trips
+    else:
+        Impression.objects.bulk_create(queued)
     return len(queued)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from drf_spectacular.types import OpenApiTypes
@@ -101,6 +102,18 @@ class ProductKeyField(serializers.Field):
         if product is None:
             self.fail("does_not_exist", value=data)
         return product
+
+    def get_attribute(self, instance: Any) -> Any:
+        """A foreign key's stored key (``product_id``) instead of the related object, so
+        listing 50 ratings does not load 50 products one by one."""
+        if len(self.source_attrs) == 1 and isinstance(instance, models.Model):
+            try:
+                field = instance._meta.get_field(self.source_attrs[0])
+            except FieldDoesNotExist:
+                field = None
+            if field is not None and field.many_to_one:
+                return getattr(instance, field.attname)
+        return super().get_attribute(instance)
 
     def to_representation(self, value: Any) -> Any:
         return pk_value(getattr(value, "pk", value))

@@ -168,3 +168,14 @@ def test_invalid_token_is_rejected(shop):
     response = client.get(URL)
     assert response.status_code in (401, 403)  # 403 when session auth is listed first
     assert "token" in response.json()["detail"].lower()
+
+
+def test_listing_ratings_costs_the_same_queries_for_any_page_size(
+        client_alice, alice, shop, django_assert_max_num_queries):
+    """Products are written as keys from the rating row: no query per rating."""
+    for product in shop.products[:5]:
+        Rating.objects.create(user=alice, product=product, score=4)
+    with django_assert_max_num_queries(4):  # session/auth, count, page (+ throttle on SQLite)
+        body = client_alice.get(URL).json()
+    assert sorted(r["product"] for r in body["results"]) == sorted(
+        p.pk for p in shop.products[:5])

@@ -193,6 +193,36 @@ def test_new_run_invalidates_cached_lists(shop, make_request):
     assert pks(first) != pks(second) and pks(second)[0] == shop.products[5].pk
 
 
+def test_new_run_neighbours_served_right_after_activation(shop, make_request):
+    """Neighbour lists are cached by run id: the first request after a new run went live
+    reads the new run's neighbours, never the old run's cached ones."""
+    from shopreco.models import ItemSimilarity
+
+    before = services.similar_products(shop.products[0], 2, request=make_request())
+    assert pks(before) == [shop.products[1].pk, shop.products[2].pk]
+    newer = RecomputeRun.objects.create(status=RecomputeRun.Status.SUCCEEDED,
+                                        finished_at=timezone.now() + timedelta(seconds=5))
+    ItemSimilarity.objects.create(run=newer, kind="similar", product=shop.products[0],
+                                  similar_product=shop.products[9], score=0.7)
+    after = services.similar_products(shop.products[0], 2, request=make_request())
+    assert pks(after)[0] == shop.products[9].pk
+    assert after.items[0].reason_kind == "similar"
+
+
+def test_shared_neighbour_list_filtered_per_shopper(shop, make_request, user_factory):
+    """One cached neighbour list serves every shopper; what each one owns is still left out,
+    and a rating made after the list was cached shows at once."""
+    bob = user_factory("bob")
+    Rating.objects.create(user=bob, product=shop.products[1], score=4)
+    alice_list = services.similar_products(shop.products[0], 2, request=make_request(shop.alice))
+    bob_list = services.similar_products(shop.products[0], 2, request=make_request(bob))
+    assert pks(alice_list) == [shop.products[1].pk, shop.products[2].pk]
+    assert pks(bob_list) == [shop.products[2].pk, shop.products[3].pk]
+    Rating.objects.create(user=shop.alice, product=shop.products[2], score=5)
+    again = services.similar_products(shop.products[0], 2, request=make_request(shop.alice))
+    assert pks(again) == [shop.products[1].pk, shop.products[3].pk]
+
+
 def test_user_action_invalidates_cached_lists(shop, make_request):
     first = services.similar_products(shop.products[0], 2, request=make_request(shop.alice))
     Rating.objects.create(user=shop.alice, product=first.items[0].product, score=5)
@@ -303,3 +333,33 @@ def test_view_queues_a_refresh_only_when_refresh_on_view(shop, refresh_on_view,
     with django_capture_on_commit_callbacks(execute=True):
         Interaction.objects.create(user=shop.alice, product=shop.products[1], kind="cart")
     assert sent == [shop.alice.pk]
+
+
+def test_middleware_writes_impressions_once_the_response_is_closed(shop, make_request):
+    """The INSERT waits until the server has sent the response (and closes it); it is not
+    lost, and the list's id is then valid for crediting a click."""
+    from django.core.signals import request_finished
+    from django.db import close_old_connections
+    from django.http import HttpResponse
+
+    from shopreco.middleware import ShopRecoMiddleware
+
+    served = {}
+
+    def view(request):
+        served["list"] = services.similar_products(shop.products[0], 3, request=request)
+        return HttpResponse("ok")
+
+    request = make_request(shop.alice)
+    response = ShopRecoMiddleware(view)(request)
+    rec_id = served["list"].recommendation_id
+    assert not Impression.objects.filter(recommendation_id=rec_id).exists()
+    request_finished.disconnect(close_old_connections)  # as Django's test client does
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+    assert Impression.objects.get(recommendation_id=rec_id).products == pks(served["list"])
+    event = services.track(request, served["list"].items[0].product, "cart",
+                           recommendation_id=rec_id)
+    assert event.recommendation_id == rec_id

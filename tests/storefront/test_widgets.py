@@ -84,14 +84,17 @@ def test_missing_request_context_processor_fails_clearly(shop):
 @pytest.mark.parametrize("widget", TAGS)
 def test_at_most_three_queries_per_widget(shop, make_request, widget,
                                           django_assert_max_num_queries):
-    """Cold (nothing cached, first widget of the request) and cached."""
+    """Cold (nothing cached, first widget of the request) and cached. A product's neighbour
+    list is read from the database once per run (then cached for every shopper): that
+    first list of a product after a run costs one query more."""
     from shopreco import services
 
     services.popularity_ranking()  # shared by all visitors, rebuilt every CACHE_TIMEOUT
     services.popularity_ranking(shop.books)
-    for _ in range(2):
+    for attempt in range(2):
         request = make_request(shop.alice)
-        with django_assert_max_num_queries(3):
+        first_of_run = attempt == 0 and widget in ("similar", "also-bought")
+        with django_assert_max_num_queries(4 if first_of_run else 3):
             html = render(TAGS[widget], request, product=shop.products[0])
         assert html.count("data-shopreco-product=") == 3
 
@@ -102,6 +105,12 @@ def test_two_product_widgets_share_request_state(shop, make_request,
 
     services.popularity_ranking()  # shared, cached ranking (rebuilt every CACHE_TIMEOUT)
     services.popularity_ranking(shop.books)
+    render(TAGS["similar"] + TAGS["also-bought"], make_request(shop.alice),
+           product=shop.products[1])  # not the neighbour lists of products[0]
+    request = make_request(shop.alice)
+    # 1 state + 2 x (neighbour list, read once per run and product + list + impression)
+    with django_assert_max_num_queries(7):
+        render(TAGS["similar"] + TAGS["also-bought"], request, product=shop.products[0])
     request = make_request(shop.alice)
     with django_assert_max_num_queries(5):  # 1 state + 2 x (list + impression)
         render(TAGS["similar"] + TAGS["also-bought"], request, product=shop.products[0])
