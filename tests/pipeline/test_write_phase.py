@@ -287,3 +287,36 @@ def test_binary_rows_only_for_integer_keys():
         body = rows[0]
         assert body.startswith(b"PGCOPY\n\xff\r\n\x00") and body.endswith(b"\xff\xff")
         assert len(body) == 19 + 2 * (2 + 4 * 5 + 8 + len(b"similar") + 8 + 8 + 8) + 2
+
+
+# ----------------------------------------------------------------------------- top rows
+def test_top_rows_with_two_sort_keys_equals_the_three_key_sort():
+    """The cheaper sort relies on sorted CSR columns and a stable sort to break ties by the
+    smaller column: same rows as sorting by (row, -score, column) explicitly."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from shopreco.pipeline import compute
+
+    rng = np.random.default_rng(5)
+    dense = rng.choice([0.0, 0.0, 0.5, 0.25, -0.5, 1.0], size=(60, 80))  # many ties
+    S = sp.csr_matrix(dense)
+    shuffled = S.copy()  # unsorted column indices within rows
+    for i in range(S.shape[0]):
+        a, b = shuffled.indptr[i], shuffled.indptr[i + 1]
+        perm = rng.permutation(b - a)
+        shuffled.indices[a:b] = shuffled.indices[a:b][perm]
+        shuffled.data[a:b] = shuffled.data[a:b][perm]
+    shuffled.has_sorted_indices = False
+    for positive in (True, False):
+        rows, cols, vals = [], [], []
+        for i in range(dense.shape[0]):
+            cells = [(-dense[i, j], j) for j in range(dense.shape[1])
+                     if dense[i, j] != 0 and (dense[i, j] > 0 or not positive)]
+            for neg, j in sorted(cells)[:7]:
+                rows.append(i)
+                cols.append(j)
+                vals.append(-neg)
+        for M in (S, shuffled):
+            src, dst, score = compute.top_rows(M, 7, positive=positive)
+            assert src.tolist() == rows and dst.tolist() == cols and score.tolist() == vals
