@@ -216,13 +216,16 @@ class ItemSimilarity(models.Model):
 class Recommendation(models.Model):
     """A precomputed personal recommendation of one run, with the reason shown to the user."""
 
-    # No database FK constraints to run and products, as on ItemSimilarity (see there).
+    # No database FK constraints to run, user and products, as on ItemSimilarity (see there):
+    # Django still cascades user deletes, erasure deletes a user's rows explicitly
+    # (shopreco.privacy), and rows of users deleted mid-run are dropped at activation.
     run = models.ForeignKey(  # indexed by the serving index (run, user, rank)
         RecomputeRun, on_delete=models.CASCADE, related_name="recommendations", db_index=False,
         db_constraint=False,
     )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shopreco_recommendations"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shopreco_recommendations",
+        db_constraint=False,
     )
     product = models.ForeignKey(
         settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+",

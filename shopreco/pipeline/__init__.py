@@ -268,7 +268,8 @@ def finish_run(run_id: int, defer_housekeeping: bool = False) -> RecomputeRun | 
         "coverage": round(recommended / snap.n_products, 4) if snap.n_products else 0.0,
         "users_with_recommendations": int(np.unique(recs.users).size),
     }
-    if not runs.activate(run_id, {"counts": counts, "metrics": metrics}, product_keys=pkeys):
+    if not runs.activate(run_id, {"counts": counts, "metrics": metrics}, product_keys=pkeys,
+                         user_keys=ukeys):
         raise RunAborted(run_id)
     t_end = time.time()  # the activation commit: the run is served from here on
     timings = {

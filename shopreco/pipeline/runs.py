@@ -22,8 +22,9 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
-from django.db.models import F, Q
+from django.db.models import F, Model, Q
 from django.utils import timezone
 
 from shopreco.conf import get_product_model, reco_settings
@@ -194,9 +195,8 @@ def delete_results(run_id: int) -> None:
 _IN_CHUNK = 900
 
 
-def _existing_products(keys: Sequence[Any]) -> set[Any]:
-    """The subset of ``keys`` (database values) still present in the product table."""
-    model = get_product_model()
+def _existing(model: type[Model], keys: Sequence[Any]) -> set[Any]:
+    """The subset of ``keys`` (database values) still present in ``model``'s table."""
     using = router.db_for_read(model) or DEFAULT_DB_ALIAS
     conn = connections[using]
     if conn.vendor == "postgresql":
@@ -215,20 +215,27 @@ def _existing_products(keys: Sequence[Any]) -> set[Any]:
     return {prep(pk, conn) for pk in found}
 
 
-def drop_orphans(run_id: int, product_keys: Sequence[Any]) -> int:
-    """Remove the run's rows that point at products deleted while the run computed.
+def _missing(model: type[Model], keys: Sequence[Any]) -> list[Any]:
+    if not len(keys):
+        return []
+    existing = _existing(model, keys)
+    return [k for k in keys if k not in existing]
+
+
+def drop_orphans(run_id: int, product_keys: Sequence[Any],
+                 user_keys: Sequence[Any] = ()) -> int:
+    """Remove the run's rows that point at products or users deleted while the run computed.
 
     The result tables have no database FK constraints (a check per COPY'd row cost more
-    than the COPY), so a product deleted between the snapshot and the write would leave rows
-    behind: neighbour and recommendation rows of it are deleted, reason links to it cleared.
-    ``product_keys`` are the database values of the snapshot's products. Products deleted
-    after this point are cascaded by Django as usual. Returns the number of rows touched.
+    than the COPY), so a product or user deleted between the snapshot and the write would
+    leave rows behind: rows of a gone product are deleted (as neighbour or recommendation)
+    and reason links to it cleared; a gone user's list is deleted. Keys are the database
+    values of the snapshot's products and users. Later deletes are cascaded by Django as
+    usual. Returns the number of rows touched.
     """
-    if not len(product_keys):
-        return 0
-    existing = _existing_products(product_keys)
-    gone = [k for k in product_keys if k not in existing]
-    if not gone:
+    gone = _missing(get_product_model(), product_keys)
+    gone_users = _missing(get_user_model(), user_keys)
+    if not gone and not gone_users:
         return 0
     using = _db()
     conn = connections[using]
@@ -237,41 +244,49 @@ def drop_orphans(run_id: int, product_keys: Sequence[Any]) -> int:
         sim = conn.ops.quote_name(ItemSimilarity._meta.db_table)
         rec = conn.ops.quote_name(Recommendation._meta.db_table)
         with conn.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {sim} WHERE run_id = %s AND "  # noqa: S608
-                "(product_id = ANY(%s) OR similar_product_id = ANY(%s))", [run_id, gone, gone])
-            n += cursor.rowcount
-            cursor.execute(f"DELETE FROM {rec} WHERE run_id = %s AND "  # noqa: S608
-                           "product_id = ANY(%s)", [run_id, gone])
-            n += cursor.rowcount
-            cursor.execute(f"UPDATE {rec} SET reason_product_id = NULL WHERE run_id = %s "  # noqa: S608
-                           "AND reason_product_id = ANY(%s)", [run_id, gone])
-            n += cursor.rowcount
+            if gone:
+                cursor.execute(
+                    f"DELETE FROM {sim} WHERE run_id = %s AND "  # noqa: S608
+                    "(product_id = ANY(%s) OR similar_product_id = ANY(%s))",
+                    [run_id, gone, gone])
+                n += cursor.rowcount
+            if gone or gone_users:
+                cursor.execute(f"DELETE FROM {rec} WHERE run_id = %s AND "  # noqa: S608
+                               "(product_id = ANY(%s) OR user_id = ANY(%s))",
+                               [run_id, gone, gone_users])
+                n += cursor.rowcount
+            if gone:
+                cursor.execute(f"UPDATE {rec} SET reason_product_id = NULL "  # noqa: S608
+                               "WHERE run_id = %s AND reason_product_id = ANY(%s)",
+                               [run_id, gone])
+                n += cursor.rowcount
         return n
+    sims = ItemSimilarity.objects.using(using).filter(run_id=run_id)
+    recs = Recommendation.objects.using(using).filter(run_id=run_id)
     for a in range(0, len(gone), _IN_CHUNK):
         part = gone[a:a + _IN_CHUNK]
-        sims = ItemSimilarity.objects.using(using).filter(run_id=run_id)
         n += sims.filter(Q(product_id__in=part) | Q(similar_product_id__in=part))._raw_delete(
             using)
-        recs = Recommendation.objects.using(using).filter(run_id=run_id)
         n += recs.filter(product_id__in=part)._raw_delete(using)
         n += recs.filter(reason_product_id__in=part).update(reason_product_id=None)
+    for a in range(0, len(gone_users), _IN_CHUNK):
+        n += recs.filter(user_id__in=gone_users[a:a + _IN_CHUNK])._raw_delete(using)
     return n
 
 
-def activate(run_id: int, values: dict[str, Any],
-             product_keys: Sequence[Any] = ()) -> bool:
+def activate(run_id: int, values: dict[str, Any], product_keys: Sequence[Any] = (),
+             user_keys: Sequence[Any] = ()) -> bool:
     """running -> succeeded in one transaction: from its commit on, serving reads this run.
 
-    Rows of products deleted while the run computed are dropped in the same transaction
-    (:func:`drop_orphans`), so the run goes live without them.
+    Rows of products and users deleted while the run computed are dropped in the same
+    transaction (:func:`drop_orphans`), so the run goes live without them.
     """
     with transaction.atomic(using=_db()):
         if not RecomputeRun.objects.filter(
             pk=run_id, status=RecomputeRun.Status.RUNNING
         ).select_for_update().exists():
             return False
-        drop_orphans(run_id, product_keys)
+        drop_orphans(run_id, product_keys, user_keys)
         updated = RecomputeRun.objects.filter(
             pk=run_id, status=RecomputeRun.Status.RUNNING
         ).update(

@@ -1,7 +1,7 @@
 """The write phase after the result tables lost their database FK constraints: orphan rows of
-products deleted mid-run are dropped at activation, product deletes still cascade, serving
-skips rows of missing products, and housekeeping (pruning, VACUUM ANALYZE) runs after the
-activation commit, timed apart."""
+products and users deleted mid-run are dropped at activation, product and user deletes still
+cascade, serving skips rows of missing products, and housekeeping (pruning, VACUUM ANALYZE)
+runs after the activation commit, timed apart."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ from django.test import RequestFactory, override_settings
 
 from shopreco import pipeline, services
 from shopreco.conf import get_product_model
-from shopreco.models import Interaction, ItemSimilarity, Rating, Recommendation, RecomputeRun
+from shopreco.models import (
+    Interaction,
+    ItemSimilarity,
+    PendingRefresh,
+    Rating,
+    Recommendation,
+    RecomputeRun,
+)
 from shopreco.pipeline import runs, writer
 
 pytestmark = pytest.mark.django_db
@@ -57,10 +64,10 @@ def test_product_deleted_mid_run_leaves_no_rows_in_the_activated_run(shop, monke
     assert before["similar_product"] and before["reason"], before
     real_activate = runs.activate
 
-    def activate_after_a_delete(run_id, values, product_keys=()):
+    def activate_after_a_delete(run_id, values, product_keys=(), user_keys=()):
         _vanish(victim)  # after the COPY, before activation: the rows are orphans now
         assert _refs(RecomputeRun(pk=run_id), victim.pk)["similar_product"]
-        return real_activate(run_id, values, product_keys=product_keys)
+        return real_activate(run_id, values, product_keys=product_keys, user_keys=user_keys)
 
     monkeypatch.setattr(runs, "activate", activate_after_a_delete)
     run = pipeline.run_full_recompute()
@@ -75,13 +82,36 @@ def test_product_deleted_mid_run_leaves_no_rows_in_the_activated_run(shop, monke
         Recommendation.objects.filter(run=first).exclude(product_id=victim.pk).count())
 
 
+def test_user_deleted_mid_run_gets_no_list_in_the_activated_run(shop, monkeypatch):
+    from django.contrib.auth import get_user_model
+
+    users, _ = shop()
+    gone, kept = users[0], users[1]
+    real_activate = runs.activate
+
+    def activate_after_a_delete(run_id, values, product_keys=(), user_keys=()):
+        Rating.objects.filter(user=gone).delete()
+        Interaction.objects.filter(user=gone).delete()
+        PendingRefresh.objects.filter(user=gone).delete()  # queued by the rating delete
+        get_user_model()._base_manager.filter(pk=gone.pk)._raw_delete(DEFAULT_DB_ALIAS)
+        assert Recommendation.objects.filter(run_id=run_id, user_id=gone.pk).exists()
+        return real_activate(run_id, values, product_keys=product_keys, user_keys=user_keys)
+
+    monkeypatch.setattr(runs, "activate", activate_after_a_delete)
+    run = pipeline.run_full_recompute()
+    assert run.status == RecomputeRun.Status.SUCCEEDED
+    assert not Recommendation.objects.filter(run=run, user_id=gone.pk).exists()
+    assert Recommendation.objects.filter(run=run, user=kept).exists()
+
+
 def test_drop_orphans_touches_nothing_when_every_product_exists(shop):
     shop()
     run = pipeline.run_full_recompute()
     sims = ItemSimilarity.objects.filter(run=run).count()
     recs = list(Recommendation.objects.filter(run=run).values_list("reason_product_id"))
     keys = list(get_product_model().objects.values_list("pk", flat=True))
-    assert runs.drop_orphans(run.pk, keys) == 0
+    user_keys = list(Recommendation.objects.values_list("user_id", flat=True).distinct())
+    assert runs.drop_orphans(run.pk, keys, user_keys) == 0
     assert runs.drop_orphans(run.pk, []) == 0
     assert ItemSimilarity.objects.filter(run=run).count() == sims
     assert list(Recommendation.objects.filter(run=run).values_list("reason_product_id")) == recs
@@ -156,6 +186,9 @@ def test_erasing_a_user_still_deletes_their_stored_lists(shop):
     privacy.erase_user_data(gone)
     assert not Recommendation.objects.filter(user=gone).exists()
     assert Recommendation.objects.filter(run=run, user=users[1]).exists()
+    pk = users[1].pk
+    users[1].delete()  # deleting the account cascades in Django, constraint or not
+    assert not Recommendation.objects.filter(user_id=pk).exists()
 
 
 # ----------------------------------------------------------------------------- housekeeping
