@@ -181,17 +181,23 @@ class ItemSimilarity(models.Model):
         SIMILAR = "similar", _("Similar")
         ALSO_BOUGHT = "also_bought", _("Also bought")
 
-    # No index of its own: the serving index starts with run and covers deletes by run; one
-    # index less to maintain makes the bulk writes of a recompute markedly faster.
+    # Result rows carry no database FK constraints (``db_constraint=False``): checking them
+    # for every COPY'd row at commit took longer than the COPY itself. Django still cascades
+    # deletes of products and runs; rows of a product deleted while a run computed are
+    # removed at activation (``runs.drop_orphans``), and serving only reads available products.
+    # No run index of its own: the serving index starts with run and covers deletes by run.
     run = models.ForeignKey(
-        RecomputeRun, on_delete=models.CASCADE, related_name="similarities", db_index=False
+        RecomputeRun, on_delete=models.CASCADE, related_name="similarities", db_index=False,
+        db_constraint=False,
     )
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SIMILAR)
     product = models.ForeignKey(
-        settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+"
+        settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+",
+        db_constraint=False,
     )
     similar_product = models.ForeignKey(
-        settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+"
+        settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+",
+        db_constraint=False,
     )
     score = models.FloatField()
 
@@ -210,14 +216,20 @@ class ItemSimilarity(models.Model):
 class Recommendation(models.Model):
     """A precomputed personal recommendation of one run, with the reason shown to the user."""
 
+    # No database FK constraints to run, user and products, as on ItemSimilarity (see there):
+    # Django still cascades user deletes, erasure deletes a user's rows explicitly
+    # (shopreco.privacy), and rows of users deleted mid-run are dropped at activation.
     run = models.ForeignKey(  # indexed by the serving index (run, user, rank)
-        RecomputeRun, on_delete=models.CASCADE, related_name="recommendations", db_index=False
+        RecomputeRun, on_delete=models.CASCADE, related_name="recommendations", db_index=False,
+        db_constraint=False,
     )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shopreco_recommendations"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shopreco_recommendations",
+        db_constraint=False,
     )
     product = models.ForeignKey(
-        settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+"
+        settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+",
+        db_constraint=False,
     )
     score = models.FloatField()
     rank = models.PositiveIntegerField()
@@ -228,6 +240,7 @@ class Recommendation(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        db_constraint=False,
     )
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -9,6 +9,8 @@ discovers these. Suggested ``CELERY_BEAT_SCHEDULE`` for the host::
                                       "schedule": 60.0},
     "shopreco-purge-old-events": {"task": "shopreco.tasks.purge_old_events",
                                   "schedule": crontab(hour=4, minute=30)},
+    "shopreco-housekeeping": {"task": "shopreco.tasks.housekeeping",
+                              "schedule": crontab(hour=5, minute=0)},
 
 (with django-celery-beat the same entries can live in the database instead).
 
@@ -17,7 +19,9 @@ longer running return at once; files and rows are rewritten, not appended), so
 ``acks_late`` is safe; transient database errors retry with exponential backoff; soft and
 hard time limits stop runaway work and fail the run cleanly. A full run shards over the
 workers with chords when the Celery app has a result backend, and otherwise runs all its
-stages inside the ``full_recompute`` task.
+stages inside the ``full_recompute`` task. Either way, once the run is live, maintenance
+that serving does not wait for (pruning old runs, VACUUM ANALYZE) follows as a separate
+``housekeeping`` task; its beat entry is a safety net should that task be lost.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ def full_recompute(self, run_id: int | None = None) -> int | None:
         if plan is None:
             return
         if not pipeline.can_shard() or not plan["blocks"] or not plan["batches"]:
-            pipeline.run_stages_in_process(run_id, plan)
+            pipeline.run_stages_in_process(run_id, plan, defer_housekeeping=True)
             return
         canvas = chain(
             chord(
@@ -122,8 +126,22 @@ def recommend_batch(self, run_id: int, index: int, start: int, stop: int) -> str
              **COMMON)
 def activate_run(self, run_id: int) -> int | None:
     """Chord callback: bulk-write the results and make the run the served one."""
-    run = _guard(self, run_id, pipeline.finish_run, run_id)
+    run = _guard(self, run_id, pipeline.finish_run, run_id, True)
     return run.pk if run is not None else None
+
+
+@shared_task(name="shopreco.tasks.housekeeping", soft_time_limit=1800, time_limit=1900,
+             **COMMON)
+def housekeeping(self, run_id: int | None = None) -> dict[str, Any]:
+    """After activation (and from beat): prune old runs, VACUUM ANALYZE the result tables.
+
+    Never fails a run (the run is already live); transient database errors retry."""
+    try:
+        return pipeline.housekeeping(run_id)
+    except TRANSIENT as exc:
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        raise
 
 
 @shared_task(name="shopreco.tasks.refresh_user", soft_time_limit=60, time_limit=90, **COMMON)

@@ -9,8 +9,10 @@ A full run goes through four stages, each a plain function so that the in-proces
 2. ``compute_block`` per item block (one task each; a chord across the workers), then
    ``assemble_similarities`` stacks the blocks into the run's similarity file.
 3. ``compute_batch`` per user batch (one task each), recommendations with reason codes.
-4. ``finish_run``: bulk-write results (COPY on PostgreSQL), activate in one transaction,
-   prune old runs, and refresh the shoppers who were active while the run computed.
+4. ``finish_run``: bulk-write results (COPY on PostgreSQL), activate in one transaction and
+   refresh the shoppers who were active while the run computed.
+5. ``housekeeping`` (after activation, a task of its own on Celery): delete the run's
+   intermediate files, prune old runs, VACUUM ANALYZE the result tables.
 
 Only small values (run id, block bounds) travel through the broker; matrices go through
 storage, so workers on other machines join by configuration alone.
@@ -43,6 +45,7 @@ from shopreco.pipeline.runs import RecomputeInProgress, RunAborted
 __all__ = [
     "RecomputeInProgress",
     "RunAborted",
+    "housekeeping",
     "refresh_user",
     "request_full_recompute",
     "request_user_refresh",
@@ -219,8 +222,14 @@ def _without_opted_out(recs: compute.RecBatch, snap: Snapshot) -> compute.RecBat
         "users", "items", "scores", "ranks", "reason_codes", "reason_items")))
 
 
-def finish_run(run_id: int) -> RecomputeRun | None:
-    """Write all results, then activate the run in one transaction and prune old runs."""
+def finish_run(run_id: int, defer_housekeeping: bool = False) -> RecomputeRun | None:
+    """Write all results and activate the run in one transaction; then housekeeping.
+
+    The write phase (and the run's total) ends at the activation commit: from then on the run
+    is served. Pruning old runs and refreshing planner statistics are not needed to serve it,
+    so they follow as :func:`housekeeping`: here (in-process runs), or as a task of its own
+    when ``defer_housekeeping`` (Celery runs), timed apart as ``timings["housekeeping"]``.
+    """
     run = runs.ensure_running(run_id)
     params = run.params
     t_write = time.time()
@@ -247,13 +256,22 @@ def finish_run(run_id: int) -> RecomputeRun | None:
         run_id, recs.users, recs.items, recs.scores, recs.ranks, recs.reasons(),
         recs.reason_items, ukeys, pkeys,
     )
-    t_end = time.time()
     run.refresh_from_db(fields=["timings", "counts"])
     tm = dict(run.timings)
     t0 = tm.pop("_t0", t_write)
     load_end = tm.pop("_load_end", t0)
     sim_end = tm.pop("_similarities_end", load_end)
     rec_end = tm.pop("_recommendations_end", t_write)
+    counts = {**run.counts, "similarities": n_sim, "recommendations": n_rec}
+    recommended = np.unique(recs.items).size
+    metrics = {
+        "coverage": round(recommended / snap.n_products, 4) if snap.n_products else 0.0,
+        "users_with_recommendations": int(np.unique(recs.users).size),
+    }
+    if not runs.activate(run_id, {"counts": counts, "metrics": metrics}, product_keys=pkeys,
+                         user_keys=ukeys):
+        raise RunAborted(run_id)
+    t_end = time.time()  # the activation commit: the run is served from here on
     timings = {
         "load": tm.get("load", round(load_end - t0, 3)),
         "similarities": round(sim_end - load_end, 3),
@@ -261,22 +279,50 @@ def finish_run(run_id: int) -> RecomputeRun | None:
         "write": round(t_end - rec_end, 3),
         "total": round(t_end - t0, 3),
     }
-    counts = {**run.counts, "similarities": n_sim, "recommendations": n_rec}
-    recommended = np.unique(recs.items).size
-    metrics = {
-        "coverage": round(recommended / snap.n_products, 4) if snap.n_products else 0.0,
-        "users_with_recommendations": int(np.unique(recs.users).size),
-    }
-    if not runs.activate(run_id, {"timings": timings, "counts": counts, "metrics": metrics}):
-        raise RunAborted(run_id)
-    writer.analyze(ItemSimilarity, Recommendation)
+    RecomputeRun.objects.filter(pk=run_id).update(timings=timings)
     log.info("shopreco run #%s succeeded in %.1f s: %s", run_id, timings["total"], counts)
-    storage.delete_run_files(run_id, keep=tuple(
-        run_file(run, base).rsplit("/", 1)[-1] for base in (SNAPSHOT, SIMILARITY)),
-        prefix=params.get("snapshot_prefix"))
-    runs.prune()
     _catch_up_refreshes(run)
+    if defer_housekeeping:
+        _enqueue_housekeeping(run_id)
+    else:
+        try:
+            housekeeping(run_id)
+        except Exception:  # the run is live; the next housekeeping (beat) catches up
+            log.exception("housekeeping after run #%s failed", run_id)
     return RecomputeRun.objects.get(pk=run_id)
+
+
+def housekeeping(run_id: int | None = None) -> dict[str, Any]:
+    """Maintenance after a run went live, none of it needed to serve that run: delete the
+    run's intermediate files, prune old runs (keep KEEP_RUNS) and VACUUM ANALYZE the result
+    tables on PostgreSQL (planner statistics for the serving queries, and space of pruned
+    rows back, which matters where autovacuum is off or slow). Idempotent; with ``run_id``
+    its duration is recorded as the run's ``timings["housekeeping"]``."""
+    t0 = time.time()
+    run = RecomputeRun.objects.filter(pk=run_id).first() if run_id is not None else None
+    if run is not None and run.status == RecomputeRun.Status.SUCCEEDED:
+        storage.delete_run_files(run.pk, keep=tuple(
+            run_file(run, base).rsplit("/", 1)[-1] for base in (SNAPSHOT, SIMILARITY)),
+            prefix=run.params.get("snapshot_prefix"))
+    pruned = runs.prune()
+    writer.vacuum_analyze(ItemSimilarity, Recommendation)
+    seconds = round(time.time() - t0, 3)
+    if run is not None:
+        runs.merge_json(run.pk, "timings", {"housekeeping": seconds})
+    return {"pruned": pruned, "seconds": seconds}
+
+
+def _enqueue_housekeeping(run_id: int) -> None:
+    """Hand housekeeping to a worker; if the broker refuses, do it here (it must happen)."""
+    from shopreco import tasks
+
+    try:
+        tasks.housekeeping.apply_async(args=[run_id], retry=False)
+    except Exception:
+        if _is_eager():
+            raise
+        log.exception("could not enqueue housekeeping for run #%s; running it here", run_id)
+        housekeeping(run_id)
 
 
 def _catch_up_refreshes(run: RecomputeRun) -> None:
@@ -301,8 +347,10 @@ def _catch_up_refreshes(run: RecomputeRun) -> None:
 
 # ---------------------------------------------------------------------------- entry points
 def run_stages_in_process(run_id: int, plan: dict[str, Any],
-                          progress: ProgressCallback | None = None) -> RecomputeRun | None:
-    """Stages 2-4 in this process, with the same functions the tasks call."""
+                          progress: ProgressCallback | None = None,
+                          defer_housekeeping: bool = False) -> RecomputeRun | None:
+    """Stages 2-5 in this process, with the same functions the tasks call (a Celery worker
+    running them all passes ``defer_housekeeping`` to leave stage 5 to another task)."""
     def report(stage: str) -> None:
         if progress is not None:
             run = RecomputeRun.objects.only("stage", "progress").get(pk=run_id)
@@ -317,7 +365,7 @@ def run_stages_in_process(run_id: int, plan: dict[str, Any],
         compute_batch(run_id, i, a, b)
         report("recommendations")
     report("write")
-    run = finish_run(run_id)
+    run = finish_run(run_id, defer_housekeeping=defer_housekeeping)
     report("done")
     return run
 

@@ -96,15 +96,20 @@ def also_bought(snap: Snapshot, params: dict[str, Any]) -> sp.csr_matrix:
 
 
 def top_rows(S: sp.csr_matrix, n: int, positive: bool = True):
-    """(src, dst, score) of the top ``n`` entries per row, best first (ties: smaller dst)."""
+    """(src, dst, score) of the top ``n`` entries per row, best first (ties: smaller dst).
+
+    Sorted by two keys (row, -score), not three: with the row's columns in ascending order
+    (sorted CSR indices) the stable sort already settles ties by the smaller column."""
     S = S.tocsr()
+    if not S.has_sorted_indices:
+        S = S.sorted_indices()
     rows = np.repeat(np.arange(S.shape[0], dtype=np.int64), np.diff(S.indptr))
     cols = S.indices.astype(np.int64)
     vals = S.data
     if positive:
         keep = vals > 0
         rows, cols, vals = rows[keep], cols[keep], vals[keep]
-    order = np.lexsort((cols, -vals, rows))
+    order = np.lexsort((-vals, rows))  # stable: equal scores keep ascending columns
     rows, cols, vals = rows[order], cols[order], vals[order]
     starts = np.searchsorted(rows, np.arange(S.shape[0]))
     rank = np.arange(rows.size) - starts[rows]

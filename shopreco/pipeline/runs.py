@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
-from django.db.models import F, Q
+from django.db.models import F, Model, Q
 from django.utils import timezone
 
-from shopreco.conf import reco_settings
+from shopreco.conf import get_product_model, reco_settings
 from shopreco.models import ItemSimilarity, PendingRefresh, Recommendation, RecomputeRun
 
 log = logging.getLogger("shopreco.pipeline")
@@ -190,9 +191,102 @@ def delete_results(run_id: int) -> None:
         model.objects.using(using).filter(run_id=run_id)._raw_delete(using)
 
 
-def activate(run_id: int, values: dict[str, Any]) -> bool:
-    """running -> succeeded in one transaction: from its commit on, serving reads this run."""
+# Keys per statement when looking up products outside PostgreSQL (SQLite's variable limit).
+_IN_CHUNK = 900
+
+
+def _existing(model: type[Model], keys: Sequence[Any]) -> set[Any]:
+    """The subset of ``keys`` (database values) still present in ``model``'s table."""
+    using = router.db_for_read(model) or DEFAULT_DB_ALIAS
+    conn = connections[using]
+    if conn.vendor == "postgresql":
+        table = conn.ops.quote_name(model._meta.db_table)
+        column = conn.ops.quote_name(model._meta.pk.column)
+        with conn.cursor() as cursor:
+            cursor.execute(f"SELECT {column} FROM {table} WHERE {column} = ANY(%s)",  # noqa: S608
+                           [list(keys)])
+            return {row[0] for row in cursor.fetchall()}
+    found: set[Any] = set()
+    manager = model._base_manager.using(using)  # not the default manager: it may hide rows
+    for a in range(0, len(keys), _IN_CHUNK):
+        found.update(manager.filter(pk__in=list(keys[a:a + _IN_CHUNK]))
+                     .values_list("pk", flat=True))
+    prep = model._meta.pk.get_db_prep_value
+    return {prep(pk, conn) for pk in found}
+
+
+def _missing(model: type[Model], keys: Sequence[Any]) -> list[Any]:
+    if not len(keys):
+        return []
+    existing = _existing(model, keys)
+    return [k for k in keys if k not in existing]
+
+
+def drop_orphans(run_id: int, product_keys: Sequence[Any],
+                 user_keys: Sequence[Any] = ()) -> int:
+    """Remove the run's rows that point at products or users deleted while the run computed.
+
+    The result tables have no database FK constraints (a check per COPY'd row cost more
+    than the COPY), so a product or user deleted between the snapshot and the write would
+    leave rows behind: rows of a gone product are deleted (as neighbour or recommendation)
+    and reason links to it cleared; a gone user's list is deleted. Keys are the database
+    values of the snapshot's products and users. Later deletes are cascaded by Django as
+    usual. Returns the number of rows touched.
+    """
+    gone = _missing(get_product_model(), product_keys)
+    gone_users = _missing(get_user_model(), user_keys)
+    if not gone and not gone_users:
+        return 0
+    using = _db()
+    conn = connections[using]
+    n = 0
+    if conn.vendor == "postgresql":
+        sim = conn.ops.quote_name(ItemSimilarity._meta.db_table)
+        rec = conn.ops.quote_name(Recommendation._meta.db_table)
+        with conn.cursor() as cursor:
+            if gone:
+                cursor.execute(
+                    f"DELETE FROM {sim} WHERE run_id = %s AND "  # noqa: S608
+                    "(product_id = ANY(%s) OR similar_product_id = ANY(%s))",
+                    [run_id, gone, gone])
+                n += cursor.rowcount
+            if gone or gone_users:
+                cursor.execute(f"DELETE FROM {rec} WHERE run_id = %s AND "  # noqa: S608
+                               "(product_id = ANY(%s) OR user_id = ANY(%s))",
+                               [run_id, gone, gone_users])
+                n += cursor.rowcount
+            if gone:
+                cursor.execute(f"UPDATE {rec} SET reason_product_id = NULL "  # noqa: S608
+                               "WHERE run_id = %s AND reason_product_id = ANY(%s)",
+                               [run_id, gone])
+                n += cursor.rowcount
+        return n
+    sims = ItemSimilarity.objects.using(using).filter(run_id=run_id)
+    recs = Recommendation.objects.using(using).filter(run_id=run_id)
+    for a in range(0, len(gone), _IN_CHUNK):
+        part = gone[a:a + _IN_CHUNK]
+        n += sims.filter(Q(product_id__in=part) | Q(similar_product_id__in=part))._raw_delete(
+            using)
+        n += recs.filter(product_id__in=part)._raw_delete(using)
+        n += recs.filter(reason_product_id__in=part).update(reason_product_id=None)
+    for a in range(0, len(gone_users), _IN_CHUNK):
+        n += recs.filter(user_id__in=gone_users[a:a + _IN_CHUNK])._raw_delete(using)
+    return n
+
+
+def activate(run_id: int, values: dict[str, Any], product_keys: Sequence[Any] = (),
+             user_keys: Sequence[Any] = ()) -> bool:
+    """running -> succeeded in one transaction: from its commit on, serving reads this run.
+
+    Rows of products and users deleted while the run computed are dropped in the same
+    transaction (:func:`drop_orphans`), so the run goes live without them.
+    """
     with transaction.atomic(using=_db()):
+        if not RecomputeRun.objects.filter(
+            pk=run_id, status=RecomputeRun.Status.RUNNING
+        ).select_for_update().exists():
+            return False
+        drop_orphans(run_id, product_keys, user_keys)
         updated = RecomputeRun.objects.filter(
             pk=run_id, status=RecomputeRun.Status.RUNNING
         ).update(

@@ -8,6 +8,7 @@ exactly as the ORM would store them.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,6 +23,11 @@ from shopreco.models import ItemSimilarity, Recommendation
 BATCH_SIZE = 5000
 # Parallel COPY streams on PostgreSQL (each its own connection); see copy_chunks.
 STREAMS = 2
+# COPY's binary format: signature, flags, header extension length; the trailer ends it.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_BINARY_TRAILER = struct.pack(">h", -1)
+# Integer columns in COPY's binary format (big-endian); other key types go as text.
+_BINARY_INTS = {"bigint": ">i8", "integer": ">i4", "smallint": ">i2"}
 
 
 def _db(model: type[Model]) -> str:
@@ -62,16 +68,22 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Iterable[tuple
     return n
 
 
-def analyze(*models: type[Model]) -> None:
-    """Refresh PostgreSQL's planner statistics after a bulk write: right after a first run the
-    tables look empty to the planner, which then picks sequential scans for the serving
-    queries. Other databases need nothing."""
+def vacuum_analyze(*models: type[Model]) -> None:
+    """VACUUM ANALYZE the result tables on PostgreSQL (other databases need nothing).
+
+    Planner statistics: right after a first run the tables look empty to the planner, which
+    then picks sequential scans for the serving queries. VACUUM: pruned runs leave dead rows
+    that only it reclaims (autovacuum may be off, or late after a bulk load), and it keeps
+    the visibility map current for index-only scans. VACUUM cannot run in a transaction
+    block: inside one (tests, a caller's atomic block) only ANALYZE runs.
+    """
     conn = connections[_db(models[0])]
     if conn.vendor != "postgresql":
         return
     tables = ", ".join(conn.ops.quote_name(m._meta.db_table) for m in models)
+    command = "ANALYZE" if conn.in_atomic_block else "VACUUM (ANALYZE)"
     with conn.cursor() as cursor:
-        cursor.execute(f"ANALYZE {tables}")
+        cursor.execute(f"{command} {tables}")
 
 
 def _table_and_columns(model: type[Model], columns: Sequence[str], conn) -> tuple[str, str]:
@@ -92,8 +104,10 @@ def _copy_literal(value: Any) -> str:
     return text
 
 
-def copy_chunks(model: type[Model], columns: Sequence[str], chunks: list[str]) -> None:
-    """COPY pre-formatted text chunks, in parallel connections when that is safe.
+def copy_chunks(model: type[Model], columns: Sequence[str], chunks: Sequence[str | bytes],
+                binary: bool = False) -> None:
+    """COPY pre-formatted chunks (text, or whole binary-format streams with ``binary``), in
+    parallel connections when that is safe.
 
     Index maintenance in the server dominates the cost of writing results, and it scales
     with backends: each chunk gets its own connection (and transaction) unless we are inside
@@ -102,15 +116,15 @@ def copy_chunks(model: type[Model], columns: Sequence[str], chunks: list[str]) -
     using = _db(model)
     conn = connections[using]
     table, col_sql = _table_and_columns(model, columns, conn)
-    sql = f"COPY {table} ({col_sql}) FROM STDIN"
+    sql = f"COPY {table} ({col_sql}) FROM STDIN" + (" (FORMAT BINARY)" if binary else "")
     chunks = [c for c in chunks if c]
 
-    def one(text: str, own_connection: bool) -> None:
+    def one(data: str | bytes, own_connection: bool) -> None:
         c = connections[using]
         try:
             with transaction.atomic(using=using), c.cursor() as cursor:
                 with cursor.cursor.copy(sql) as copy:
-                    copy.write(text.encode())
+                    copy.write(data.encode() if isinstance(data, str) else data)
         finally:
             if own_connection:
                 c.close()
@@ -120,7 +134,7 @@ def copy_chunks(model: type[Model], columns: Sequence[str], chunks: list[str]) -
             one(text, False)
         return
     with ThreadPoolExecutor(len(chunks)) as pool:
-        for future in [pool.submit(one, text, True) for text in chunks]:
+        for future in [pool.submit(one, data, True) for data in chunks]:
             future.result()
 
 
@@ -129,11 +143,54 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(n * k // parts, n * (k + 1) // parts) for k in range(parts)]
 
 
+def _binary_int(model: type[Model], field: str, conn) -> str | None:
+    """numpy dtype of an integer column in COPY's binary format, None if not an integer."""
+    return _BINARY_INTS.get(model._meta.get_field(field).db_type(conn))
+
+
+def similarity_rows_binary(run_id: int, kind: str, src: np.ndarray, dst: np.ndarray,
+                           score: np.ndarray, keys: Sequence[Any], conn,
+                           parts: int = 1) -> list[bytes] | None:
+    """ItemSimilarity rows as COPY binary streams (one per part), built by numpy in one pass
+    instead of formatting and parsing text per row; None unless product keys are integers
+    (UUID and text keys go through the text format)."""
+    key_t = _binary_int(ItemSimilarity, "product", conn)
+    run_t = _binary_int(ItemSimilarity, "run", conn)
+    if key_t is None or run_t is None or \
+            ItemSimilarity._meta.get_field("score").db_type(conn) != "double precision":
+        return None
+    label = kind.encode()
+    dtype = np.dtype([
+        ("fields", ">i2"), ("run_len", ">i4"), ("run", run_t), ("kind_len", ">i4"),
+        ("kind", f"S{len(label)}"), ("src_len", ">i4"), ("src", key_t), ("dst_len", ">i4"),
+        ("dst", key_t), ("score_len", ">i4"), ("score", ">f8"),
+    ])
+    k = np.asarray(keys, dtype=np.int64)
+    rows = np.empty(src.size, dtype=dtype)
+    rows["fields"] = 5
+    rows["run_len"], rows["run"] = np.dtype(run_t).itemsize, run_id
+    rows["kind_len"], rows["kind"] = len(label), label
+    rows["src_len"], rows["src"] = np.dtype(key_t).itemsize, k[src]
+    rows["dst_len"], rows["dst"] = np.dtype(key_t).itemsize, k[dst]
+    rows["score_len"], rows["score"] = 8, score
+    return [_BINARY_HEADER + rows[a:b].tobytes() + _BINARY_TRAILER
+            for a, b in _split(src.size, parts)]
+
+
 def write_similarities(run_id: int, kind: str, src: np.ndarray, dst: np.ndarray,
-                       score: np.ndarray, keys: list[Any]) -> int:
-    """ItemSimilarity rows (product index, neighbour index, score) of one kind."""
+                       score: np.ndarray, keys: list[Any], binary: bool = True) -> int:
+    """ItemSimilarity rows (product index, neighbour index, score) of one kind.
+
+    On PostgreSQL: COPY in binary format when product keys are integers (``binary=False``
+    forces text), else in text format."""
     columns = ["run_id", "kind", "product_id", "similar_product_id", "score"]
-    if connections[_db(ItemSimilarity)].vendor == "postgresql":
+    conn = connections[_db(ItemSimilarity)]
+    if conn.vendor == "postgresql" and binary:
+        streams = similarity_rows_binary(run_id, kind, src, dst, score, keys, conn, STREAMS)
+        if streams is not None:
+            copy_chunks(ItemSimilarity, columns, streams, binary=True)
+            return int(src.size)
+    if conn.vendor == "postgresql":
         ks = [_copy_literal(k) for k in keys]
         s_, d_, v_ = src.tolist(), dst.tolist(), score.tolist()
         head = f"{run_id}\t{_copy_literal(kind)}\t"

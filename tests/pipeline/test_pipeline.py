@@ -102,7 +102,8 @@ def test_full_run_in_process_produces_served_results(shop, ratings, events):
     run = pipeline.run_full_recompute()
     assert run.status == RecomputeRun.Status.SUCCEEDED
     assert RecomputeRun.latest_succeeded() == run
-    assert set(run.timings) == {"load", "similarities", "recommendations", "write", "total"}
+    assert set(run.timings) == {"load", "similarities", "recommendations", "write", "total",
+                                "housekeeping"}
     assert run.counts["users"] == len(users)
     assert run.counts["recommendations"] == Recommendation.objects.filter(run=run).count() > 0
     assert run.counts["similarities"] == ItemSimilarity.objects.filter(run=run).count()
@@ -413,9 +414,9 @@ def test_parallel_copy_streams_write_the_same_rows(shop, monkeypatch):
     calls = []
     real = writer.copy_chunks
 
-    def spy(model, columns, chunks):
+    def spy(model, columns, chunks, binary=False):
         calls.append(len([c for c in chunks if c]))
-        return real(model, columns, chunks)
+        return real(model, columns, chunks, binary=binary)
 
     monkeypatch.setattr(writer, "_split", lambda n, parts: [(0, n // 3), (n // 3, n)])
     monkeypatch.setattr(writer, "copy_chunks", spy)
