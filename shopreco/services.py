@@ -836,12 +836,16 @@ def _versions(viewer_key: str, memo: dict) -> tuple[str, str]:
         if viewer_key.startswith("anon"):
             got = ("0", "0")
         else:
+            cache = _cache()
             keys = [_version_key(viewer_key), _version_key(viewer_key + ":views")]
-            tokens = _cache().get_many(keys)
-            if len(tokens) == 2:
-                got = (tokens[keys[0]], tokens[keys[1]])
-            else:
-                got = (_version(viewer_key), _version(viewer_key + ":views"))
+            tokens = cache.get_many(keys)
+            if len(tokens) < 2:  # first visit: create the missing ones, keep any racing winner
+                for key in keys:
+                    if key not in tokens:
+                        cache.add(key, uuid.uuid4().hex[:12], timeout=None)
+                tokens = cache.get_many(keys)
+            got = (tokens.get(keys[0]) or _version(viewer_key),
+                   tokens.get(keys[1]) or _version(viewer_key + ":views"))
         memo[("versions", viewer_key)] = got
     return got
 
