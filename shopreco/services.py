@@ -24,6 +24,7 @@ import hashlib
 import logging
 import math
 import re
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ RATING_POPULARITY_WEIGHT = 2.0
 POPULAR_RANKING_SIZE = 200
 # A run's neighbour lists never change; kept a day (a new run has new keys).
 NEIGHBOURS_CACHE_TIMEOUT = 24 * 3600
+# Seconds one request may hold the rebuild of a popularity ranking (others wait or serve stale).
+RANKING_LOCK_TIMEOUT = 10
 SESSION_ATTRIBUTION_KEY = "shopreco_rec"
 SESSION_ATTRIBUTION_MAX = 50
 _REC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -571,7 +574,8 @@ def popularity_ranking(category: Any = None) -> list[tuple[Any, float, str]]:
     Score = sum(weight * 0.5 ** (age_days / TRENDING_HALF_LIFE_DAYS)) over the last four half
     lives + 0.1 * log1p(all-time weight), plus a decaying bonus for new products so they get
     exposure before anyone has interacted with them. Shared by every visitor and cached for
-    CACHE_TIMEOUT seconds."""
+    CACHE_TIMEOUT seconds; rebuilt by one request at a time while the others serve the
+    previous copy."""
     return _rankings([category])[_ranking_key(category)]
 
 
@@ -584,15 +588,50 @@ def _rankings(categories: list[Any], also: Iterable[str] = ()) -> dict[str, Any]
     keys, read in ONE cache round trip; missing rankings are built now. Keyed by cache key."""
     keys = list(dict.fromkeys([_ranking_key(c) for c in categories] + list(also)))
     got = _cache().get_many(keys)
+    now = time.time()
     for category in categories:
         key = _ranking_key(category)
-        if key not in got:
-            got[key] = _build_ranking(category, key)
+        entry = got.get(key)
+        if entry is None:
+            got[key] = _rebuild_ranking(category, key, stale=None)
+        elif entry["fresh_until"] < now:
+            got[key] = _rebuild_ranking(category, key, stale=entry["ranking"])
+        else:
+            got[key] = entry["ranking"]
     return got
 
 
-def _build_ranking(category: Any, key: str) -> list[tuple[Any, float, str]]:
+def _rebuild_ranking(category: Any, key: str,
+                     stale: list | None) -> list[tuple[Any, float, str]]:
+    """Rebuild a ranking once, not once per concurrent request: building the catalogue-wide
+    one reads every rating (~0.3 s on MovieLens). The request that takes the lock builds it;
+    meanwhile the others serve the ``stale`` copy (kept one more CACHE_TIMEOUT after it is
+    due), or, on a cold cache, wait for the builder instead of repeating its work."""
     cache = _cache()
+    timeout = int(reco_settings.CACHE_TIMEOUT)
+    lock = key + ":lock"
+    if cache.add(lock, 1, timeout=RANKING_LOCK_TIMEOUT):
+        try:
+            ranking = _build_ranking(category)
+            cache.set(key, {"ranking": ranking, "fresh_until": time.time() + timeout},
+                      timeout=2 * timeout)
+        finally:
+            cache.delete(lock)
+        return ranking
+    if stale is not None:
+        return stale
+    deadline = time.monotonic() + RANKING_LOCK_TIMEOUT
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        entry = cache.get(key)
+        if entry is not None:
+            return entry["ranking"]
+        if cache.get(lock) is None:
+            break  # the builder gave up (or the ranking cannot be cached): build it here
+    return _build_ranking(category)
+
+
+def _build_ranking(category: Any) -> list[tuple[Any, float, str]]:
     adapter = get_adapter()
     now = timezone.now()
     half_life = max(float(reco_settings.TRENDING_HALF_LIFE_DAYS), 0.01)
@@ -649,16 +688,14 @@ def _build_ranking(category: Any, key: str) -> list[tuple[Any, float, str]]:
     if created:
         for pk, when in available.filter(**{f"{created}__gte": cutoff}).values_list(
             "pk", created
-        ):
+        ).order_by():
             age = max((now - when).total_seconds() / 86400.0, 0.0)
             bonus = 0.5 ** (age / half_life)
             if recent.get(pk, 0.0) < bonus:
                 codes[pk] = "new"
             scores[pk] = scores.get(pk, 0.0) + bonus
     ranking = sorted(scores.items(), key=lambda kv: (-kv[1], str(kv[0])))[:POPULAR_RANKING_SIZE]
-    result = [(pk, round(score, 6), codes[pk]) for pk, score in ranking]
-    cache.set(key, result, timeout=reco_settings.CACHE_TIMEOUT)
-    return result
+    return [(pk, round(score, 6), codes[pk]) for pk, score in ranking]
 
 
 def _popular(viewer: _Viewer, n: int, category: Any, skip: set, objs: dict) -> list[_Cand]:
@@ -799,12 +836,16 @@ def _versions(viewer_key: str, memo: dict) -> tuple[str, str]:
         if viewer_key.startswith("anon"):
             got = ("0", "0")
         else:
+            cache = _cache()
             keys = [_version_key(viewer_key), _version_key(viewer_key + ":views")]
-            tokens = _cache().get_many(keys)
-            if len(tokens) == 2:
-                got = (tokens[keys[0]], tokens[keys[1]])
-            else:
-                got = (_version(viewer_key), _version(viewer_key + ":views"))
+            tokens = cache.get_many(keys)
+            if len(tokens) < 2:  # first visit: create the missing ones, keep any racing winner
+                for key in keys:
+                    if key not in tokens:
+                        cache.add(key, uuid.uuid4().hex[:12], timeout=None)
+                tokens = cache.get_many(keys)
+            got = (tokens.get(keys[0]) or _version(viewer_key),
+                   tokens.get(keys[1]) or _version(viewer_key + ":views"))
         memo[("versions", viewer_key)] = got
     return got
 

@@ -87,7 +87,7 @@ def _product_or_404(pk: str, *, available_only: bool = False) -> models.Model:
     qs = model._default_manager.all()
     if available_only:
         qs = get_adapter().available(qs)
-    product = qs.filter(pk=key).first()
+    product = next(iter(qs.filter(pk=key).order_by()[:1]), None)  # by pk: no ORDER BY needed
     if product is None:
         raise Http404("No such product.")
     return product

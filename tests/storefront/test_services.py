@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -363,3 +364,23 @@ def test_middleware_writes_impressions_once_the_response_is_closed(shop, make_re
     event = services.track(request, served["list"].items[0].product, "cart",
                            recommendation_id=rec_id)
     assert event.recommendation_id == rec_id
+
+
+def test_due_ranking_rebuilt_by_one_request_others_serve_the_previous_copy(
+        shop, django_assert_num_queries):
+    from django.core.cache import caches
+
+    cache = caches["default"]
+    first = services.popularity_ranking()
+    key = services._ranking_key(None)
+    entry = cache.get(key)
+    cache.set(key, {**entry, "fresh_until": 0})  # due for a rebuild
+    Rating.objects.create(user=shop.alice, product=shop.products[9], score=5)
+    assert cache.add(key + ":lock", 1)  # another worker is rebuilding it right now
+    with django_assert_num_queries(0):
+        assert services.popularity_ranking() == first
+    cache.delete(key + ":lock")
+    rebuilt = services.popularity_ranking()  # this request takes the lock and rebuilds
+    assert rebuilt != first and rebuilt[0][0] == shop.products[9].pk
+    assert cache.get(key)["fresh_until"] > time.time()
+    assert cache.get(key + ":lock") is None
