@@ -261,6 +261,9 @@ class Preference(models.Model):
         default=True, help_text=_("Use my activity to personalise recommendations.")
     )
     updated_at = models.DateTimeField(auto_now=True)
+    # When the user last erased their data: a full run that read the data before then must
+    # not publish a list of them (see ``runs.activate``).
+    data_erased_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     def __str__(self) -> str:
         return f"{self.user_id}: personalize={self.personalize}"

@@ -169,11 +169,19 @@ def erase_user_data(user: Any, *, session_key: str | None = None) -> dict[str, i
     one transaction (right to erasure, GDPR art. 17) and return how many rows of each went.
 
     The preference row is kept on purpose: an opted-out user who erases their data must stay
-    opted out. Aggregate similarities of the run being served still reflect the erased rows
-    until the next full recompute, which rebuilds them from the remaining data only.
+    opted out; it records when the erasure happened, so a full run already in flight, which
+    read the data before, drops the user's list when it activates. Aggregate similarities of
+    the run being served still reflect the erased rows until the next full recompute, which
+    rebuilds them from the remaining data only.
     """
     _require_user(user)
     with transaction.atomic():
+        # Lock the runs in flight first: their activation waits for this commit and then
+        # drops the user's list (it was computed from the data erased here).
+        from shopreco.pipeline import runs
+
+        runs.lock_active_runs()
+        Preference.objects.update_or_create(user=user, defaults={"data_erased_at": timezone.now()})
         counts = {
             "ratings": Rating.objects.filter(user=user).delete()[0],
             "events": Interaction.objects.filter(user=user).delete()[0],
@@ -228,6 +236,9 @@ def set_preferences(user: Any, personalize: bool) -> dict[str, Any]:
     if not isinstance(personalize, bool):
         raise ValueError("personalize: must be true or false.")
     with transaction.atomic():
+        from shopreco.pipeline import runs
+
+        runs.lock_active_runs()  # as in erase_user_data: a run in flight drops the list
         pref, _ = Preference.objects.select_for_update().get_or_create(user=user)
         if pref.personalize != personalize:
             pref.personalize = personalize

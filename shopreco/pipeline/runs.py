@@ -28,7 +28,13 @@ from django.db.models import F, Model, Q
 from django.utils import timezone
 
 from shopreco.conf import get_product_model, reco_settings
-from shopreco.models import ItemSimilarity, PendingRefresh, Recommendation, RecomputeRun
+from shopreco.models import (
+    ItemSimilarity,
+    PendingRefresh,
+    Preference,
+    Recommendation,
+    RecomputeRun,
+)
 
 log = logging.getLogger("shopreco.pipeline")
 
@@ -274,6 +280,29 @@ def drop_orphans(run_id: int, product_keys: Sequence[Any],
     return n
 
 
+def lock_active_runs() -> None:
+    """Row-lock the pending and running runs until the caller's transaction ends.
+
+    Erasure and opt-out call this first, and :func:`activate` locks its run too, so the two
+    serialise: either the activation commits first (then the erasure deletes the run's
+    rows like any other) or it waits and sees the erasure in :func:`drop_withdrawn_users`.
+    """
+    list(RecomputeRun.objects.select_for_update().filter(status__in=ACTIVE)
+         .values_list("pk", flat=True))
+
+
+def drop_withdrawn_users(run_id: int) -> int:
+    """Delete the run's lists of users who opted out, or erased their data after the run
+    read it: the run computed them from data it may no longer use (privacy issue)."""
+    run = RecomputeRun.objects.only("started_at", "created_at").get(pk=run_id)
+    since = run.started_at or run.created_at
+    withdrawn = Preference.objects.filter(
+        Q(personalize=False) | Q(data_erased_at__gte=since)).values("user_id")
+    using = _db()
+    return Recommendation.objects.using(using).filter(
+        run_id=run_id, user_id__in=withdrawn)._raw_delete(using)
+
+
 def activate(run_id: int, values: dict[str, Any], product_keys: Sequence[Any] = (),
              user_keys: Sequence[Any] = ()) -> bool:
     """running -> succeeded in one transaction: from its commit on, serving reads this run.
@@ -287,6 +316,7 @@ def activate(run_id: int, values: dict[str, Any], product_keys: Sequence[Any] = 
         ).select_for_update().exists():
             return False
         drop_orphans(run_id, product_keys, user_keys)
+        drop_withdrawn_users(run_id)
         updated = RecomputeRun.objects.filter(
             pk=run_id, status=RecomputeRun.Status.RUNNING
         ).update(

@@ -353,3 +353,70 @@ def test_top_rows_with_two_sort_keys_equals_the_three_key_sort():
         for M in (S, shuffled):
             src, dst, score = compute.top_rows(M, 7, positive=positive)
             assert src.tolist() == rows and dst.tolist() == cols and score.tolist() == vals
+
+
+def _activate_after(action, monkeypatch):
+    """Run ``action(run_id)`` after the run wrote its rows, just before it activates."""
+    real_activate = runs.activate
+
+    def activate_after_action(run_id, values, product_keys=(), user_keys=()):
+        action(run_id)
+        return real_activate(run_id, values, product_keys=product_keys, user_keys=user_keys)
+
+    monkeypatch.setattr(runs, "activate", activate_after_action)
+
+
+def test_user_erased_mid_run_gets_no_list_from_that_run(shop, monkeypatch):
+    from shopreco import privacy
+
+    users, _ = shop()
+    erased, kept = users[0], users[1]
+
+    def erase(run_id):
+        assert Recommendation.objects.filter(run_id=run_id, user=erased).exists()
+        privacy.erase_user_data(erased)  # deletes the rows written so far...
+        assert not Recommendation.objects.filter(run_id=run_id, user=erased).exists()
+        _rewrite_lists_of(run_id, erased)  # ...but a run in flight writes after it
+
+    _activate_after(erase, monkeypatch)
+    run = pipeline.run_full_recompute()
+    assert run.status == RecomputeRun.Status.SUCCEEDED
+    assert not Recommendation.objects.filter(user=erased).exists()
+    assert Recommendation.objects.filter(run=run, user=kept).exists()
+
+
+def _rewrite_lists_of(run_id, user) -> None:
+    """Write a list for ``user`` in the run, as a run that read the data before an erasure
+    and wrote after it would."""
+    product = get_product_model().objects.order_by("pk").first()
+    Recommendation.objects.create(run_id=run_id, user=user, product=product, score=1.0, rank=1)
+
+
+def test_user_who_opted_out_mid_run_gets_no_list_from_that_run(shop, monkeypatch):
+    from shopreco import privacy
+
+    users, _ = shop()
+    out, kept = users[0], users[1]
+
+    def opt_out(run_id):
+        privacy.set_preferences(out, False)
+        _rewrite_lists_of(run_id, out)
+
+    _activate_after(opt_out, monkeypatch)
+    run = pipeline.run_full_recompute()
+    assert not Recommendation.objects.filter(user=out).exists()
+    assert Recommendation.objects.filter(run=run, user=kept).exists()
+
+
+def test_erasure_before_a_run_started_does_not_drop_the_new_list(shop):
+    from shopreco import privacy
+
+    users, _ = shop()
+    user = users[0]
+    privacy.erase_user_data(user)  # all of the user's data gone...
+    # ...so new activity after the erasure, then a run, gives the user a list again
+    products = list(get_product_model().objects.order_by("pk")[:4])
+    for p in products:
+        Rating.objects.create(user=user, product=p, score=5)
+    run = pipeline.run_full_recompute()
+    assert Recommendation.objects.filter(run=run, user=user).exists()
