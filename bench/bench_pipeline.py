@@ -262,7 +262,8 @@ def main() -> int:
         "task of its own on Celery, and is not part of the total:",
         "",
         common.md_table(
-            ["mode", *PHASES, *AFTER, "write share", "wall (request to done)"], rows
+            ["mode", *PHASES, *AFTER, "write share",
+             "wall (request to done; in-process: with housekeeping)"], rows
         ),
         "",
         f"Targets{medians}: in-process total < 30 s -> {total:.1f} s "
