@@ -7,7 +7,7 @@ commit; the housekeeping that follows it, pruning and VACUUM ANALYZE, has its ow
 Targets (issue 8): under 30 s in-process on the 2-core machine, write phase at most a third
 of the total.
 
-    .venv/bin/python bench/bench_pipeline.py [--reload] [--no-workers]
+    .venv/bin/python bench/bench_pipeline.py [--reload] [--no-workers] [--repeat N]
 
 Database: $DATABASE_URL if it is a PostgreSQL URL, else
 postgres://postgres@127.0.0.1:5432/pipeline_bench (created if absent). Broker:
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -152,20 +153,34 @@ def _sharded_run(db_url: str):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _row(label: str, run, wall: float | None = None) -> list[str]:
-    t = run.timings
+def _share(t: dict) -> float:
+    return t.get("write", 0) / t["total"] if t.get("total") else 0.0
+
+
+def _row(label: str, t: dict, wall: float | None = None, share: float | None = None
+         ) -> list[str]:
     cells = [label] + [f"{t.get(p, 0):.2f}" for p in PHASES]
     cells += [f"{t[p]:.2f}" if p in t else "-" for p in AFTER]
-    share = t.get("write", 0) / t["total"] if t.get("total") else 0
-    cells.append(f"{share:.0%}")
+    cells.append(f"{_share(t) if share is None else share:.0%}")
     cells.append(f"{wall:.2f}" if wall is not None else "-")
     return cells
+
+
+def _median_row(label: str, measured: list[tuple[dict, float]]) -> list[str]:
+    """Median of every column over the repeats; the share is the median of the shares."""
+    med = {p: statistics.median(t.get(p, 0) for t, _ in measured) for p in PHASES}
+    med.update({p: statistics.median(t[p] for t, _ in measured if p in t) for p in AFTER
+                if any(p in t for t, _ in measured)})
+    return _row(label, med, statistics.median(w for _, w in measured),
+                statistics.median(_share(t) for t, _ in measured))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reload", action="store_true", help="Reload MovieLens into the DB.")
     parser.add_argument("--no-workers", action="store_true", help="Only the in-process run.")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="Runs per mode (alternating); the table adds their medians.")
     args = parser.parse_args()
 
     ml_dir = common.require_data("ml-latest-small")
@@ -181,25 +196,39 @@ def main() -> int:
     for stuck in RecomputeRun.objects.filter(status__in=["pending", "running"]):
         pipeline.runs.fail_run(stuck.pk, "abandoned by an earlier bench run")
 
-    wall0 = time.perf_counter()
-    local = pipeline.run_full_recompute()
-    local_wall = time.perf_counter() - wall0
-    print(f"in-process: {local.timings}", flush=True)
-
-    rows = [_row("in-process", local, local_wall)]
-    sharded = None
+    load_start = common.load_average()
+    local_runs: list[tuple[dict, float]] = []
+    sharded_runs: list[tuple[dict, float]] = []
+    local = sharded = None
     note = ""
-    if not args.no_workers:
-        try:
-            sharded, wall = _sharded_run(db_url)
-            print(f"2 workers: {sharded.timings}", flush=True)
-            rows.append(_row("2 worker processes (Celery, Redis)", sharded, wall))
-        except Exception as exc:  # e.g. no Redis: report, keep the in-process figures
-            note = f"\nSharded run not measured: {exc}\n"
+    for _ in range(args.repeat):  # alternating, so both modes see the same machine load
+        wall0 = time.perf_counter()
+        local = pipeline.run_full_recompute()
+        local_runs.append((local.timings, time.perf_counter() - wall0))
+        print(f"in-process: {local.timings}", flush=True)
+        if not args.no_workers and not note:
+            try:
+                sharded, wall = _sharded_run(db_url)
+                sharded_runs.append((sharded.timings, wall))
+                print(f"2 workers: {sharded.timings}", flush=True)
+            except Exception as exc:  # e.g. no Redis: report, keep the in-process figures
+                note = f"\nSharded run not measured: {exc}\n"
+    labels = [("in-process", local_runs), ("2 worker processes (Celery, Redis)", sharded_runs)]
+    rows = []
+    for label, measured in labels:
+        if len(measured) == 1:
+            rows.append(_row(label, *measured[0]))
+        elif measured:
+            rows += [_row(f"{label}, run {i + 1}", *m) for i, m in enumerate(measured)]
+            rows.append([f"**{cell}**" for cell in
+                         _median_row(f"{label}, median of {len(measured)}", measured)])
 
     c = local.counts
-    total = local.timings["total"]
-    write_share = local.timings["write"] / total if total else 0
+    total = statistics.median(t["total"] for t, _ in local_runs)
+    write_share = statistics.median(_share(t) for t, _ in local_runs)
+    sharded_share = (statistics.median(_share(t) for t, _ in sharded_runs) if sharded_runs
+                     else None)
+    medians = " (medians)" if args.repeat > 1 else ""
     same = ""
     if sharded is not None:
         from django.db.models import Count
@@ -223,22 +252,32 @@ def main() -> int:
         + (f"Loading the shop with `seed_demo --movielens` took {seed_seconds:.1f} s "
            "(not part of the run)." if seed_seconds else ""),
         "",
-        "Seconds per phase, as recorded in the run's `timings` (one run each). The write "
+        "Seconds per phase, as recorded in the run's `timings` "
+        + (f"({args.repeat} runs per mode, alternating in-process and sharded, then the "
+           "medians; the median write share is the median of the runs' shares). "
+           if args.repeat > 1 else "(one run each). ")
+        + "The write "
         "phase and the total end at the activation commit; housekeeping (pruning old runs, "
         "VACUUM ANALYZE of the result tables) follows it, in-process right away and as a "
         "task of its own on Celery, and is not part of the total:",
         "",
         common.md_table(
-            ["mode", *PHASES, *AFTER, "write share", "wall (request to done)"], rows
+            ["mode", *PHASES, *AFTER, "write share",
+             "wall (request to done; in-process: with housekeeping)"], rows
         ),
         "",
-        f"Targets: in-process total < 30 s -> {total:.1f} s "
+        f"Targets{medians}: in-process total < 30 s -> {total:.1f} s "
         f"({'met' if total < 30 else 'NOT met'}); write <= 1/3 of total -> "
-        f"{write_share:.0%} ({'met' if write_share <= 1 / 3 else 'NOT met'}). "
-        + (f"Sharded and in-process runs wrote {same}." if same else ""),
+        f"{write_share:.0%} in-process ({'met' if write_share <= 1 / 3 else 'NOT met'})"
+        + (f", {sharded_share:.0%} with 2 workers "
+           f"({'met' if sharded_share <= 1 / 3 else 'NOT met'})"
+           if sharded_share is not None else "") + ". "
+        + (f"Sharded and in-process runs wrote {same}. " if same else "")
+        + f"Load average (1, 5, 15 min) at the start / end: {load_start} / "
+        f"{common.load_average()} (2 shared cores).",
         note,
-        "Reproduce: `.venv/bin/python bench/bench_pipeline.py` (needs PostgreSQL; the "
-        "sharded row needs Redis).",
+        "Reproduce: `.venv/bin/python bench/bench_pipeline.py --repeat 5` (needs PostgreSQL; "
+        "the sharded rows need Redis).",
         "",
     ])
     common.write_section("pipeline", text)

@@ -131,6 +131,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "shopreco.tasks.purge_old_events",
         "schedule": crontab(hour=4, minute=30),
     },
+    "shopreco-housekeeping": {  # also runs after every full recompute; this is a safety net
+        "task": "shopreco.tasks.housekeeping",
+        "schedule": crontab(hour=5, minute=0),
+    },
 }
 
 # --- REST framework -------------------------------------------------------------------------

@@ -82,6 +82,7 @@ class Command(BaseCommand):
             f"{c.get('recommendations', 0)} recommendations in {t.get('total', 0):.1f} s "
             f"(load {t.get('load', 0):.1f}, similarities {t.get('similarities', 0):.1f}, "
             f"recommendations {t.get('recommendations', 0):.1f}, write {t.get('write', 0):.1f})"
+            + (f"; then housekeeping {t['housekeeping']:.1f} s" if "housekeeping" in t else "")
         ))
 
 
