@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('shopreco', '0004_recommendation_user_without_db_constraint'),
+        ('shopreco', '0005_similar_product_without_index'),
     ]
 
     operations = [
