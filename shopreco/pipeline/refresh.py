@@ -128,14 +128,20 @@ def _refresh(run: RecomputeRun, user_id: Any) -> None:
     # ItemKNN on this one row: the ranking score row @ top_k(S) ignores every other user.
     model = compute.fit_model(row, S, params)
     batch = compute.recommend(model, row, params, np.array([0], dtype=np.int64))
-    pkeys = writer.prep_keys(Recommendation, "product", snap.product_pks)
+    # Database keys of this list's products only (preparing every product's key took half
+    # of a refresh on MovieLens); product indexes are renumbered into that short list.
+    used = np.unique(np.concatenate([batch.items, batch.reason_items[batch.reason_items >= 0]]))
+    pkeys = writer.prep_keys(Recommendation, "product", snap.product_pks[used])
+    items = np.searchsorted(used, batch.items)
+    reason_items = np.where(batch.reason_items >= 0,
+                            np.searchsorted(used, batch.reason_items), -1)
     ukey = writer.prep_keys(Recommendation, "user", np.array([user_id], dtype=object))
     with transaction.atomic():
         Recommendation.objects.filter(run=run, user_id=user_id).delete()
         if len(batch):
             writer.write_recommendations(
-                run.pk, np.zeros(len(batch), dtype=np.int64), batch.items, batch.scores,
-                batch.ranks, batch.reasons(), batch.reason_items, ukey, pkeys,
+                run.pk, np.zeros(len(batch), dtype=np.int64), items, batch.scores,
+                batch.ranks, batch.reasons(), reason_items, ukey, pkeys,
             )
 
 
