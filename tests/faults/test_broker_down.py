@@ -65,17 +65,23 @@ def use_broker(app, url: str) -> None:
 def celery_app(broker, transactional_db):
     from demo_shop.celery import app
 
-    saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url", "result_backend")}
+    keys = ("task_always_eager", "broker_url", "result_backend", "task_default_queue")
+    saved = {k: app.conf[k] for k in keys}
     saved_env = os.environ.get("CELERY_BROKER_URL")
-    app.conf.update(task_always_eager=False, result_backend=None)
+    # A queue of our own: another test session on the same Redis db (a second checkout, a
+    # benchmark) must neither take our tasks nor have its queue purged by us.
+    queue = f"shopreco-faults-{uuid.uuid4().hex[:8]}"
+    app.conf.update(task_always_eager=False, result_backend=None, task_default_queue=queue)
+    app.__dict__.pop("amqp", None)  # Celery caches the default queue there
     use_broker(app, broker)
-    app.control.purge()
-    workers = Workers(broker)
+    workers = Workers(broker, queue=queue)
     try:
         yield app, workers
     finally:
         workers.stop_all()
+        app.control.purge()
         app.conf.update(saved)
+        app.__dict__.pop("amqp", None)
         use_broker(app, saved["broker_url"])
         if saved_env is None:
             os.environ.pop("CELERY_BROKER_URL", None)
