@@ -43,6 +43,7 @@ from ._sparse import (
     pattern,
     row_ids,
     row_sums,
+    take_where,
     topk_dense_block,
     topk_mask,
     topk_rows,
@@ -345,7 +346,7 @@ def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int)
         if nz.size:
             low[nz] = np.minimum.reduceat(vals, C.indptr[nz])
         valid = (cols != np.repeat(pending + start, got)) & (vals != 0)
-        vals, cols = vals[valid], cols[valid]
+        vals, cols = take_where(valid, vals, cols)
         counts = row_sums(valid, got)
         sel = topk_mask(vals, cols, counts, k)  # ties to the smaller column
         n_sel = row_sums(sel, counts)
@@ -361,8 +362,9 @@ def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int)
         floor = (kth * (1 - 1e-9))[~done]
         sel &= np.repeat(done, counts)
         out_r.append(np.repeat(pending, row_sums(sel, counts)))
-        out_c.append(cols[sel])
-        out_v.append(vals[sel])
+        sel_c, sel_v = take_where(sel, cols, vals)
+        out_c.append(sel_c)
+        out_v.append(sel_v)
         pending = pending[~done]
     rows, cols, vals = np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_v)
     order = np.argsort(rows, kind="stable")
