@@ -293,11 +293,12 @@ def _similarity_rows(
 
 
 def _FUSED_TOPS(k: int) -> tuple:  # noqa: N802 - a tunable, patched by the benchmarks
-    """Widths asked of the fused kernel in turn: k + 2 settles most rows, 4k the rows
-    whose k-th value ties with the last one kept (binary data has many equal cosines:
-    on 5M synthetic interactions 3.8k of 20k rows, which whole rows made 2x slower);
-    None = whole rows, for tie groups wider still."""
-    return (k + 2, 4 * k, None)
+    """Widths asked of the fused kernel in turn. A row is settled when its tie group at
+    the k-th value fits in the width; binary data has many equal cosines: on 5M synthetic
+    interactions (k=50) a first width of k + 2 left 3.8k of 20k rows to a second pass
+    (~0.5 s of ~3.9 s), k + 10 none, at the same kernel time. So k + max(10, k/4) first;
+    4k for the rows still tied; None = whole rows, for tie groups wider still."""
+    return (k + max(10, k // 4), 4 * k, None)
 
 
 def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int):
