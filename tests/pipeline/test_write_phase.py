@@ -56,20 +56,36 @@ def _refs(run: RecomputeRun, pk) -> dict[str, int]:
     }
 
 
+def _activate_after(action, monkeypatch):
+    """Run ``action(run_id)`` after the run wrote its rows, just before it activates."""
+    real_activate = runs.activate
+
+    def activate_after_action(run_id, values, product_keys=(), user_keys=()):
+        action(run_id)
+        return real_activate(run_id, values, product_keys=product_keys, user_keys=user_keys)
+
+    monkeypatch.setattr(runs, "activate", activate_after_action)
+
+
+def _rewrite_lists_of(run_id, user) -> None:
+    """Write a list for ``user`` in the run, as a run that read the data before an erasure
+    and wrote after it would."""
+    product = get_product_model().objects.order_by("pk").first()
+    Recommendation.objects.create(run_id=run_id, user=user, product=product, score=1.0, rank=1)
+
+
 def test_product_deleted_mid_run_leaves_no_rows_in_the_activated_run(shop, monkeypatch):
     shop(sessions=3)
     first = pipeline.run_full_recompute()
     victim = _busiest_product(first)
     before = _refs(first, victim.pk)
     assert before["similar_product"] and before["reason"], before
-    real_activate = runs.activate
 
-    def activate_after_a_delete(run_id, values, product_keys=(), user_keys=()):
+    def delete(run_id):
         _vanish(victim)  # after the COPY, before activation: the rows are orphans now
         assert _refs(RecomputeRun(pk=run_id), victim.pk)["similar_product"]
-        return real_activate(run_id, values, product_keys=product_keys, user_keys=user_keys)
 
-    monkeypatch.setattr(runs, "activate", activate_after_a_delete)
+    _activate_after(delete, monkeypatch)
     run = pipeline.run_full_recompute()
     assert run.status == RecomputeRun.Status.SUCCEEDED
     assert _refs(run, victim.pk) == {"product": 0, "similar_product": 0, "recommended": 0,
@@ -87,17 +103,15 @@ def test_user_deleted_mid_run_gets_no_list_in_the_activated_run(shop, monkeypatc
 
     users, _ = shop()
     gone, kept = users[0], users[1]
-    real_activate = runs.activate
 
-    def activate_after_a_delete(run_id, values, product_keys=(), user_keys=()):
+    def delete(run_id):
         Rating.objects.filter(user=gone).delete()
         Interaction.objects.filter(user=gone).delete()
         PendingRefresh.objects.filter(user=gone).delete()  # queued by the rating delete
         get_user_model()._base_manager.filter(pk=gone.pk)._raw_delete(DEFAULT_DB_ALIAS)
         assert Recommendation.objects.filter(run_id=run_id, user_id=gone.pk).exists()
-        return real_activate(run_id, values, product_keys=product_keys, user_keys=user_keys)
 
-    monkeypatch.setattr(runs, "activate", activate_after_a_delete)
+    _activate_after(delete, monkeypatch)
     run = pipeline.run_full_recompute()
     assert run.status == RecomputeRun.Status.SUCCEEDED
     assert not Recommendation.objects.filter(run=run, user_id=gone.pk).exists()
@@ -355,17 +369,6 @@ def test_top_rows_with_two_sort_keys_equals_the_three_key_sort():
             assert src.tolist() == rows and dst.tolist() == cols and score.tolist() == vals
 
 
-def _activate_after(action, monkeypatch):
-    """Run ``action(run_id)`` after the run wrote its rows, just before it activates."""
-    real_activate = runs.activate
-
-    def activate_after_action(run_id, values, product_keys=(), user_keys=()):
-        action(run_id)
-        return real_activate(run_id, values, product_keys=product_keys, user_keys=user_keys)
-
-    monkeypatch.setattr(runs, "activate", activate_after_action)
-
-
 def test_user_erased_mid_run_gets_no_list_from_that_run(shop, monkeypatch):
     from shopreco import privacy
 
@@ -383,13 +386,6 @@ def test_user_erased_mid_run_gets_no_list_from_that_run(shop, monkeypatch):
     assert run.status == RecomputeRun.Status.SUCCEEDED
     assert not Recommendation.objects.filter(user=erased).exists()
     assert Recommendation.objects.filter(run=run, user=kept).exists()
-
-
-def _rewrite_lists_of(run_id, user) -> None:
-    """Write a list for ``user`` in the run, as a run that read the data before an erasure
-    and wrote after it would."""
-    product = get_product_model().objects.order_by("pk").first()
-    Recommendation.objects.create(run_id=run_id, user=user, product=product, score=1.0, rank=1)
 
 
 def test_user_who_opted_out_mid_run_gets_no_list_from_that_run(shop, monkeypatch):
