@@ -97,6 +97,16 @@ class Prepared:
         return pattern(self.right)
 
     @cached_property
+    def right_by_popularity(self) -> tuple[np.ndarray, sp.csr_matrix]:
+        """``(order, right[:, order])``: objects by descending number of raters.
+
+        A row of a sparse product accumulates into a dense array indexed by column; with
+        the popular columns first, the busy part of that array stays in the closest cache
+        (the fused cosine kernel is ~15% faster on the 5M synthetic benchmark)."""
+        order = np.argsort(-np.diff(self.left.indptr), kind="stable")
+        return order, self.left[order].T.tocsr()  # the transpose comes back sorted
+
+    @cached_property
     def left_packed(self) -> np.ndarray:
         """(nnz, 2, 3) blocks [[x, x^2, 0], [0, 0, 1]] per entry of ``left`` (see
         :func:`_restricted_rows`)."""
@@ -301,6 +311,22 @@ def _FUSED_TOPS(k: int) -> tuple:  # noqa: N802 - a tunable, patched by the benc
     return (k + max(10, k // 4), 4 * k, None)
 
 
+def _balanced_rows(work: np.ndarray, threads: int) -> np.ndarray | None:
+    """Row order for a kernel that gives each of ``threads`` threads an equal contiguous
+    run of rows (OpenMP's static schedule): None (keep the order) when its runs carry about
+    equal ``work``; otherwise the rows dealt busiest first, round-robin, into one run per
+    thread (a shop whose old product ids are its popular ones would leave one thread most
+    of the work: 1.5x the time on the 5M synthetic set sorted that way)."""
+    b = work.size
+    if threads > 1 and b >= threads:
+        run = -(-b // threads)
+        per_run = np.add.reduceat(work.astype(np.int64), np.arange(0, b, run))
+        if per_run.max() > 1.1 * per_run.mean():
+            busy = np.argsort(-work, kind="stable")
+            return np.concatenate([busy[t::threads] for t in range(threads)])
+    return None
+
+
 def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int):
     """Top-k cosine rows [start, stop) through sparse_dot_topn's fused product + top-n.
 
@@ -314,13 +340,15 @@ def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int)
     """
     b, n = stop - start, P.n_objects
     nt = threads if threads > 1 else None
-    pending = np.arange(b, dtype=np.int64)
+    dealt = _balanced_rows(np.diff(P.left.indptr[start:stop + 1]), threads)
+    pending = np.arange(b, dtype=np.int64) if dealt is None else dealt
+    order, right = P.right_by_popularity  # columns come back as positions in ``order``
     out_r, out_c, out_v = [], [], []
     floor = None
     for top in _FUSED_TOPS(k):
         if pending.size == 0:
             break
-        if pending.size < b:
+        if pending is dealt or pending.size < b:
             A = P.left[pending + start]
         else:  # a slice copies: the whole matrix goes as it is
             A = P.left if b == P.left.shape[0] else P.left[start:stop]
@@ -338,10 +366,9 @@ def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int)
             out_c.append(C.indices.astype(np.int64))
             out_v.append(C.data)
             break
-        C = _sp_matmul_topn(A, P.right, top_n=top, threshold=0.0, sort=False,
-                            n_threads=nt)
+        C = _sp_matmul_topn(A, right, top_n=top, threshold=0.0, sort=False, n_threads=nt)
         got = np.diff(C.indptr).astype(np.int64)
-        vals, cols = C.data, C.indices.astype(np.int64)
+        vals, cols = C.data, order.take(C.indices)
         low = np.full(pending.size, np.inf)
         nz = np.nonzero(got)[0]
         if nz.size:

@@ -224,16 +224,24 @@ def test_worked_example_cosine_and_user_pearson():
 @pytest.mark.skipif(similarity._sp_matmul_topn is None, reason="sparse_dot_topn not installed")
 @pytest.mark.parametrize("binary", [True, False])
 @pytest.mark.parametrize("tops", ["default", "narrow then whole rows", "whole rows"])
-def test_fused_cosine_top_k_equals_the_scipy_path(binary, tops, monkeypatch):
+@pytest.mark.parametrize("ids", ["as drawn", "popular first"])
+def test_fused_cosine_top_k_equals_the_scipy_path(binary, tops, ids, monkeypatch):
     """sparse_dot_topn's fused top-n gives the same neighbours (ties included: binary data
     ties a lot), the formula's values, and blocks bitwise equal to the whole, whichever
-    passes settle the rows."""
+    passes settle the rows, and whether the rows go to the kernel in their own order or
+    dealt out between threads (popular products on the smallest ids)."""
     if tops != "default":
         monkeypatch.setattr(similarity, "_FUSED_TOPS",
                             lambda k: (k + 2, None) if tops.startswith("narrow") else (None,))
     R = random_ratings(5, n_users=80, n_items=60, density=0.15)
     if binary:
         R.data[:] = 1.0
+    popularity = np.diff(R.tocsc().indptr)
+    if ids == "popular first":
+        R = R[:, np.argsort(-popularity, kind="stable")].tocsr()
+        popularity = np.diff(R.tocsc().indptr)
+    dealt = similarity._balanced_rows(popularity, 2)
+    assert (dealt is None) == (ids == "as drawn")  # both kernel inputs are exercised
     full = bf.item_sim(R, "cosine")
     np.fill_diagonal(full, 0.0)
     for k in (1, 3, 8):
