@@ -447,6 +447,34 @@ def _neighbours(run_id: int, kind: str, product_pk: Any,
     return rows
 
 
+def warm_neighbour_lists(run_id: int, kind: str,
+                         lists: Iterable[tuple[Any, list[tuple[Any, float]]]]) -> int:
+    """Cache a run's neighbour lists ([(product pk, [(pk, score), ...] best first)]) as it
+    goes live, so that no shopper's first view of a product after a run reads its list from
+    the database: one query fewer on that view, and no burst of list reads right after
+    activation. Returns the number of lists cached."""
+    cache = _cache()
+    n, batch = 0, {}
+    for product_pk, rows in lists:
+        batch[_neighbour_key(run_id, kind, product_pk)] = rows
+        if len(batch) >= 1000:
+            cache.set_many(batch, timeout=NEIGHBOURS_CACHE_TIMEOUT)
+            n, batch = n + len(batch), {}
+    if batch:
+        cache.set_many(batch, timeout=NEIGHBOURS_CACHE_TIMEOUT)
+        n += len(batch)
+    return n
+
+
+def cache_is_shared() -> bool:
+    """Whether other processes read what this process caches (not a per-process memory
+    cache): warming it from a worker helps the web processes only then."""
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.locmem import LocMemCache
+
+    return not isinstance(_cache(), LocMemCache | DummyCache)
+
+
 def _category_key_of(product: Any) -> Any:
     """The product's category as a key (its pk for a relation), read without a query."""
     cf = get_adapter().category_field()

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from django.db import transaction
 
+from shopreco.conf import get_product_model
 from shopreco.models import (
     Interaction,
     ItemSimilarity,
@@ -246,8 +247,9 @@ def finish_run(run_id: int, defer_housekeeping: bool = False) -> RecomputeRun | 
     runs.delete_results(run_id)  # a redelivered task starts from a clean slate
     pkeys = writer.prep_keys(ItemSimilarity, "product", snap.product_pks)
     n_sim = 0
+    written = {}
     for kind, M in ((ItemSimilarity.Kind.SIMILAR, S), (ItemSimilarity.Kind.ALSO_BOUGHT, ab)):
-        src, dst, score = compute.top_rows(M, params["similar_per_product"])
+        src, dst, score = written[kind] = compute.top_rows(M, params["similar_per_product"])
         n_sim += writer.write_similarities(run_id, kind, src, dst, score, pkeys)
         runs.beat(run_id, add_progress=5.0)
     recs = _without_opted_out(recs, snap)
@@ -281,6 +283,7 @@ def finish_run(run_id: int, defer_housekeeping: bool = False) -> RecomputeRun | 
     }
     RecomputeRun.objects.filter(pk=run_id).update(timings=timings)
     log.info("shopreco run #%s succeeded in %.1f s: %s", run_id, timings["total"], counts)
+    _warm_neighbour_lists(run_id, written, snap, in_process=not defer_housekeeping)
     _catch_up_refreshes(run)
     if defer_housekeeping:
         _enqueue_housekeeping(run_id)
@@ -290,6 +293,38 @@ def finish_run(run_id: int, defer_housekeeping: bool = False) -> RecomputeRun | 
         except Exception:  # the run is live; the next housekeeping (beat) catches up
             log.exception("housekeeping after run #%s failed", run_id)
     return RecomputeRun.objects.get(pk=run_id)
+
+
+# Products whose neighbour lists are cached as a run goes live (the most interacted first);
+# the others are read from the database on their first view, as before.
+WARM_NEIGHBOUR_LISTS = 20_000
+
+
+def _warm_neighbour_lists(run_id: int, written: dict, snap: Snapshot, in_process: bool) -> None:
+    """Hand the lists just written to the serving cache (see
+    :func:`shopreco.services.warm_neighbour_lists`), straight from the arrays: no read back.
+    Ties are in the snapshot's key order, the order the database gives for integer and UUID
+    keys. Skipped where the cache is private to this worker process; a failure is logged
+    and costs only the optimisation (the run is live already)."""
+    from shopreco import services
+
+    if not (in_process or services.cache_is_shared()):
+        return
+    try:
+        n = snap.n_products
+        popularity = np.diff(snap.R.tocsc().indptr)
+        chosen = np.sort(np.argsort(-popularity, kind="stable")[:WARM_NEIGHBOUR_LISTS])
+        to_python = get_product_model()._meta.pk.to_python  # the type the ORM returns
+        pks = [to_python(p) for p in snap.product_pks.tolist()]
+        for kind, (src, dst, score) in written.items():
+            starts = np.searchsorted(src, np.arange(n + 1))
+            targets, scores = dst.tolist(), score.tolist()
+            services.warm_neighbour_lists(run_id, kind, (
+                (pks[i], [(pks[targets[j]], scores[j]) for j in range(starts[i], starts[i + 1])])
+                for i in chosen.tolist()
+            ))
+    except Exception:  # noqa: BLE001 - an optimisation; serving reads the database instead
+        log.exception("could not cache the neighbour lists of run #%s", run_id)
 
 
 def housekeeping(run_id: int | None = None) -> dict[str, Any]:

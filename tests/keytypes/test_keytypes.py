@@ -133,7 +133,18 @@ def test_full_recompute_maps_results_back_to_these_keys(django_user_model):
 
     services = importlib.util.find_spec("shopreco.services")
     if services is not None:
+        from shopreco import services as serving
         from shopreco.services import similar_products
+
+        # The lists cached as the run went live hold keys of this type, in the database's
+        # order: serving finds its products with them.
+        for kind in ("similar", "also_bought"):
+            for p in products:
+                stored = list(ItemSimilarity.objects.filter(run=run, kind=kind, product=p)
+                              .order_by("-score", "similar_product_id")
+                              .values_list("similar_product_id", "score"))
+                got = serving._cache().get(serving._neighbour_key(run.pk, kind, p.pk))
+                assert got == stored, (kind, p.pk)
 
         listed = similar_products(group_a[0], limit=3)
         assert listed.items and all(item.product.pk in keys for item in listed.items)

@@ -135,6 +135,51 @@ def test_full_run_in_process_produces_served_results(shop, ratings, events):
         assert ItemSimilarity.objects.filter(run=run, kind="also_bought").exists()
 
 
+def test_neighbour_lists_are_cached_as_the_run_goes_live(shop, rf, django_user_model,
+                                                         django_assert_max_num_queries):
+    """The run hands its lists to the serving cache as they are written: each equals what
+    the database gives, and a product's first widget after the run reads no list from the
+    database (state, candidates, impression: 3 queries)."""
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from shopreco import services
+
+    _, products = shop()
+    run = pipeline.run_full_recompute()
+    cache = services._cache()
+    for kind in ("similar", "also_bought"):
+        for p in products:
+            stored = list(ItemSimilarity.objects.filter(run=run, kind=kind, product=p)
+                          .order_by("-score", "similar_product_id")
+                          .values_list("similar_product_id", "score"))
+            assert cache.get(services._neighbour_key(run.pk, kind, p.pk)) == stored
+    assert ItemSimilarity.objects.filter(run=run, kind="similar").exists()
+    services.popularity_ranking()  # the popular fill: shared, rebuilt every CACHE_TIMEOUT
+    services.popularity_ranking(products[0].category)
+    request = rf.get("/")
+    request.user, request.session = django_user_model.objects.first(), SessionStore()
+    with django_assert_max_num_queries(3):
+        listed = services.similar_products(products[0], 4, request=request)
+    assert [i.reason_kind for i in listed] == ["similar"] * 4
+
+
+def test_neighbour_lists_stay_out_of_a_workers_private_cache(shop, monkeypatch):
+    """A Celery worker whose cache is its own memory would only waste it: no warming there
+    (the web processes read the lists from the database on first view)."""
+    from shopreco import services
+
+    _, products = shop()
+    warmed = []
+    monkeypatch.setattr(services, "warm_neighbour_lists", lambda *a: warmed.append(a[:2]))
+    run = pipeline.run_full_recompute()
+    assert sorted(kind for _, kind in warmed) == ["also_bought", "similar"]
+    warmed.clear()
+    snap = pipeline.load_run_snapshot(run)
+    pipeline._warm_neighbour_lists(run.pk, {"similar": (np.zeros(0, int),) * 3}, snap,
+                                   in_process=False)
+    assert warmed == []  # locmem in the tests: private to this process
+
+
 def test_reasons_name_the_product_and_how_the_user_met_it(shop):
     users, _ = shop(ratings=False, events=True)
     run = pipeline.run_full_recompute()
