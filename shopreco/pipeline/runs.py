@@ -291,11 +291,13 @@ def lock_active_runs() -> None:
          .values_list("pk", flat=True))
 
 
-def drop_withdrawn_users(run_id: int) -> int:
+def drop_withdrawn_users(run_id: int, since: Any = None) -> int:
     """Delete the run's lists of users who opted out, or erased their data after the run
-    read it: the run computed them from data it may no longer use (privacy issue)."""
-    run = RecomputeRun.objects.only("started_at", "created_at").get(pk=run_id)
-    since = run.started_at or run.created_at
+    read it (``since``: when it started; read here if not given): the run computed them
+    from data it may no longer use (privacy issue)."""
+    if since is None:
+        run = RecomputeRun.objects.only("started_at", "created_at").get(pk=run_id)
+        since = run.started_at or run.created_at
     withdrawn = Preference.objects.filter(
         Q(personalize=False) | Q(data_erased_at__gte=since)).values("user_id")
     using = _db()
@@ -311,12 +313,13 @@ def activate(run_id: int, values: dict[str, Any], product_keys: Sequence[Any] = 
     transaction (:func:`drop_orphans`), so the run goes live without them.
     """
     with transaction.atomic(using=_db()):
-        if not RecomputeRun.objects.filter(
+        locked = RecomputeRun.objects.filter(
             pk=run_id, status=RecomputeRun.Status.RUNNING
-        ).select_for_update().exists():
+        ).select_for_update().values_list("started_at", "created_at").first()
+        if locked is None:
             return False
         drop_orphans(run_id, product_keys, user_keys)
-        drop_withdrawn_users(run_id)
+        drop_withdrawn_users(run_id, since=locked[0] or locked[1])
         updated = RecomputeRun.objects.filter(
             pk=run_id, status=RecomputeRun.Status.RUNNING
         ).update(
