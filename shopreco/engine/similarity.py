@@ -348,9 +348,9 @@ def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int)
     for top in _FUSED_TOPS(k):
         if pending.size == 0:
             break
-        if pending is dealt or pending.size < b:
+        if dealt is not None or pending.size < b:
             A = P.left[pending + start]
-        else:  # a slice copies: the whole matrix goes as it is
+        else:  # all rows in their own order; a slice copies: the whole matrix goes as it is
             A = P.left if b == P.left.shape[0] else P.left[start:stop]
         if top is None or top >= n:
             # last resort (big tie groups at the k-th value): whole rows, bucketed top-k
@@ -385,8 +385,9 @@ def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int)
             np.cumsum(n_sel, out=sel_starts[1:])
             kth[has] = np.minimum.reduceat(vals[sel], sel_starts[has])
             kth[n_sel < k] = -np.inf
-        # a row that filled ``top`` is settled only if its k-th value beats the lowest kept
-        done = ~((got >= top) & (n_sel >= k) & ~(kth > low))
+        # a row is settled when the kernel gave all of it, or when its k-th value beats the
+        # lowest kept (a width of at most k + 1 may leave fewer than k besides the diagonal)
+        done = (got < top) | ((n_sel >= k) & (kth > low))
         floor = (kth * (1 - 1e-9))[~done]
         sel &= np.repeat(done, counts)
         out_r.append(np.repeat(pending, row_sums(sel, counts)))

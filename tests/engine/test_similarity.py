@@ -223,16 +223,20 @@ def test_worked_example_cosine_and_user_pearson():
 
 @pytest.mark.skipif(similarity._sp_matmul_topn is None, reason="sparse_dot_topn not installed")
 @pytest.mark.parametrize("binary", [True, False])
-@pytest.mark.parametrize("tops", ["default", "narrow then whole rows", "whole rows"])
+@pytest.mark.parametrize("tops", ["default", "narrow then whole rows", "whole rows",
+                                  "one, then narrow, then whole rows"])
 @pytest.mark.parametrize("ids", ["as drawn", "popular first"])
 def test_fused_cosine_top_k_equals_the_scipy_path(binary, tops, ids, monkeypatch):
     """sparse_dot_topn's fused top-n gives the same neighbours (ties included: binary data
     ties a lot), the formula's values, and blocks bitwise equal to the whole, whichever
     passes settle the rows, and whether the rows go to the kernel in their own order or
     dealt out between threads (popular products on the smallest ids)."""
+    widths = {"narrow then whole rows": lambda k: (k + 2, None),
+              "whole rows": lambda k: (None,),
+              # a first pass that settles almost no row: the second gets them all again
+              "one, then narrow, then whole rows": lambda k: (1, k + 2, None)}
     if tops != "default":
-        monkeypatch.setattr(similarity, "_FUSED_TOPS",
-                            lambda k: (k + 2, None) if tops.startswith("narrow") else (None,))
+        monkeypatch.setattr(similarity, "_FUSED_TOPS", widths[tops])
     R = random_ratings(5, n_users=80, n_items=60, density=0.15)
     if binary:
         R.data[:] = 1.0
