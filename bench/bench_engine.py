@@ -259,6 +259,27 @@ def section_ratings(reuse_peers: bool) -> tuple[str, list[list[str]]]:
     targets.append(["(a) 5-fold fit+predict <= 1/10 of KNNBaseline's",
                     f"{ratio:.3f} ({best_total:.2f} s / {base_total:.1f} s)",
                     common.verdict(ratio <= SPEED_TARGET)])
+    # The strict reading above times the model with the best RMSE. Also shown: the fastest of
+    # our models that meets both RMSE targets on its own (a looser reading of the issue).
+    qualifying = {
+        k: v for k, v in ours.items()
+        if np.mean(v["rmse"]) <= RMSE_TARGET and np.mean(v["rmse"]) < base_rmse
+    }
+    if qualifying:
+        fast = min(qualifying, key=lambda k: sum(ours[k]["fit"]) + sum(ours[k]["predict"]))
+        fast_total = sum(ours[fast]["fit"]) + sum(ours[fast]["predict"])
+        fast_better = sum(a < b for a, b in
+                          zip(ours[fast]["rmse"], peers[KNNBASELINE]["rmse"], strict=True))
+        lines.append(
+            f"Fastest of ours meeting both RMSE targets: **{fast}**, RMSE "
+            f"{np.mean(ours[fast]['rmse']):.4f} (lower than KNNBaseline on {fast_better}/"
+            f"{N_FOLDS} folds), {fast_total:.2f} s = {fast_total / base_total:.3f}x "
+            "KNNBaseline's time.")
+        targets.append(["(a) looser reading: a model of ours meeting both RMSE targets "
+                        "within 1/10 of KNNBaseline's time",
+                        f"{fast}: {fast_total / base_total:.3f} (RMSE "
+                        f"{np.mean(ours[fast]['rmse']):.4f})",
+                        common.verdict(fast_total / base_total <= SPEED_TARGET)])
     return "\n".join(lines), targets
 
 
