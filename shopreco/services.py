@@ -467,12 +467,16 @@ def warm_neighbour_lists(run_id: int, kind: str,
 
 
 def cache_is_shared() -> bool:
-    """Whether other processes read what this process caches (not a per-process memory
-    cache): warming it from a worker helps the web processes only then."""
+    """Whether the serving cache is one that all processes read and that holds many entries
+    (Redis, Memcached): warming it from a worker helps the web processes only then. Not a
+    per-process memory cache, and not the database or file caches, whose default
+    MAX_ENTRIES of 300 would evict the popularity rankings and locks instead."""
+    from django.core.cache.backends.db import DatabaseCache
     from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.filebased import FileBasedCache
     from django.core.cache.backends.locmem import LocMemCache
 
-    return not isinstance(_cache(), LocMemCache | DummyCache)
+    return not isinstance(_cache(), LocMemCache | DummyCache | DatabaseCache | FileBasedCache)
 
 
 def _category_key_of(product: Any) -> Any:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from django.db import transaction
+from django.db import models, transaction
 
 from shopreco.conf import get_product_model
 from shopreco.models import (
@@ -283,7 +283,7 @@ def finish_run(run_id: int, defer_housekeeping: bool = False) -> RecomputeRun | 
     }
     RecomputeRun.objects.filter(pk=run_id).update(timings=timings)
     log.info("shopreco run #%s succeeded in %.1f s: %s", run_id, timings["total"], counts)
-    _warm_neighbour_lists(run_id, written, snap, in_process=not defer_housekeeping)
+    transaction.on_commit(lambda: _warm_neighbour_lists(run_id, written, snap, pkeys))
     _catch_up_refreshes(run)
     if defer_housekeeping:
         _enqueue_housekeeping(run_id)
@@ -300,28 +300,43 @@ def finish_run(run_id: int, defer_housekeeping: bool = False) -> RecomputeRun | 
 WARM_NEIGHBOUR_LISTS = 20_000
 
 
-def _warm_neighbour_lists(run_id: int, written: dict, snap: Snapshot, in_process: bool) -> None:
+def _warm_neighbour_lists(run_id: int, written: dict, snap: Snapshot,
+                          product_keys: list[Any]) -> None:
     """Hand the lists just written to the serving cache (see
     :func:`shopreco.services.warm_neighbour_lists`), straight from the arrays: no read back.
-    Ties are in the snapshot's key order, the order the database gives for integer and UUID
-    keys. Skipped where the cache is private to this worker process; a failure is logged
-    and costs only the optimisation (the run is live already)."""
+
+    Runs once the activation has committed. Products deleted since the snapshot (their rows
+    were dropped at activation, or they went just after it) are left out, as keys and as
+    neighbours; one query finds them. Ties are in the snapshot's key order, which is the
+    database's for integer and UUID keys only: with text keys (whose order follows the
+    database collation) nothing is warmed. Skipped unless the cache is shared by all
+    processes and not a small database or file cache (see
+    :func:`shopreco.services.cache_is_shared`). A failure is logged and costs only the
+    optimisation: serving reads the lists from the database."""
     from shopreco import services
 
-    if not (in_process or services.cache_is_shared()):
+    pk_field = get_product_model()._meta.pk
+    while pk_field.is_relation:  # multi-table inheritance: the parent's key
+        pk_field = pk_field.target_field
+    if not (isinstance(pk_field, models.IntegerField | models.UUIDField)
+            and services.cache_is_shared()):
         return
     try:
         n = snap.n_products
         popularity = np.diff(snap.R.tocsc().indptr)
         chosen = np.sort(np.argsort(-popularity, kind="stable")[:WARM_NEIGHBOUR_LISTS])
-        to_python = get_product_model()._meta.pk.to_python  # the type the ORM returns
+        gone = set(runs.missing_products([product_keys[i] for i in range(n)]))
+        alive = np.array([product_keys[i] not in gone for i in range(n)], dtype=bool)
+        to_python = pk_field.to_python  # the type the ORM returns
         pks = [to_python(p) for p in snap.product_pks.tolist()]
         for kind, (src, dst, score) in written.items():
+            keep = alive[src] & alive[dst]
+            src, dst, score = src[keep], dst[keep], score[keep]
             starts = np.searchsorted(src, np.arange(n + 1))
             targets, scores = dst.tolist(), score.tolist()
             services.warm_neighbour_lists(run_id, kind, (
                 (pks[i], [(pks[targets[j]], scores[j]) for j in range(starts[i], starts[i + 1])])
-                for i in chosen.tolist()
+                for i in chosen.tolist() if alive[i]
             ))
     except Exception:  # noqa: BLE001 - an optimisation; serving reads the database instead
         log.exception("could not cache the neighbour lists of run #%s", run_id)

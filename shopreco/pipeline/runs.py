@@ -228,6 +228,11 @@ def _missing(model: type[Model], keys: Sequence[Any]) -> list[Any]:
     return [k for k in keys if k not in existing]
 
 
+def missing_products(product_keys: Sequence[Any]) -> list[Any]:
+    """The keys (database values) among ``product_keys`` whose product no longer exists."""
+    return _missing(get_product_model(), product_keys)
+
+
 def drop_orphans(run_id: int, product_keys: Sequence[Any],
                  user_keys: Sequence[Any] = ()) -> int:
     """Remove the run's rows that point at products or users deleted while the run computed.

@@ -89,7 +89,8 @@ def test_create_read_and_cascade(user, django_user_model):
 
 @pytest.mark.skipif(importlib.util.find_spec("shopreco.pipeline") is None,
                     reason="shopreco.pipeline is not written yet")
-def test_full_recompute_maps_results_back_to_these_keys(django_user_model):
+def test_full_recompute_maps_results_back_to_these_keys(
+        django_user_model, monkeypatch, django_capture_on_commit_callbacks):
     from shopreco import pipeline
 
     products = make_products(8)
@@ -105,7 +106,12 @@ def test_full_recompute_maps_results_back_to_these_keys(django_user_model):
         Rating.objects.create(user=shopper, product=disliked[i % 4], score=1)
         Interaction.objects.create(user=shopper, product=liked[(i + 1) % 4], kind="purchase")
 
-    run = pipeline.run_full_recompute()
+    if importlib.util.find_spec("shopreco.services") is not None:
+        from shopreco import services as serving
+
+        monkeypatch.setattr(serving, "cache_is_shared", lambda: True)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = pipeline.run_full_recompute()
 
     assert run.status == RecomputeRun.Status.SUCCEEDED, run.error
     keys = {p.pk for p in products}
@@ -137,14 +143,15 @@ def test_full_recompute_maps_results_back_to_these_keys(django_user_model):
         from shopreco.services import similar_products
 
         # The lists cached as the run went live hold keys of this type, in the database's
-        # order: serving finds its products with them.
+        # order: serving finds its products with them. Text keys are not warmed (their
+        # order among equal scores follows the database's collation).
         for kind in ("similar", "also_bought"):
             for p in products:
                 stored = list(ItemSimilarity.objects.filter(run=run, kind=kind, product=p)
                               .order_by("-score", "similar_product_id")
                               .values_list("similar_product_id", "score"))
                 got = serving._cache().get(serving._neighbour_key(run.pk, kind, p.pk))
-                assert got == stored, (kind, p.pk)
+                assert got == (None if KIND == "textpk" else stored), (kind, p.pk)
 
         listed = similar_products(group_a[0], limit=3)
         assert listed.items and all(item.product.pk in keys for item in listed.items)

@@ -135,17 +135,20 @@ def test_full_run_in_process_produces_served_results(shop, ratings, events):
         assert ItemSimilarity.objects.filter(run=run, kind="also_bought").exists()
 
 
-def test_neighbour_lists_are_cached_as_the_run_goes_live(shop, rf, django_user_model,
-                                                         django_assert_max_num_queries):
-    """The run hands its lists to the serving cache as they are written: each equals what
-    the database gives, and a product's first widget after the run reads no list from the
-    database (state, candidates, impression: 3 queries)."""
+def test_neighbour_lists_are_cached_as_the_run_goes_live(
+        shop, rf, django_user_model, monkeypatch, django_capture_on_commit_callbacks,
+        django_assert_max_num_queries):
+    """Once the activation commits, the run hands its lists to the (shared) serving cache:
+    each equals what the database gives, and a product's first widget after the run reads
+    no list from the database (state, candidates, impression: 3 queries)."""
     from django.contrib.sessions.backends.db import SessionStore
 
     from shopreco import services
 
+    monkeypatch.setattr(services, "cache_is_shared", lambda: True)
     _, products = shop()
-    run = pipeline.run_full_recompute()
+    with django_capture_on_commit_callbacks(execute=True):
+        run = pipeline.run_full_recompute()
     cache = services._cache()
     for kind in ("similar", "also_bought"):
         for p in products:
@@ -163,21 +166,29 @@ def test_neighbour_lists_are_cached_as_the_run_goes_live(shop, rf, django_user_m
     assert [i.reason_kind for i in listed] == ["similar"] * 4
 
 
-def test_neighbour_lists_stay_out_of_a_workers_private_cache(shop, monkeypatch):
-    """A Celery worker whose cache is its own memory would only waste it: no warming there
-    (the web processes read the lists from the database on first view)."""
+def test_neighbour_lists_are_cached_only_in_a_cache_every_process_reads(
+        shop, monkeypatch, django_capture_on_commit_callbacks, settings):
+    """A worker's own memory cache (or a small database or file cache) would only waste
+    the work or evict what serving needs: no warming there; nor before the commit."""
     from shopreco import services
 
-    _, products = shop()
+    shop()
     warmed = []
     monkeypatch.setattr(services, "warm_neighbour_lists", lambda *a: warmed.append(a[:2]))
-    run = pipeline.run_full_recompute()
-    assert sorted(kind for _, kind in warmed) == ["also_bought", "similar"]
-    warmed.clear()
-    snap = pipeline.load_run_snapshot(run)
-    pipeline._warm_neighbour_lists(run.pk, {"similar": (np.zeros(0, int),) * 3}, snap,
-                                   in_process=False)
-    assert warmed == []  # locmem in the tests: private to this process
+    assert not services.cache_is_shared()  # the tests' LocMemCache
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline.run_full_recompute()
+    assert warmed == []
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                                   "LOCATION": "shopreco_test_cache"}}
+    assert not services.cache_is_shared()
+    monkeypatch.setattr(services, "cache_is_shared", lambda: True)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        run = pipeline.run_full_recompute()
+    assert warmed == []  # not before the activation has committed
+    for callback in callbacks:
+        callback()
+    assert sorted(kind for r, kind in warmed if r == run.pk) == ["also_bought", "similar"]
 
 
 def test_reasons_name_the_product_and_how_the_user_met_it(shop):

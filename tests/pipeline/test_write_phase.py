@@ -74,7 +74,8 @@ def _rewrite_lists_of(run_id, user) -> None:
     Recommendation.objects.create(run_id=run_id, user=user, product=product, score=1.0, rank=1)
 
 
-def test_product_deleted_mid_run_leaves_no_rows_in_the_activated_run(shop, monkeypatch):
+def test_product_deleted_mid_run_leaves_no_rows_in_the_activated_run(
+        shop, monkeypatch, django_capture_on_commit_callbacks):
     shop(sessions=3)
     first = pipeline.run_full_recompute()
     victim = _busiest_product(first)
@@ -86,7 +87,24 @@ def test_product_deleted_mid_run_leaves_no_rows_in_the_activated_run(shop, monke
         assert _refs(RecomputeRun(pk=run_id), victim.pk)["similar_product"]
 
     _activate_after(delete, monkeypatch)
-    run = pipeline.run_full_recompute()
+    monkeypatch.setattr(services, "cache_is_shared", lambda: True)
+    with django_capture_on_commit_callbacks() as callbacks:
+        run = pipeline.run_full_recompute()
+    for callback in callbacks:  # the warming of the serving cache, not the user refreshes
+        if callback.__module__ == "shopreco.pipeline":
+            callback()
+    # The lists cached for serving as the run went live match its rows: none for the
+    # victim, and the victim in none of them.
+    for kind in ("similar", "also_bought"):
+        for pk in get_product_model().objects.values_list("pk", flat=True):
+            stored = list(ItemSimilarity.objects.filter(run=run, kind=kind, product_id=pk)
+                          .order_by("-score", "similar_product_id")
+                          .values_list("similar_product_id", "score"))
+            cached = services._cache().get(services._neighbour_key(run.pk, kind, pk))
+            assert cached in (None, stored), (kind, pk)
+        assert services._cache().get(services._neighbour_key(run.pk, kind, victim.pk)) is None
+    assert any(services._cache().get(services._neighbour_key(run.pk, "similar", pk))
+               for pk in get_product_model().objects.values_list("pk", flat=True))
     assert run.status == RecomputeRun.Status.SUCCEEDED
     assert _refs(run, victim.pk) == {"product": 0, "similar_product": 0, "recommended": 0,
                                      "reason": 0}
