@@ -110,7 +110,7 @@ def refresh_user(user_id: Any) -> None:
 
 def _refresh(run: RecomputeRun, user_id: Any) -> None:
     from shopreco import pipeline
-    from shopreco.pipeline import compute, writer
+    from shopreco.pipeline import compute, runs, writer
     from shopreco.pipeline.matrix import load_snapshot
 
     if Preference.objects.filter(user_id=user_id, personalize=False).exists():
@@ -132,6 +132,17 @@ def _refresh(run: RecomputeRun, user_id: Any) -> None:
     # of a refresh on MovieLens); product indexes are renumbered into that short list.
     used = np.unique(np.concatenate([batch.items, batch.reason_items[batch.reason_items >= 0]]))
     pkeys = writer.prep_keys(Recommendation, "product", snap.product_pks[used])
+    gone = set(runs.missing_products(pkeys))
+    if gone:
+        # Products deleted since the run's snapshot: not recommended, not named as reasons
+        # (the full run drops them at activation; a refresh reads the same old snapshot).
+        dead = used[[k in gone for k in pkeys]]
+        keep = ~np.isin(batch.items, dead)
+        batch = compute.RecBatch(
+            batch.users[keep], batch.items[keep], batch.scores[keep],
+            np.arange(1, int(keep.sum()) + 1, dtype=batch.ranks.dtype),
+            batch.reason_codes[keep],
+            np.where(np.isin(batch.reason_items[keep], dead), -1, batch.reason_items[keep]))
     items = np.searchsorted(used, batch.items)
     reason_items = np.where(batch.reason_items >= 0,
                             np.searchsorted(used, batch.reason_items), -1)

@@ -116,6 +116,26 @@ def test_product_deleted_mid_run_leaves_no_rows_in_the_activated_run(
         Recommendation.objects.filter(run=first).exclude(product_id=victim.pk).count())
 
 
+def test_refresh_after_a_product_delete_neither_recommends_nor_names_it(shop):
+    """A refresh reads the served run's snapshot, which still has a product deleted since:
+    the refreshed list leaves it out, as recommendation and as reason, ranks closing up."""
+    users, _ = shop(sessions=2)
+    run = pipeline.run_full_recompute()
+    recs = Recommendation.objects.filter(run=run)
+    victim_id = (recs.exclude(reason_product__isnull=True).values_list("product_id", flat=True)
+                 .first())
+    named = set(recs.filter(reason_product_id=victim_id).values_list("user_id", flat=True))
+    listed = set(recs.filter(product_id=victim_id).values_list("user_id", flat=True))
+    assert listed, "the victim is in someone's list"
+    _vanish(get_product_model().objects.get(pk=victim_id))
+    for user_id in listed | named:
+        pipeline.refresh_user(user_id)
+        mine = list(recs.filter(user_id=user_id).order_by("rank")
+                    .values_list("product_id", "reason_product_id", "rank"))
+        assert mine and all(victim_id not in (p, r) for p, r, _ in mine), mine
+        assert [rank for _, _, rank in mine] == list(range(1, len(mine) + 1))
+
+
 def test_user_deleted_mid_run_gets_no_list_in_the_activated_run(shop, monkeypatch):
     from django.contrib.auth import get_user_model
 
