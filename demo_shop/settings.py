@@ -127,6 +127,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "shopreco.tasks.drain_pending_refreshes",
         "schedule": 60.0,
     },
+    "shopreco-refresh-rankings": {  # CACHE_TIMEOUT / 2: no request waits for a ranking
+        "task": "shopreco.tasks.refresh_rankings",
+        "schedule": 150.0,
+    },
     "shopreco-purge-old-events": {
         "task": "shopreco.tasks.purge_old_events",
         "schedule": crontab(hour=4, minute=30),

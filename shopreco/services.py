@@ -84,6 +84,9 @@ POPULAR_RANKING_SIZE = 200
 NEIGHBOURS_CACHE_TIMEOUT = 24 * 3600
 # Seconds one request may hold the rebuild of a popularity ranking (others wait or serve stale).
 RANKING_LOCK_TIMEOUT = 10
+# Categories whose rankings refresh_rankings keeps fresh (the most recently asked for).
+RANKINGS_KNOWN_MAX = 200
+_RANKINGS_KNOWN_KEY = "shopreco:pop:known"
 SESSION_ATTRIBUTION_KEY = "shopreco_rec"
 SESSION_ATTRIBUTION_MAX = 50
 _REC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -633,6 +636,43 @@ def _rankings(categories: list[Any], also: Iterable[str] = ()) -> dict[str, Any]
     return got
 
 
+def refresh_rankings() -> int:
+    """Beat (``shopreco.tasks.refresh_rankings``, every CACHE_TIMEOUT / 2): rebuild the
+    catalogue-wide ranking and those of the categories shoppers asked for recently before
+    they fall due, so that no request builds one, or waits for the one building it after a
+    cache restart. A ranking some request is rebuilding right now is left to it. Returns
+    the number rebuilt."""
+    cache = _cache()
+    n = 0
+    for category in [None, *(cache.get(_RANKINGS_KNOWN_KEY) or [])]:
+        key = _ranking_key(category)
+        lock = key + ":lock"
+        if not cache.add(lock, 1, timeout=RANKING_LOCK_TIMEOUT):
+            continue
+        try:
+            _store_ranking(key, _build_ranking(category))
+            n += 1
+        finally:
+            cache.delete(lock)
+    return n
+
+
+def _store_ranking(key: str, ranking: list) -> None:
+    timeout = int(reco_settings.CACHE_TIMEOUT)
+    _cache().set(key, {"ranking": ranking, "fresh_until": time.time() + timeout},
+                 timeout=2 * timeout)
+
+
+def _remember_category(category: Any) -> None:
+    """Note a category whose ranking was asked for, for :func:`refresh_rankings` (the most
+    recent RANKINGS_KNOWN_MAX; called on rebuilds only, not per request)."""
+    cache = _cache()
+    pk = _category_pk(category)
+    known = cache.get(_RANKINGS_KNOWN_KEY) or []
+    if pk not in known:
+        cache.set(_RANKINGS_KNOWN_KEY, [*known, pk][-RANKINGS_KNOWN_MAX:], timeout=None)
+
+
 def _rebuild_ranking(category: Any, key: str,
                      stale: list | None) -> list[tuple[Any, float, str]]:
     """Rebuild a ranking once, not once per concurrent request: building the catalogue-wide
@@ -640,13 +680,13 @@ def _rebuild_ranking(category: Any, key: str,
     meanwhile the others serve the ``stale`` copy (kept one more CACHE_TIMEOUT after it is
     due), or, on a cold cache, wait for the builder instead of repeating its work."""
     cache = _cache()
-    timeout = int(reco_settings.CACHE_TIMEOUT)
     lock = key + ":lock"
     if cache.add(lock, 1, timeout=RANKING_LOCK_TIMEOUT):
         try:
             ranking = _build_ranking(category)
-            cache.set(key, {"ranking": ranking, "fresh_until": time.time() + timeout},
-                      timeout=2 * timeout)
+            _store_ranking(key, ranking)
+            if category is not None:
+                _remember_category(category)
         finally:
             cache.delete(lock)
         return ranking

@@ -7,6 +7,8 @@ discovers these. Suggested ``CELERY_BEAT_SCHEDULE`` for the host::
                                         "schedule": crontab(hour=3, minute=0)},
     "shopreco-drain-refresh-outbox": {"task": "shopreco.tasks.drain_pending_refreshes",
                                       "schedule": 60.0},
+    "shopreco-refresh-rankings": {"task": "shopreco.tasks.refresh_rankings",
+                                  "schedule": 150.0},  # CACHE_TIMEOUT / 2
     "shopreco-purge-old-events": {"task": "shopreco.tasks.purge_old_events",
                                   "schedule": crontab(hour=4, minute=30)},
     "shopreco-housekeeping": {"task": "shopreco.tasks.housekeeping",
@@ -161,6 +163,15 @@ def refresh_user(self, user_id: Any) -> None:
 def drain_pending_refreshes(self) -> int:
     """Beat: re-enqueue outbox refreshes whose task was lost (e.g. broker was down)."""
     return refresh.drain_pending_refreshes()
+
+
+@shared_task(name="shopreco.tasks.refresh_rankings", soft_time_limit=300, time_limit=360,
+             **COMMON)
+def refresh_rankings(self) -> int:
+    """Beat: rebuild the popularity rankings before they fall due (shopreco.services)."""
+    from shopreco import services
+
+    return services.refresh_rankings()
 
 
 @shared_task(name="shopreco.tasks.purge_old_events", soft_time_limit=1800, time_limit=1900,

@@ -384,3 +384,28 @@ def test_due_ranking_rebuilt_by_one_request_others_serve_the_previous_copy(
     assert rebuilt != first and rebuilt[0][0] == shop.products[9].pk
     assert cache.get(key)["fresh_until"] > time.time()
     assert cache.get(key + ":lock") is None
+
+
+def test_beat_refreshes_the_rankings_shoppers_asked_for_before_they_fall_due(
+        shop, django_assert_num_queries):
+    """shopreco.tasks.refresh_rankings rebuilds the catalogue-wide ranking and those of the
+    categories requested before: afterwards no request builds one, and new activity shows.
+    A ranking a request is rebuilding right now is left to it."""
+    from django.core.cache import caches
+
+    from shopreco import tasks
+
+    cache = caches["default"]
+    assert tasks.refresh_rankings.apply().get() == 1  # nothing asked for yet: all products
+    books = services.popularity_ranking(shop.books)  # asked for: remembered
+    Rating.objects.create(user=shop.alice, product=shop.products[9], score=5)
+    Rating.objects.create(user=shop.alice, product=shop.products[4], score=5)  # a book
+    assert tasks.refresh_rankings.apply().get() == 2
+    with django_assert_num_queries(0):  # fresh copies: no request-time build
+        every = services.popularity_ranking()
+        again = services.popularity_ranking(shop.books)
+    assert every[0][0] in (shop.products[9].pk, shop.products[4].pk)
+    assert again[0][0] == shop.products[4].pk and again != books
+    assert cache.get(services._ranking_key(shop.books))["fresh_until"] > time.time()
+    assert cache.add(services._ranking_key(None) + ":lock", 1)  # a request is rebuilding
+    assert services.refresh_rankings() == 1  # only the category's
