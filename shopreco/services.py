@@ -86,7 +86,7 @@ NEIGHBOURS_CACHE_TIMEOUT = 24 * 3600
 RANKING_LOCK_TIMEOUT = 10
 # Categories whose rankings refresh_rankings keeps fresh (the most recently asked for).
 RANKINGS_KNOWN_MAX = 200
-_RANKINGS_KNOWN_KEY = "shopreco:pop:known"
+_RANKINGS_KNOWN_KEY = "shopreco:pop-known"  # no category key looks like it
 SESSION_ATTRIBUTION_KEY = "shopreco_rec"
 SESSION_ATTRIBUTION_MAX = 50
 _REC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -253,8 +253,21 @@ def _viewer_from(user: Any, request: Any) -> _Viewer:
 # --- per-viewer cache versions --------------------------------------------------------------
 
 
+def _key_part(value: Any) -> str:
+    """A value as part of a cache key that every backend accepts: as it is when it is a
+    short ASCII token (integer and UUID keys), else hashed. Text keys may hold spaces or
+    non-ASCII characters, which memcached refuses."""
+    text = str(value)
+    if _SAFE_KEY_PART.fullmatch(text):
+        return text
+    return "h" + hashlib.sha1(text.encode()).hexdigest()
+
+
+_SAFE_KEY_PART = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
 def _version_key(viewer_key: str) -> str:
-    return f"shopreco:v:{viewer_key}"
+    return f"shopreco:v:{_key_part(viewer_key)}"
 
 
 def _version(viewer_key: str) -> str:
@@ -428,7 +441,7 @@ def _select_related_paths(prefix: str) -> list[str]:
 
 
 def _neighbour_key(run_id: int, kind: str, product_pk: Any) -> str:
-    return f"shopreco:nb:{run_id}:{kind}:{product_pk!s}"
+    return f"shopreco:nb:{run_id}:{kind}:{_key_part(product_pk)}"
 
 
 def _neighbours(run_id: int, kind: str, product_pk: Any,
@@ -615,7 +628,7 @@ def popularity_ranking(category: Any = None) -> list[tuple[Any, float, str]]:
 
 
 def _ranking_key(category: Any) -> str:
-    return f"shopreco:pop:{_category_pk(category)!s}"
+    return f"shopreco:pop:{_key_part(_category_pk(category))}"
 
 
 def _rankings(categories: list[Any], also: Iterable[str] = ()) -> dict[str, Any]:
