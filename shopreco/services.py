@@ -255,15 +255,16 @@ def _viewer_from(user: Any, request: Any) -> _Viewer:
 
 def _key_part(value: Any) -> str:
     """A value as part of a cache key that every backend accepts: as it is when it is a
-    short ASCII token (integer and UUID keys), else hashed. Text keys may hold spaces or
-    non-ASCII characters, which memcached refuses."""
+    short ASCII token without ``:`` (integer and UUID keys), else hashed. Text keys may
+    hold spaces or non-ASCII characters, which memcached refuses, or a ``:`` that could make
+    one key look like another's lock ("x:lock")."""
     text = str(value)
     if _SAFE_KEY_PART.fullmatch(text):
         return text
     return "h" + hashlib.sha1(text.encode()).hexdigest()
 
 
-_SAFE_KEY_PART = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_SAFE_KEY_PART = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def _version_key(viewer_key: str) -> str:
@@ -628,7 +629,10 @@ def popularity_ranking(category: Any = None) -> list[tuple[Any, float, str]]:
 
 
 def _ranking_key(category: Any) -> str:
-    return f"shopreco:pop:{_key_part(_category_pk(category))}"
+    pk = _category_pk(category)
+    if pk is None:  # all products: a key no category can have
+        return "shopreco:pop-all"
+    return f"shopreco:pop:c{_key_part(pk)}"
 
 
 def _rankings(categories: list[Any], also: Iterable[str] = ()) -> dict[str, Any]:
@@ -649,24 +653,45 @@ def _rankings(categories: list[Any], also: Iterable[str] = ()) -> dict[str, Any]
     return got
 
 
-def refresh_rankings() -> int:
+def refresh_rankings(local: bool = False) -> int:
     """Beat (``shopreco.tasks.refresh_rankings``, every CACHE_TIMEOUT / 2): rebuild the
-    catalogue-wide ranking and those of the categories shoppers asked for recently before
-    they fall due, so that no request builds one, or waits for the one building it after a
-    cache restart. A ranking some request is rebuilding right now is left to it. Returns
-    the number rebuilt."""
+    catalogue-wide ranking and those of the categories whose rankings requests have built
+    (up to RANKINGS_KNOWN_MAX, first come first kept) before they fall due, so that no
+    request builds one, or waits for the one building it after a cache restart. Rankings
+    with more than half their CACHE_TIMEOUT still to go, and one a request is rebuilding
+    right now, are left alone; a category that cannot be ranked any more is logged and
+    forgotten. Nothing to do in a cache private to this process (the web processes would
+    never read it) unless ``local``, when this process serves too. Returns the number
+    rebuilt."""
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.locmem import LocMemCache
+
     cache = _cache()
-    n = 0
-    for category in [None, *(cache.get(_RANKINGS_KNOWN_KEY) or [])]:
+    if isinstance(cache, LocMemCache | DummyCache) and not local:
+        return 0
+    known = list(cache.get(_RANKINGS_KNOWN_KEY) or [])
+    categories = [None, *known]
+    entries = cache.get_many([_ranking_key(c) for c in categories])
+    soon = time.time() + int(reco_settings.CACHE_TIMEOUT) / 2
+    n, forget = 0, []
+    for category in categories:
         key = _ranking_key(category)
+        entry = entries.get(key)
+        if entry is not None and entry["fresh_until"] > soon:
+            continue
         lock = key + ":lock"
         if not cache.add(lock, 1, timeout=RANKING_LOCK_TIMEOUT):
             continue
         try:
             _store_ranking(key, _build_ranking(category))
             n += 1
+        except Exception:  # noqa: BLE001 - one bad category must not stop the others
+            logger.exception("popularity ranking of category %r failed; forgotten", category)
+            forget.append(category)
         finally:
             cache.delete(lock)
+    if forget:
+        cache.set(_RANKINGS_KNOWN_KEY, [c for c in known if c not in forget], timeout=None)
     return n
 
 
@@ -677,13 +702,15 @@ def _store_ranking(key: str, ranking: list) -> None:
 
 
 def _remember_category(category: Any) -> None:
-    """Note a category whose ranking was asked for, for :func:`refresh_rankings` (the most
-    recent RANKINGS_KNOWN_MAX; called on rebuilds only, not per request)."""
+    """Note a category whose ranking a request built, for :func:`refresh_rankings` (the
+    first RANKINGS_KNOWN_MAX; called on rebuilds only, not per request). Two requests
+    noting different categories at the same moment may lose one; it is noted again the
+    next time a request has to build it."""
     cache = _cache()
     pk = _category_pk(category)
     known = cache.get(_RANKINGS_KNOWN_KEY) or []
-    if pk not in known:
-        cache.set(_RANKINGS_KNOWN_KEY, [*known, pk][-RANKINGS_KNOWN_MAX:], timeout=None)
+    if pk not in known and len(known) < RANKINGS_KNOWN_MAX:
+        cache.set(_RANKINGS_KNOWN_KEY, [*known, pk], timeout=None)
 
 
 def _rebuild_ranking(category: Any, key: str,

@@ -389,23 +389,56 @@ def test_due_ranking_rebuilt_by_one_request_others_serve_the_previous_copy(
 def test_beat_refreshes_the_rankings_shoppers_asked_for_before_they_fall_due(
         shop, django_assert_num_queries):
     """shopreco.tasks.refresh_rankings rebuilds the catalogue-wide ranking and those of the
-    categories requested before: afterwards no request builds one, and new activity shows.
-    A ranking a request is rebuilding right now is left to it."""
+    categories requests have built, before they fall due: afterwards no request builds one,
+    and new activity shows. Rankings still fresh for a while, and one a request is
+    rebuilding right now, are left alone."""
     from django.core.cache import caches
 
     from shopreco import tasks
 
     cache = caches["default"]
-    assert tasks.refresh_rankings.apply().get() == 1  # nothing asked for yet: all products
-    books = services.popularity_ranking(shop.books)  # asked for: remembered
+    # The task's worker would fill its own memory cache: nothing done there.
+    assert tasks.refresh_rankings.apply().get() == 0
+    assert services.refresh_rankings(local=True) == 1  # nothing asked for yet: all products
+    assert services.refresh_rankings(local=True) == 0  # still fresh
+    books = services.popularity_ranking(shop.books)  # built by a request: remembered
     Rating.objects.create(user=shop.alice, product=shop.products[9], score=5)
     Rating.objects.create(user=shop.alice, product=shop.products[4], score=5)  # a book
-    assert tasks.refresh_rankings.apply().get() == 2
+    for key in (services._ranking_key(None), services._ranking_key(shop.books)):
+        cache.set(key, {**cache.get(key), "fresh_until": time.time() + 10})  # due soon
+    assert services.refresh_rankings(local=True) == 2
     with django_assert_num_queries(0):  # fresh copies: no request-time build
         every = services.popularity_ranking()
         again = services.popularity_ranking(shop.books)
     assert every[0][0] in (shop.products[9].pk, shop.products[4].pk)
     assert again[0][0] == shop.products[4].pk and again != books
-    assert cache.get(services._ranking_key(shop.books))["fresh_until"] > time.time()
+    assert cache.get(services._ranking_key(shop.books))["fresh_until"] > time.time() + 100
+    for key in (services._ranking_key(None), services._ranking_key(shop.books)):
+        cache.set(key, {**cache.get(key), "fresh_until": 0})
     assert cache.add(services._ranking_key(None) + ":lock", 1)  # a request is rebuilding
-    assert services.refresh_rankings() == 1  # only the category's
+    assert services.refresh_rankings(local=True) == 1  # only the category's
+
+
+def test_a_category_that_cannot_be_ranked_is_forgotten_not_fatal(shop, monkeypatch):
+    services.popularity_ranking(shop.books)
+    services.popularity_ranking(shop.games)
+    real = services._build_ranking
+
+    def build(category):
+        if services._category_pk(category) == shop.books.pk:
+            raise ValueError("category: gone")
+        return real(category)
+
+    monkeypatch.setattr(services, "_build_ranking", build)
+    for key in (services._ranking_key(c) for c in (None, shop.books, shop.games)):
+        services._cache().delete(key)
+    assert services.refresh_rankings(local=True) == 2  # all products and games
+    assert services._cache().get(services._RANKINGS_KNOWN_KEY) == [shop.games.pk]
+
+
+def test_ranking_keys_cannot_collide():
+    """No category key gives the catalogue-wide ranking's key, or another key's lock."""
+    keys = {services._ranking_key(c) for c in (None, "None", "x", "x:lock", "a b", "ä")}
+    assert len(keys) == 6
+    assert services._ranking_key("x:lock") != services._ranking_key("x") + ":lock"
+    assert all(" " not in k and k.isascii() for k in keys)
