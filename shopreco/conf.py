@@ -117,6 +117,15 @@ def get_product_model() -> Any:
     return apps.get_model(settings.SHOPRECO_PRODUCT_MODEL, require_ready=False)
 
 
+def key_field(model: Any) -> Any:
+    """The field that holds ``model``'s primary-key values: the parent's key under
+    multi-table inheritance (whose own pk is a one-to-one link)."""
+    field = model._meta.pk
+    while field.is_relation:
+        field = field.target_field
+    return field
+
+
 def _reload(*, setting: str, **kwargs: Any) -> None:
     if setting in ("SHOPRECO", "SHOPRECO_PRODUCT_MODEL"):
         reco_settings.reload()

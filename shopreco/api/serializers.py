@@ -20,7 +20,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from shopreco.adapter import get_adapter
-from shopreco.conf import get_product_model, reco_settings
+from shopreco.conf import get_product_model, key_field, reco_settings
 from shopreco.models import Rating, RecomputeRun, validate_rating_score
 
 
@@ -33,9 +33,7 @@ def to_pk(model: type[models.Model], value: Any) -> Any:
     """
     if value is None or isinstance(value, bool | float | dict | list):
         raise ValueError("not a valid key")
-    field = model._meta.pk
-    while isinstance(field, models.OneToOneField | models.ForeignKey):  # multi-table inheritance
-        field = field.target_field
+    field = key_field(model)
     try:
         converted = field.to_python(value)
     except (DjangoValidationError, TypeError, ValueError, OverflowError) as exc:
@@ -54,9 +52,7 @@ def to_pk(model: type[models.Model], value: Any) -> Any:
 
 def pk_schema(model: type[models.Model]) -> dict[str, Any]:
     """OpenAPI schema of ``model``'s primary key (integer, UUID or text)."""
-    field = model._meta.pk
-    while isinstance(field, models.OneToOneField | models.ForeignKey):
-        field = field.target_field
+    field = key_field(model)
     if isinstance(field, models.IntegerField | models.AutoField):
         return {"type": "integer"}
     if isinstance(field, models.UUIDField):

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from django.db import models, transaction
 
-from shopreco.conf import get_product_model
+from shopreco.conf import get_product_model, key_field
 from shopreco.models import (
     Interaction,
     ItemSimilarity,
@@ -315,9 +315,7 @@ def _warm_neighbour_lists(run_id: int, written: dict, snap: Snapshot,
     optimisation: serving reads the lists from the database."""
     from shopreco import services
 
-    pk_field = get_product_model()._meta.pk
-    while pk_field.is_relation:  # multi-table inheritance: the parent's key
-        pk_field = pk_field.target_field
+    pk_field = key_field(get_product_model())
     if not (isinstance(pk_field, models.IntegerField | models.UUIDField)
             and services.cache_is_shared()):
         return
@@ -325,8 +323,8 @@ def _warm_neighbour_lists(run_id: int, written: dict, snap: Snapshot,
         n = snap.n_products
         popularity = np.diff(snap.R.tocsc().indptr)
         chosen = np.sort(np.argsort(-popularity, kind="stable")[:WARM_NEIGHBOUR_LISTS])
-        gone = set(runs.missing_products([product_keys[i] for i in range(n)]))
-        alive = np.array([product_keys[i] not in gone for i in range(n)], dtype=bool)
+        gone = set(runs.missing_products(product_keys))
+        alive = np.array([k not in gone for k in product_keys], dtype=bool)
         to_python = pk_field.to_python  # the type the ORM returns
         pks = [to_python(p) for p in snap.product_pks.tolist()]
         for kind, (src, dst, score) in written.items():

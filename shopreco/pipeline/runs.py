@@ -296,13 +296,10 @@ def lock_active_runs() -> None:
          .values_list("pk", flat=True))
 
 
-def drop_withdrawn_users(run_id: int, since: Any = None) -> int:
+def drop_withdrawn_users(run_id: int, since: Any) -> int:
     """Delete the run's lists of users who opted out, or erased their data after the run
-    read it (``since``: when it started; read here if not given): the run computed them
-    from data it may no longer use (privacy issue)."""
-    if since is None:
-        run = RecomputeRun.objects.only("started_at", "created_at").get(pk=run_id)
-        since = run.started_at or run.created_at
+    read it (``since``: when it started): the run computed them from data it may no longer
+    use (privacy issue)."""
     withdrawn = Preference.objects.filter(
         Q(personalize=False) | Q(data_erased_at__gte=since)).values("user_id")
     using = _db()
