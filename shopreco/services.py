@@ -10,9 +10,10 @@ Query budget per widget (checked by tests): one request-level "state" query (act
 the user's preference, memoised on the request), one query for the list (products joined in),
 one INSERT for the impression. Similar and also-bought lists start from the product's stored
 neighbours, cached by run id and shared by every shopper (a run's results never change, so a
-new run simply has new keys): the first list of a product after a run costs one query more to
-read them. The neighbour list and the popularity rankings come in one cache round trip, then
-one query loads the first candidates that pass every filter. Personal and popular lists are
+new run simply has new keys). A run puts them into a shared cache as it goes live; where it
+could not, the first list of a product after a run costs one query more to read them. The
+neighbour list and the popularity rankings come in one cache round trip, then one query loads
+the first candidates that pass every filter. Personal and popular lists are
 cached per viewer, keyed by the active run id and a per-viewer version token that changes
 whenever the viewer acts; a cache hit costs one query to re-check availability of the cached
 products instead of the list query.
@@ -84,7 +85,7 @@ POPULAR_RANKING_SIZE = 200
 NEIGHBOURS_CACHE_TIMEOUT = 24 * 3600
 # Seconds one request may hold the rebuild of a popularity ranking (others wait or serve stale).
 RANKING_LOCK_TIMEOUT = 10
-# Categories whose rankings refresh_rankings keeps fresh (the most recently asked for).
+# Categories whose rankings refresh_rankings keeps fresh (the first ones requests built).
 RANKINGS_KNOWN_MAX = 200
 _RANKINGS_KNOWN_KEY = "shopreco:pop-known"  # no category key looks like it
 SESSION_ATTRIBUTION_KEY = "shopreco_rec"
@@ -483,17 +484,24 @@ def warm_neighbour_lists(run_id: int, kind: str,
     return n
 
 
+def _cache_is_private() -> bool:
+    """Whether the serving cache lives in this process only (or nowhere): what a worker puts
+    there, no web process reads."""
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.locmem import LocMemCache
+
+    return isinstance(_cache(), LocMemCache | DummyCache)
+
+
 def cache_is_shared() -> bool:
     """Whether the serving cache is one that all processes read and that holds many entries
     (Redis, Memcached): warming it from a worker helps the web processes only then. Not a
     per-process memory cache, and not the database or file caches, whose default
     MAX_ENTRIES of 300 would evict the popularity rankings and locks instead."""
     from django.core.cache.backends.db import DatabaseCache
-    from django.core.cache.backends.dummy import DummyCache
     from django.core.cache.backends.filebased import FileBasedCache
-    from django.core.cache.backends.locmem import LocMemCache
 
-    return not isinstance(_cache(), LocMemCache | DummyCache | DatabaseCache | FileBasedCache)
+    return not (_cache_is_private() or isinstance(_cache(), DatabaseCache | FileBasedCache))
 
 
 def _category_key_of(product: Any) -> Any:
@@ -663,12 +671,9 @@ def refresh_rankings(local: bool = False) -> int:
     forgotten. Nothing to do in a cache private to this process (the web processes would
     never read it) unless ``local``, when this process serves too. Returns the number
     rebuilt."""
-    from django.core.cache.backends.dummy import DummyCache
-    from django.core.cache.backends.locmem import LocMemCache
-
-    cache = _cache()
-    if isinstance(cache, LocMemCache | DummyCache) and not local:
+    if _cache_is_private() and not local:
         return 0
+    cache = _cache()
     known = list(cache.get(_RANKINGS_KNOWN_KEY) or [])
     categories = [None, *known]
     entries = cache.get_many([_ranking_key(c) for c in categories])
@@ -679,26 +684,32 @@ def refresh_rankings(local: bool = False) -> int:
         entry = entries.get(key)
         if entry is not None and entry["fresh_until"] > soon:
             continue
-        lock = key + ":lock"
-        if not cache.add(lock, 1, timeout=RANKING_LOCK_TIMEOUT):
-            continue
         try:
-            _store_ranking(key, _build_ranking(category))
-            n += 1
+            n += _build_under_lock(category, key) is not None
         except Exception:  # noqa: BLE001 - one bad category must not stop the others
             logger.exception("popularity ranking of category %r failed; forgotten", category)
             forget.append(category)
-        finally:
-            cache.delete(lock)
     if forget:
         cache.set(_RANKINGS_KNOWN_KEY, [c for c in known if c not in forget], timeout=None)
     return n
 
 
-def _store_ranking(key: str, ranking: list) -> None:
-    timeout = int(reco_settings.CACHE_TIMEOUT)
-    _cache().set(key, {"ranking": ranking, "fresh_until": time.time() + timeout},
-                 timeout=2 * timeout)
+def _build_under_lock(category: Any, key: str) -> list | None:
+    """Build and cache the ranking of ``category`` (cache key ``key``) unless another process
+    is building it right now (then None): the lock every rebuild, by a request or by the
+    beat task, takes first."""
+    cache = _cache()
+    lock = key + ":lock"
+    if not cache.add(lock, 1, timeout=RANKING_LOCK_TIMEOUT):
+        return None
+    try:
+        ranking = _build_ranking(category)
+        timeout = int(reco_settings.CACHE_TIMEOUT)
+        cache.set(key, {"ranking": ranking, "fresh_until": time.time() + timeout},
+                  timeout=2 * timeout)
+        return ranking
+    finally:
+        cache.delete(lock)
 
 
 def _remember_category(category: Any) -> None:
@@ -719,19 +730,14 @@ def _rebuild_ranking(category: Any, key: str,
     one reads every rating (~0.3 s on MovieLens). The request that takes the lock builds it;
     meanwhile the others serve the ``stale`` copy (kept one more CACHE_TIMEOUT after it is
     due), or, on a cold cache, wait for the builder instead of repeating its work."""
-    cache = _cache()
-    lock = key + ":lock"
-    if cache.add(lock, 1, timeout=RANKING_LOCK_TIMEOUT):
-        try:
-            ranking = _build_ranking(category)
-            _store_ranking(key, ranking)
-            if category is not None:
-                _remember_category(category)
-        finally:
-            cache.delete(lock)
+    ranking = _build_under_lock(category, key)
+    if ranking is not None:
+        if category is not None:
+            _remember_category(category)
         return ranking
     if stale is not None:
         return stale
+    cache, lock = _cache(), key + ":lock"
     deadline = time.monotonic() + RANKING_LOCK_TIMEOUT
     while time.monotonic() < deadline:
         time.sleep(0.02)
