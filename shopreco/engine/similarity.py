@@ -52,10 +52,9 @@ from ._sparse import (
 from .baseline import Baselines, fit_baselines
 
 try:  # fused multithreaded sparse product + top-n (C++); optional, scipy path otherwise
-    from sparse_dot_topn import sp_matmul as _sp_matmul
     from sparse_dot_topn import sp_matmul_topn as _sp_matmul_topn
 except ImportError:  # pragma: no cover - exercised only where it is not installed
-    _sp_matmul = _sp_matmul_topn = None
+    _sp_matmul_topn = None
 
 # Use the fused top-n kernel for plain cosine with k (set False to force the scipy path).
 USE_FUSED_TOPN = True
@@ -353,8 +352,11 @@ def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int)
         else:  # all rows in their own order; a slice copies: the whole matrix goes as it is
             A = P.left if b == P.left.shape[0] else P.left[start:stop]
         if top is None or top >= n:
-            # last resort (big tie groups at the k-th value): whole rows, bucketed top-k
-            C = _sp_matmul(A, P.right, n_threads=nt).tocsr()
+            # last resort (big tie groups at the k-th value): whole rows, bucketed top-k.
+            # scipy's product, not sparse_dot_topn's sp_matmul: 1.2.0 leaves uninitialised
+            # entries (garbage columns and values) where a sum cancels to exactly 0, which
+            # signed values and stored zeros (a TF-IDF weight of 0) can give
+            C = A @ P.right
             r = row_ids(C)
             C.data[C.indices == pending[r] + start] = 0.0  # the diagonal
             if floor is not None:

@@ -265,6 +265,28 @@ def test_fused_cosine_top_k_equals_the_scipy_path(binary, tops, ids, monkeypatch
         _assert_bitwise(sp.vstack(parts, format="csr"), fused)
 
 
+@pytest.mark.skipif(similarity._sp_matmul_topn is None, reason="sparse_dot_topn not installed")
+def test_fused_whole_rows_survive_sums_that_cancel_to_zero(monkeypatch):
+    """The whole-row pass on products with exact-zero sums (signed values; a stored zero
+    weight) gives only real columns and the scipy path's neighbours (sparse_dot_topn
+    1.2.0's plain product left garbage entries there)."""
+    monkeypatch.setattr(similarity, "_FUSED_TOPS", lambda k: (None,))
+    R = sp.csr_matrix(np.array([[1.0, 1.0, 0.0, 2.0],
+                                [1.0, -1.0, 1.0, 0.0],
+                                [9.0, 3.0, 0.0, 1.0]]))
+    R.data[R.data == 9.0] = 0.0  # a stored zero
+    for positive_only, data in ((True, R.data.copy()), (False, np.abs(R.data))):
+        M = sp.csr_matrix((data, R.indices, R.indptr), shape=R.shape)
+        fused = item_similarity(M, method="cosine", k=3, positive_only=positive_only)
+        with monkeypatch.context() as m:
+            m.setattr(similarity, "USE_FUSED_TOPN", False)
+            plain = item_similarity(M, method="cosine", k=3, positive_only=positive_only)
+        fused.check_format(full_check=True)
+        np.testing.assert_array_equal(fused.indptr, plain.indptr)
+        np.testing.assert_array_equal(fused.indices, plain.indices)
+        np.testing.assert_allclose(fused.data, plain.data, rtol=1e-12)
+
+
 def test_top_k_rows_match_a_full_sort_and_leave_the_input_alone():
     """topk_rows (partition thresholds, ties to the smaller column) against the plain
     sort, on rows with many ties, unsorted columns and a dropped diagonal."""
