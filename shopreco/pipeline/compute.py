@@ -20,7 +20,7 @@ from shopreco.engine import item_similarity, item_similarity_block, prepare
 from shopreco.engine.knn import ItemKNN
 from shopreco.pipeline.matrix import REASONS, Snapshot
 
-CENTRED = ("pearson", "adjusted_cosine", "pearson_baseline")
+CENTRED = ("pearson", "adjusted_cosine", "pearson_baseline", "cosine_baseline")
 
 
 def run_params() -> dict[str, Any]:
@@ -51,13 +51,14 @@ def run_params() -> dict[str, Any]:
 def resolve_method(params: dict[str, Any], snap: Snapshot) -> str:
     """The similarity actually used for this data.
 
-    "auto" defers to the engine's choice. A centred method on a shop with no explicit
-    ratings at all falls back to cosine: centring a shopper's uniform pseudo-ratings (all
-    views, say) on their mean would erase exactly the co-view signal such a shop has.
+    "auto" defers to the engine's choice. A centred method (chosen or "auto"'s) on a shop
+    with no explicit ratings at all falls back to cosine: centring a shopper's uniform
+    pseudo-ratings (all views, say) on their mean would erase exactly the co-view signal
+    such a shop has.
     """
     method = params["similarity"]
     if method == "auto":
-        return ItemKNN()._resolve_method(snap.R)
+        method = ItemKNN()._resolve_method(snap.R)
     if snap.n_ratings == 0 and method in CENTRED:
         return "cosine"
     return method

@@ -44,7 +44,12 @@ def pair_sim(a, ma, b, mb, centre_a, centre_b, shrinkage=0.0, restricted=True):
     return s
 
 
-def item_sim(R, method, shrinkage=0.0, baseline=None):
+def _support(n, beta):
+    """cosine_baseline's per-object factor sqrt(n / (n + beta))."""
+    return math.sqrt(n / (n + beta)) if n + beta > 0 else 0.0
+
+
+def item_sim(R, method, shrinkage=0.0, baseline=None, support=0.0):
     V, M = dense(R)
     n_u, n_i = V.shape
     user_mean = [_mean([V[u, i] for i in range(n_i) if M[u, i]]) for u in range(n_u)]
@@ -67,10 +72,15 @@ def item_sim(R, method, shrinkage=0.0, baseline=None):
             elif method == "cosine":
                 z = [0.0] * n_u
                 S[i, j] = pair_sim(a, ma, b, mb, z, z, shrinkage, restricted=False)
+            elif method == "cosine_baseline":
+                ca = [baseline(u, i) for u in range(n_u)]
+                cb = [baseline(u, j) for u in range(n_u)]
+                S[i, j] = (pair_sim(a, ma, b, mb, ca, cb, shrinkage, restricted=False)
+                           * _support(sum(ma), support) * _support(sum(mb), support))
     return S
 
 
-def user_sim(R, method, shrinkage=0.0, baseline=None):
+def user_sim(R, method, shrinkage=0.0, baseline=None, support=0.0):
     V, M = dense(R)
     n_u, n_i = V.shape
     user_mean = [_mean([V[u, i] for i in range(n_i) if M[u, i]]) for u in range(n_u)]
@@ -90,6 +100,11 @@ def user_sim(R, method, shrinkage=0.0, baseline=None):
             elif method == "cosine":
                 z = [0.0] * n_i
                 S[u, v] = pair_sim(a, ma, b, mb, z, z, shrinkage, restricted=False)
+            elif method == "cosine_baseline":
+                ca = [baseline(u, i) for i in range(n_i)]
+                cb = [baseline(v, i) for i in range(n_i)]
+                S[u, v] = (pair_sim(a, ma, b, mb, ca, cb, shrinkage, restricted=False)
+                           * _support(sum(ma), support) * _support(sum(mb), support))
     return S
 
 

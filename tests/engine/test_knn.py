@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from shopreco.engine import ItemKNN, UserKNN, item_similarity, tfidf_weight, user_similarity
+from shopreco.engine import (
+    ItemKNN,
+    UserKNN,
+    item_similarity,
+    prepare,
+    tfidf_weight,
+    user_similarity,
+)
 
 from . import bruteforce as bf
 from .test_similarity import WORKED, random_ratings
@@ -44,11 +51,12 @@ def test_mean_centred_prediction_matches_formula(seed, k, cls, kind):
 
 
 @pytest.mark.parametrize("cls,kind", [(ItemKNN, "item"), (UserKNN, "user")])
-def test_baseline_centred_prediction_matches_formula(cls, kind):
+@pytest.mark.parametrize("method", ["pearson_baseline", "cosine_baseline"])
+def test_baseline_centred_prediction_matches_formula(cls, kind, method):
     R = random_ratings(4, n_users=15, n_items=11)
     # damping 0 is issue 3's formula; "auto" (0.5 here) adds it to the denominator
     for damping, want_damping in ((0.0, 0.0), ("auto", 0.5), (2.5, 2.5)):
-        model = cls(similarity="pearson_baseline", k=3, shrinkage=5, max_neighbours=None,
+        model = cls(similarity=method, k=3, shrinkage=5, max_neighbours=None,
                     positive_only=True, damping=damping).fit(R)
         assert model.damping_ == want_damping
         b = model.baselines_
@@ -189,7 +197,10 @@ def test_fit_with_given_similarity_equals_computed():
 
 def test_auto_similarity_follows_the_data():
     R = random_ratings(1)
-    assert ItemKNN().fit(R).method_ == "pearson_baseline"
+    model = ItemKNN().fit(R)
+    assert model.method_ == "cosine_baseline" and model.centering_ == "baseline"
+    assert (model.positive_only_, model.damping_, model.shrinkage_) == (True, 0.5, 0.0)
+    assert UserKNN().fit(R).method_ == "pearson_baseline"
     B = R.copy()
     B.data[:] = 1
     assert ItemKNN().fit(B).method_ == "cosine"
@@ -202,11 +213,27 @@ def test_errors():
         ItemKNN(damping=-1.0)
     with pytest.raises(ValueError, match="max_neighbours"):
         ItemKNN(max_neighbours="many")
+    with pytest.raises(ValueError, match="support_shrinkage"):
+        ItemKNN(support_shrinkage=-2)
     with pytest.raises(RuntimeError, match="not fitted"):
         ItemKNN().predict([0], [0])
     model = ItemKNN().fit(random_ratings(0))
     with pytest.raises(ValueError, match="user index"):
         model.recommend([99])
+
+
+@pytest.mark.parametrize("support", [None, 0.0, 25.0])
+def test_support_shrinkage_reaches_the_similarity(support):
+    """The estimator's support_shrinkage is the beta of its cosine_baseline similarity
+    (None: the method's default), computed on the model's own baselines."""
+    R = random_ratings(8, n_users=40, n_items=30)
+    model = ItemKNN(k=4, support_shrinkage=support).fit(R)
+    P = prepare(R, "cosine_baseline", baselines=model.baselines_, support_shrinkage=support)
+    want = item_similarity(P, k=200, positive_only=True)
+    np.testing.assert_array_equal(model.similarity_.toarray(), want.toarray())
+    if support is not None:
+        other = ItemKNN(k=4).fit(R).similarity_
+        assert abs(other - model.similarity_).max() > 1e-3
 
 
 @pytest.mark.parametrize("cls", [ItemKNN, UserKNN])

@@ -65,6 +65,47 @@ def test_pearson_baseline_matches_formula(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("shrinkage", [0.0, 2.0])
+@pytest.mark.parametrize("support", [None, 0.0, 3.0])
+def test_cosine_baseline_matches_formula(seed, shrinkage, support):
+    """Full-vector cosine of baseline residuals, times sqrt(n / (n + beta)) per object
+    (beta 10 when prepare is not given one), times the co-count shrinkage if asked."""
+    R = random_ratings(seed, integer=seed % 2 == 0)
+    b = fit_baselines(R)
+    base = lambda u, i: b.mu + b.user_bias[u] + b.item_bias[i]  # noqa: E731
+    beta = 10.0 if support is None else support
+    got = item_similarity(prepare(R, "cosine_baseline", support_shrinkage=support),
+                          shrinkage=shrinkage).toarray()
+    want = bf.item_sim(R, "cosine_baseline", shrinkage, baseline=base, support=beta)
+    np.testing.assert_allclose(got, want, atol=1e-9, rtol=0)
+    got_u = user_similarity(prepare(R, "cosine_baseline", kind="user",
+                                    support_shrinkage=support), shrinkage=shrinkage).toarray()
+    want_u = bf.user_sim(R, "cosine_baseline", shrinkage, baseline=base, support=beta)
+    np.testing.assert_allclose(got_u, want_u, atol=1e-9, rtol=0)
+    assert (want != 0).any() and (want < 0).any()  # the data exercises both signs
+    if support is None:  # the plain call prepares with the default
+        np.testing.assert_array_equal(
+            item_similarity(R, method="cosine_baseline", shrinkage=shrinkage).toarray(), got)
+
+
+def test_support_shrinkage_is_checked():
+    R = random_ratings(0)
+    with pytest.raises(ValueError, match="support_shrinkage must be a finite number"):
+        prepare(R, "cosine_baseline", support_shrinkage=-1)
+    with pytest.raises(ValueError, match="support_shrinkage applies to"):
+        prepare(R, "pearson_baseline", support_shrinkage=5)
+    # plain cosine takes it too, and keeps none by default
+    np.testing.assert_allclose(
+        item_similarity(prepare(R, "cosine", support_shrinkage=0.0)).toarray(),
+        item_similarity(R, method="cosine").toarray(), atol=0)
+    n = np.diff(R.tocsc().indptr)
+    g = np.sqrt(n / (n + 4.0))
+    np.testing.assert_allclose(
+        item_similarity(prepare(R, "cosine", support_shrinkage=4.0)).toarray(),
+        item_similarity(R, method="cosine").toarray() * np.outer(g, g), atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("method", ["pearson", "cosine"])
 @pytest.mark.parametrize("shrinkage", [0.0, 4.0])
 def test_user_similarity_matches_formula(seed, method, shrinkage):
@@ -112,7 +153,8 @@ def _assert_bitwise(a, b):
     assert a.data.tobytes() == b.data.tobytes()
 
 
-@pytest.mark.parametrize("method", ["pearson", "adjusted_cosine", "cosine", "pearson_baseline"])
+@pytest.mark.parametrize("method", ["pearson", "adjusted_cosine", "cosine", "pearson_baseline",
+                                    "cosine_baseline"])
 def test_blocks_are_bitwise_equal_to_whole(method, monkeypatch):
     R = random_ratings(11, n_users=60, n_items=40, density=0.3)
     whole = item_similarity(R, method=method, shrinkage=3.0, k=5)
@@ -266,6 +308,43 @@ def test_fused_cosine_top_k_equals_the_scipy_path(binary, tops, ids, monkeypatch
 
 
 @pytest.mark.skipif(similarity._sp_matmul_topn is None, reason="sparse_dot_topn not installed")
+@pytest.mark.parametrize("tops", ["default", "whole rows", "one, then narrow, then whole rows"])
+@pytest.mark.parametrize("method", ["cosine_baseline", "cosine"])
+def test_fused_top_k_with_signed_values_keeps_the_positive_ones(tops, method, monkeypatch):
+    """Signed data (baseline residuals; cosine of centred values) goes through the fused
+    kernel only with positive_only: the same neighbours and values as the scipy path,
+    nothing <= 0, and blocks bitwise equal to the whole, whichever pass settles a row."""
+    widths = {"whole rows": lambda k: (None,),
+              "one, then narrow, then whole rows": lambda k: (1, k + 2, None)}
+    if tops != "default":
+        monkeypatch.setattr(similarity, "_FUSED_TOPS", widths[tops])
+    R = random_ratings(6, n_users=80, n_items=60, density=0.2)
+    if method == "cosine":
+        R.data -= 3.0
+    P = prepare(R, method)
+    assert not P.nonneg
+    calls = []
+    real = similarity._fused_cosine_topk
+    monkeypatch.setattr(similarity, "_fused_cosine_topk",
+                        lambda *a: calls.append(a[1:3]) or real(*a))
+    for k in (1, 4, 15):
+        fused = item_similarity(P, k=k, positive_only=True, n_jobs=2)
+        assert calls and fused.data.min() > 0
+        with monkeypatch.context() as m:
+            m.setattr(similarity, "USE_FUSED_TOPN", False)
+            plain = item_similarity(P, k=k, positive_only=True)
+        np.testing.assert_array_equal(fused.indptr, plain.indptr)
+        np.testing.assert_array_equal(fused.indices, plain.indices)
+        np.testing.assert_allclose(fused.data, plain.data, rtol=1e-12)
+        parts = [item_similarity_block(P, a, min(a + 7, 60), k=k, positive_only=True)
+                 for a in range(0, 60, 7)]
+        _assert_bitwise(sp.vstack(parts, format="csr"), fused)
+    calls.clear()
+    signed = item_similarity(P, k=59)  # negative neighbours wanted: not the fused kernel
+    assert not calls and signed.data.min() < 0
+
+
+@pytest.mark.skipif(similarity._sp_matmul_topn is None, reason="sparse_dot_topn not installed")
 def test_fused_whole_rows_survive_sums_that_cancel_to_zero(monkeypatch):
     """The whole-row pass on products with exact-zero sums (signed values; a stored zero
     weight) gives only real columns and the scipy path's neighbours (sparse_dot_topn
@@ -316,7 +395,7 @@ def test_top_k_rows_match_a_full_sort_and_leave_the_input_alone():
         _assert_bitwise(got, want)
 
 
-@pytest.mark.parametrize("method", ["pearson", "pearson_baseline", "cosine"])
+@pytest.mark.parametrize("method", ["pearson", "pearson_baseline", "cosine", "cosine_baseline"])
 def test_positive_only_drops_non_positive_values_before_the_top_k(method):
     R = random_ratings(13, n_users=50, n_items=40, density=0.5)
     R.data = R.data - 2.5  # signed values: cosine has negative similarities too

@@ -239,6 +239,30 @@ def test_sharded_run_through_tasks_equals_in_process_run(shop,
     assert rows_of(local)[1]
 
 
+@pytest.mark.parametrize("similarity", ["cosine_baseline", "auto"])
+def test_baseline_similarities_run_sharded_as_in_process(similarity, shop,
+                                                         django_capture_on_commit_callbacks):
+    """The engine's rating default (cosine of baseline residuals) through the pipeline:
+    by name or by "auto", sharded equals in process, and a shop without explicit ratings
+    falls back to cosine as for the other centred similarities."""
+    shop(sessions=2)
+    conf = {"SIMILARITY": similarity, "SHRINKAGE": 0}
+    with override_settings(SHOPRECO={**conf, "BLOCK_SIZE": 7, "USER_BATCH_SIZE": 5}):
+        with django_capture_on_commit_callbacks(execute=True):
+            eager = pipeline.request_full_recompute()
+    eager.refresh_from_db()
+    assert eager.status == RecomputeRun.Status.SUCCEEDED, eager.error
+    assert eager.params["method"] == "cosine_baseline"
+    with override_settings(SHOPRECO={**conf, "BLOCK_SIZE": 1000, "USER_BATCH_SIZE": 1000}):
+        local = pipeline.run_full_recompute()
+    assert rows_of(eager) == rows_of(local)
+    assert rows_of(local)[0] and rows_of(local)[1]
+    Rating.objects.all().delete()
+    with override_settings(SHOPRECO=conf):
+        implicit = pipeline.run_full_recompute()
+    assert implicit.params["method"] == "cosine"
+
+
 def test_failed_run_is_never_served_and_previous_run_stays(shop, monkeypatch):
     shop()
     good = pipeline.run_full_recompute()
