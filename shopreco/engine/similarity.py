@@ -49,6 +49,7 @@ from ._sparse import (
     pattern,
     row_ids,
     row_sums,
+    segment_ranges,
     take_where,
     topk_dense_block,
     topk_mask,
@@ -371,7 +372,7 @@ def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int)
     dealt = _balanced_rows(np.diff(P.left.indptr[start:stop + 1]), threads)
     pending = np.arange(b, dtype=np.int64) if dealt is None else dealt
     order, right = P.right_by_popularity  # columns come back as positions in ``order``
-    out_r, out_c, out_v = [], [], []
+    parts = []  # per pass: (rows settled, entries per row, columns, values)
     floor = None
     for top in _FUSED_TOPS(k):
         if pending.size == 0:
@@ -394,44 +395,54 @@ def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int)
                 # the top k (the 1e-9 margin covers any rounding difference between kernels)
                 C.data[C.data < floor[r]] = 0.0
             C = topk_rows(C, k)
-            out_r.append(pending[row_ids(C)])
-            out_c.append(C.indices.astype(np.int64))
-            out_v.append(C.data)
+            parts.append((pending, np.diff(C.indptr), C.indices, C.data))
             break
-        C = _sp_matmul_topn(A, right, top_n=top, threshold=0.0, sort=False, n_threads=nt)
+        # sort=True: each row comes largest value first, so the k best are a prefix
+        C = _sp_matmul_topn(A, right, top_n=top, threshold=0.0, sort=True, n_threads=nt)
         got = np.diff(C.indptr).astype(np.int64)
-        vals, cols = C.data, order.take(C.indices)
-        low = np.full(pending.size, np.inf)
+        low = np.full(pending.size, np.inf)  # the smallest value the kernel kept
         nz = np.nonzero(got)[0]
-        if nz.size:
-            low[nz] = np.minimum.reduceat(vals, C.indptr[nz])
-        valid = (cols != np.repeat(pending + start, got)) & (vals != 0)
-        vals, cols = take_where(valid, vals, cols)
+        low[nz] = C.data[C.indptr[1:][nz] - 1]
+        cols = order.take(C.indices)
+        valid = cols != np.repeat(pending + start, got)  # the threshold dropped the rest
+        vals, cols = take_where(valid, C.data, cols)
         counts = row_sums(valid, got)
-        sel = topk_mask(vals, cols, counts, k)  # ties to the smaller column
-        n_sel = row_sums(sel, counts)
+        starts = np.zeros(pending.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=starts[1:])
+        full = counts >= k
         kth = np.full(pending.size, -np.inf)  # k-th largest off-diagonal value
-        has = np.nonzero(n_sel)[0]  # reduceat needs every non-empty row's start
-        if has.size:
-            sel_starts = np.zeros(pending.size + 1, dtype=np.int64)
-            np.cumsum(n_sel, out=sel_starts[1:])
-            kth[has] = np.minimum.reduceat(vals[sel], sel_starts[has])
-            kth[n_sel < k] = -np.inf
+        kth[full] = vals[starts[:-1][full] + k - 1]
+        sel = np.arange(vals.size, dtype=np.int64) < np.repeat(starts[:-1] + k, counts)
+        # a tie group across the k-th place: the tied entries with the smallest columns
+        tied = np.nonzero(counts > k)[0]
+        tied = tied[vals[starts[tied] + k] == kth[tied]]
+        if tied.size:
+            seg, pos, _ = segment_ranges(starts, tied)
+            sel[pos] = topk_mask(vals[pos], cols[pos], counts[tied], k)
         # a row is settled when the kernel gave all of it, or when its k-th value beats the
         # lowest kept (a width of at most k + 1 may leave fewer than k besides the diagonal)
-        done = (got < top) | ((n_sel >= k) & (kth > low))
+        done = (got < top) | (full & (kth > low))
         floor = (kth * (1 - 1e-9))[~done]
         sel &= np.repeat(done, counts)
-        out_r.append(np.repeat(pending, row_sums(sel, counts)))
         sel_c, sel_v = take_where(sel, cols, vals)
-        out_c.append(sel_c)
-        out_v.append(sel_v)
+        parts.append((pending[done], np.minimum(counts, k)[done], sel_c, sel_v))
         pending = pending[~done]
-    rows, cols, vals = np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_v)
-    order = np.argsort(rows, kind="stable")
+    # place each pass's rows (whole runs of entries) at their rows' offsets: no sort
+    per_row = np.zeros(b, dtype=np.int64)
+    for rows, lens, _, _ in parts:
+        per_row[rows] = lens
     indptr = np.zeros(b + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=b), out=indptr[1:])
-    out = sp.csr_matrix((vals[order], cols[order], indptr), shape=(b, n))
+    np.cumsum(per_row, out=indptr[1:])
+    idx = np.int32 if max(n, indptr[-1]) < 2**31 else np.int64
+    out_c = np.empty(indptr[-1], dtype=idx)
+    out_v = np.empty(indptr[-1])
+    for rows, lens, c, v in parts:
+        run = np.zeros(rows.size + 1, dtype=np.int64)
+        np.cumsum(lens, out=run[1:])
+        dest = np.arange(run[-1], dtype=np.int64) + np.repeat(indptr[rows] - run[:-1], lens)
+        out_c[dest] = c
+        out_v[dest] = v
+    out = sp.csr_matrix((out_v, out_c, indptr.astype(idx)), shape=(b, n))
     out.sort_indices()
     return out
 
