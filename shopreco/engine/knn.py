@@ -223,13 +223,18 @@ class _NeighbourModel:
     def _position_table(self) -> np.ndarray | None:
         """Position of every (object, context) rating in the object-major data, -1 if
         unrated, as a dense int32 table when it is small (<= _TABLE_CELLS cells: 64 MiB);
-        None otherwise (lookups then binary-search the sorted keys)."""
+        None otherwise (lookups then binary-search the sorted keys).
+
+        The table is context-major (cell ctx * n_obj + obj): one pair's neighbours are
+        looked up in one context's line, close together, instead of one line apart each
+        (a third of the predict time on MovieLens went to those cache misses)."""
         if "_pos_table" not in self.__dict__:
             (n_obj, n_ctx), keys, _ = self._prediction_state()
             table = None
             if n_obj * n_ctx <= _TABLE_CELLS and keys.size < 2**31:
                 table = np.full(n_obj * n_ctx, -1, dtype=np.int32)
-                table[keys] = np.arange(keys.size, dtype=np.int32)
+                obj, ctx = np.divmod(keys, n_ctx)
+                table[ctx * n_obj + obj] = np.arange(keys.size, dtype=np.int32)
             self._pos_table = table
         return self._pos_table
 
@@ -295,18 +300,20 @@ class _NeighbourModel:
 
     def _predict_chunk(self, obj, ctx, users, items, fallback):
         S = self.similarity_
-        (_, n_ctx), keys, resid = self._prediction_state()
+        (n_obj, n_ctx), keys, resid = self._prediction_state()
         seg, pos, _ = segment_ranges(S.indptr, obj)
         nb = S.indices[pos]
-        key = nb.astype(np.int64)
-        key *= n_ctx
-        key += np.repeat(ctx, np.diff(S.indptr)[obj])
         table = self._position_table()
         if table is not None:
-            # dense (object, context) -> entry position table: one gather per lookup
+            # dense (context, object) -> entry position table: one gather per lookup
+            key = np.repeat(ctx * np.int64(n_obj), np.diff(S.indptr)[obj])
+            key += nb
             kpos = table[key]
             hit = np.nonzero(kpos >= 0)[0]
         else:
+            key = nb.astype(np.int64)
+            key *= n_ctx
+            key += np.repeat(ctx, np.diff(S.indptr)[obj])
             kpos = np.minimum(np.searchsorted(keys, key), max(keys.size - 1, 0))
             found = keys[kpos] == key if keys.size else np.zeros(key.size, bool)
             hit = np.nonzero(found)[0]
