@@ -1,8 +1,9 @@
 """shopreco.engine side by side with Surprise and implicit: same data, same folds, one run.
 
 (a) rating prediction, MovieLens latest-small, 5-fold CV (seed 0): ItemKNN()/UserKNN()
-    defaults vs Surprise KNNWithMeans (user, item; pearson), KNNBaseline (item,
-    pearson_baseline) and SVD.
+    defaults (plus ItemKNN on KNNBaseline's own pearson_baseline recipe, for reference) vs
+    Surprise KNNWithMeans (user, item; pearson), KNNBaseline (item, pearson_baseline) and
+    SVD.
 (b) top-10 ranking on the same ratings as binary implicit feedback, split by implicit's own
     train_test_split(0.8, random_state=0), every model scored by implicit's own
     ranking_metrics_at_k (our model wrapped as an implicit recommender) and by one shared
@@ -54,6 +55,7 @@ SURPRISE_MODELS = (
     "Surprise SVD",
 )
 KNNBASELINE = SURPRISE_MODELS[2]
+REFERENCE_MODEL = "shopreco ItemKNN(similarity=\"pearson_baseline\") (reference)"
 
 
 def _ours() -> tuple[dict[str, Any] | None, str | None]:
@@ -100,12 +102,19 @@ def _run_ours_ratings(data: common.Ratings, folds: list[np.ndarray], classes: di
                       ) -> dict[str, dict[str, list]]:
     results: dict[str, dict[str, list]] = {}
     n = len(data)
-    for cls_name in ("ItemKNN", "UserKNN"):
+    models = {
+        "shopreco ItemKNN()": lambda: classes["ItemKNN"](),
+        "shopreco UserKNN()": lambda: classes["UserKNN"](),
+        # KNNBaseline's own recipe in our engine (ItemKNN's default before cosine_baseline):
+        # the same similarity as the peer, so its time compares like for like
+        REFERENCE_MODEL: lambda: classes["ItemKNN"](similarity="pearson_baseline"),
+    }
+    for label, make in models.items():
         res = {"rmse": [], "mae": [], "rmse_unclipped": [], "fit": [], "predict": [],
                "nonfinite": []}
         for test in folds:
             R = data.matrix(common.train_indices(n, test))
-            model = classes[cls_name]()
+            model = make()
             _, fit_s = common.timed(lambda m=model, R=R: m.fit(R))
             est, pred_s = common.timed(lambda m=model, t=test: m.predict(data.u[t], data.i[t]))
             est = np.asarray(est, dtype=np.float64)
@@ -120,7 +129,7 @@ def _run_ours_ratings(data: common.Ratings, folds: list[np.ndarray], classes: di
             res["mae"].append(mae)
             res["fit"].append(fit_s)
             res["predict"].append(pred_s)
-        results[f"shopreco {cls_name}()"] = res
+        results[label] = res
     return results
 
 
@@ -234,7 +243,8 @@ def section_ratings(reuse_peers: bool) -> tuple[str, list[list[str]]]:
         targets.append(["(a) 5-fold time <= 1/10 of KNNBaseline", "engine missing",
                         common.verdict(None)])
         return "\n".join(lines), targets
-    best = min(ours, key=lambda k: np.mean(ours[k]["rmse"]))
+    # the defaults compete; the reference row (KNNBaseline's recipe) is shown, not chosen
+    best = min((k for k in ours if k != REFERENCE_MODEL), key=lambda k: np.mean(ours[k]["rmse"]))
     best_rmse = float(np.mean(ours[best]["rmse"]))
     best_total = sum(ours[best]["fit"]) + sum(ours[best]["predict"])
     folds_better = sum(a < b for a, b in
@@ -263,7 +273,8 @@ def section_ratings(reuse_peers: bool) -> tuple[str, list[list[str]]]:
     # our models that meets both RMSE targets on its own (a looser reading of the issue).
     qualifying = {
         k: v for k, v in ours.items()
-        if np.mean(v["rmse"]) <= RMSE_TARGET and np.mean(v["rmse"]) < base_rmse
+        if k != REFERENCE_MODEL and np.mean(v["rmse"]) <= RMSE_TARGET
+        and np.mean(v["rmse"]) < base_rmse
     }
     if qualifying:
         fast = min(qualifying, key=lambda k: sum(ours[k]["fit"]) + sum(ours[k]["predict"]))
