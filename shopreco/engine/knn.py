@@ -114,8 +114,9 @@ class _NeighbourModel:
                                   or damping < 0):
             raise ValueError(f"damping must be 'auto' or a finite number >= 0, got {damping!r}")
         self.damping = damping
-        if support_shrinkage is not None and (not np.isfinite(support_shrinkage)
-                                              or support_shrinkage < 0):
+        if support_shrinkage is not None and (
+                isinstance(support_shrinkage, (str, bytes, bool))
+                or not np.isfinite(support_shrinkage) or support_shrinkage < 0):
             raise ValueError(f"support_shrinkage must be None or a number >= 0, "
                              f"got {support_shrinkage!r}")
         self.support_shrinkage = support_shrinkage
@@ -421,9 +422,11 @@ class ItemKNN(_NeighbourModel):
       RMSE 0.8449 / 0.8435 against 0.8469 / 0.8465 for KNNBaseline's recipe
       (``pearson_baseline`` with co-count shrinkage 100, still available), and it is one
       plain sparse product that the fused top-k kernel computes: fit about 1.7 times
-      faster. The support shrinkage (``support_shrinkage``, None = 10) stands in for the
-      co-count shrinkage, which would need a second product per pair: 0.8467 with 5,
-      0.8449 with 10, 0.8448 with 20; without either, 0.8554.
+      faster. The support shrinkage (``support_shrinkage``: beta of the cosine methods,
+      None = the method's default, 10 for ``cosine_baseline`` and none for ``cosine``;
+      other methods refuse it at fit) stands in for the co-count shrinkage, which would
+      need a second product per pair: 0.8467 with 5, 0.8449 with 10, 0.8448 with 20;
+      without either, 0.8554.
     - ``k``: neighbours per prediction and per item in the ranking score.
     - ``damping`` ("auto": 0.5 with the baseline similarities, else 0 = issue 3's formula): added
       to the prediction's denominator, so a correction resting on a few weak neighbours

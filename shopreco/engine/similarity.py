@@ -63,7 +63,8 @@ try:  # fused multithreaded sparse product + top-n (C++); optional, scipy path o
 except ImportError:  # pragma: no cover - exercised only where it is not installed
     _sp_matmul_topn = None
 
-# Use the fused top-n kernel for plain cosine with k (set False to force the scipy path).
+# Use the fused top-n kernel for the cosine methods with k and no co-count shrinkage, on
+# non-negative data or with positive_only (set False to force the scipy path).
 USE_FUSED_TOPN = True
 
 ITEM_METHODS = ("pearson", "adjusted_cosine", "cosine", "pearson_baseline", "cosine_baseline")
@@ -158,7 +159,8 @@ def prepare(
         raise ValueError(f"method must be one of {allowed} for {kind} similarity, got {method!r}")
     if support_shrinkage is None:
         support_shrinkage = DEFAULT_SUPPORT_SHRINKAGE if method == "cosine_baseline" else 0.0
-    if not np.isfinite(support_shrinkage) or support_shrinkage < 0:
+    if (isinstance(support_shrinkage, (str, bytes, bool))
+            or not np.isfinite(support_shrinkage) or support_shrinkage < 0):
         raise ValueError(f"support_shrinkage must be a finite number >= 0, "
                          f"got {support_shrinkage!r}")
     if support_shrinkage and method not in _COSINE:
@@ -217,11 +219,13 @@ def _col_means(M: sp.csr_matrix) -> np.ndarray:
     return np.divide(sums, cnt, out=np.zeros(M.shape[1]), where=cnt > 0)
 
 
-def _check(shrinkage: float, k: int | None) -> None:
+def _check(shrinkage: float, k: int | None) -> int | None:
+    """Validate the common arguments; returns ``k`` as an int (3.0 -> 3) or None."""
     if not np.isfinite(shrinkage) or shrinkage < 0:
         raise ValueError(f"shrinkage must be a finite number >= 0, got {shrinkage!r}")
     if k is not None and (int(k) != k or k < 1):
         raise ValueError(f"k must be a positive integer or None, got {k!r}")
+    return None if k is None else int(k)
 
 
 def _restricted_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: int | None,
@@ -335,8 +339,11 @@ def _FUSED_TOPS(k: int) -> tuple:  # noqa: N802 - a tunable, patched by the benc
     the k-th value fits in the width; binary data has many equal cosines: on 5M synthetic
     interactions (k=50) a first width of k + 2 left 3.8k of 20k rows to a second pass
     (~0.5 s of ~3.9 s), k + 10 none, at the same kernel time. So k + max(10, k/4) first;
-    4k for the rows still tied; None = whole rows, for tie groups wider still."""
-    return (k + max(10, k // 4), 4 * k, None)
+    4k (at least twice the first width, so that it is wider for small k) for the rows
+    still tied; None = whole rows, for tie groups wider still. A width reaching the number
+    of objects also means whole rows."""
+    first = k + max(10, k // 4)
+    return (first, max(4 * k, 2 * first), None)
 
 
 def _balanced_rows(work: np.ndarray, threads: int) -> np.ndarray | None:
@@ -374,7 +381,10 @@ def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int)
     order, right = P.right_by_popularity  # columns come back as positions in ``order``
     parts = []  # per pass: (rows settled, entries per row, columns, values)
     floor = None
-    for top in _FUSED_TOPS(k):
+    tops = _FUSED_TOPS(k)
+    if tops[-1] is not None:
+        tops = (*tops, None)  # every row must settle: the last pass takes whole rows
+    for top in tops:
         if pending.size == 0:
             break
         if dealt is not None or pending.size < b:
@@ -382,7 +392,9 @@ def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int)
         else:  # all rows in their own order; a slice copies: the whole matrix goes as it is
             A = P.left if b == P.left.shape[0] else P.left[start:stop]
         if top is None or top >= n:
-            # last resort (big tie groups at the k-th value): whole rows, bucketed top-k.
+            # last resort (tie groups at the k-th value wider than the widths asked, or a
+            # width reaching the catalogue: small catalogues go here at once): whole rows,
+            # bucketed top-k.
             # scipy's product, not sparse_dot_topn's sp_matmul: 1.2.0 leaves uninitialised
             # entries (garbage columns and values) where a sum cancels to exactly 0, which
             # signed values and stored zeros (a TF-IDF weight of 0) can give
@@ -473,7 +485,7 @@ def item_similarity_block(
     ``method`` may be omitted). Returns CSR of shape (stop - start, n_items), bitwise equal
     to ``item_similarity(...)[start:stop]``. This is the unit a task queue shards.
     """
-    _check(shrinkage, k)
+    k = _check(shrinkage, k)
     P = _resolve(R, method, "item", "pearson")
     if not (0 <= start <= stop <= P.n_objects):
         raise ValueError(f"need 0 <= start <= stop <= {P.n_objects}, got {start}, {stop}")
@@ -492,7 +504,7 @@ def item_similarity(
 
     ``method`` defaults to ``"pearson"``, or to the method ``R`` was prepared for.
     """
-    _check(shrinkage, k)
+    k = _check(shrinkage, k)
     P = _resolve(R, method, "item", "pearson")
     return _similarity_rows(P, 0, P.n_objects, float(shrinkage), k, n_jobs, positive_only)
 
@@ -508,7 +520,7 @@ def user_similarity_block(
     positive_only: bool = False,
 ) -> sp.csr_matrix:
     """Rows [start, stop) of the user-user similarity (see :func:`item_similarity_block`)."""
-    _check(shrinkage, k)
+    k = _check(shrinkage, k)
     P = _resolve(R, method, "user", "pearson")
     if not (0 <= start <= stop <= P.n_objects):
         raise ValueError(f"need 0 <= start <= stop <= {P.n_objects}, got {start}, {stop}")
@@ -525,6 +537,6 @@ def user_similarity(
 ) -> sp.csr_matrix:
     """User x user similarity (CSR): ``pearson`` (default), ``cosine`` or
     ``pearson_baseline``; a prepared ``R`` brings its own method."""
-    _check(shrinkage, k)
+    k = _check(shrinkage, k)
     P = _resolve(R, method, "user", "pearson")
     return _similarity_rows(P, 0, P.n_objects, float(shrinkage), k, n_jobs, positive_only)

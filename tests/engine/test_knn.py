@@ -213,8 +213,12 @@ def test_errors():
         ItemKNN(damping=-1.0)
     with pytest.raises(ValueError, match="max_neighbours"):
         ItemKNN(max_neighbours="many")
-    with pytest.raises(ValueError, match="support_shrinkage"):
-        ItemKNN(support_shrinkage=-2)
+    for bad in (-2, "10"):
+        with pytest.raises(ValueError, match="support_shrinkage"):
+            ItemKNN(support_shrinkage=bad)
+    # a method it does not apply to refuses it at fit, naming it
+    with pytest.raises(ValueError, match="support_shrinkage applies to"):
+        UserKNN(support_shrinkage=10).fit(random_ratings(0))
     with pytest.raises(RuntimeError, match="not fitted"):
         ItemKNN().predict([0], [0])
     model = ItemKNN().fit(random_ratings(0))

@@ -90,8 +90,9 @@ def test_cosine_baseline_matches_formula(seed, shrinkage, support):
 
 def test_support_shrinkage_is_checked():
     R = random_ratings(0)
-    with pytest.raises(ValueError, match="support_shrinkage must be a finite number"):
-        prepare(R, "cosine_baseline", support_shrinkage=-1)
+    for bad in (-1, "10", float("nan"), True):
+        with pytest.raises(ValueError, match="support_shrinkage must be a finite number"):
+            prepare(R, "cosine_baseline", support_shrinkage=bad)
     with pytest.raises(ValueError, match="support_shrinkage applies to"):
         prepare(R, "pearson_baseline", support_shrinkage=5)
     # plain cosine takes it too, and keeps none by default
@@ -364,6 +365,31 @@ def test_fused_whole_rows_survive_sums_that_cancel_to_zero(monkeypatch):
         np.testing.assert_array_equal(fused.indptr, plain.indptr)
         np.testing.assert_array_equal(fused.indices, plain.indices)
         np.testing.assert_allclose(fused.data, plain.data, rtol=1e-12)
+
+
+def test_fused_widths_grow_and_every_row_settles(monkeypatch):
+    """Each width asked of the kernel is wider than the one before (small k included),
+    and widths patched without a final whole-row pass still settle every row."""
+    for k in range(1, 400):
+        tops = similarity._FUSED_TOPS(k)
+        assert tops[-1] is None and all(a < b for a, b in zip(tops[:-2], tops[1:-1], strict=True))
+    if similarity._sp_matmul_topn is None:
+        pytest.skip("sparse_dot_topn not installed")
+    B = sp.csr_matrix(np.ones((6, 30)))  # 30 identical items: every cosine ties
+    monkeypatch.setattr(similarity, "_FUSED_TOPS", lambda k: (k + 2,))
+    got = item_similarity(B, method="cosine", k=1)
+    with monkeypatch.context() as m:
+        m.setattr(similarity, "USE_FUSED_TOPN", False)
+        want = item_similarity(B, method="cosine", k=1)
+    _assert_bitwise(got, want)
+    assert np.diff(got.indptr).tolist() == [1] * 30
+
+
+def test_whole_number_k_may_be_a_float():
+    R = random_ratings(2, n_users=30, n_items=20)
+    for method in ("pearson", "cosine"):
+        _assert_bitwise(item_similarity(R, method=method, k=3.0),
+                        item_similarity(R, method=method, k=3))
 
 
 def test_top_k_rows_match_a_full_sort_and_leave_the_input_alone():
