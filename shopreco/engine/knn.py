@@ -37,7 +37,13 @@ from ._sparse import (
     topk_rows,
 )
 from .baseline import Baselines, fit_baselines
-from .similarity import BASELINE_METHODS, item_similarity, prepare, user_similarity
+from .similarity import (
+    BASELINE_METHODS,
+    check_support_shrinkage,
+    item_similarity,
+    prepare,
+    user_similarity,
+)
 
 # Max entries of one expanded (pair x neighbour) chunk in predict / reasons.
 _CHUNK = 1_000_000
@@ -114,11 +120,8 @@ class _NeighbourModel:
                                   or damping < 0):
             raise ValueError(f"damping must be 'auto' or a finite number >= 0, got {damping!r}")
         self.damping = damping
-        if support_shrinkage is not None and (
-                isinstance(support_shrinkage, (str, bytes, bool))
-                or not np.isfinite(support_shrinkage) or support_shrinkage < 0):
-            raise ValueError(f"support_shrinkage must be None or a number >= 0, "
-                             f"got {support_shrinkage!r}")
+        if support_shrinkage is not None:
+            check_support_shrinkage(support_shrinkage)
         self.support_shrinkage = support_shrinkage
 
     # ------------------------------------------------------------------ fit
@@ -304,17 +307,18 @@ class _NeighbourModel:
         (n_obj, n_ctx), keys, resid = self._prediction_state()
         seg, pos, _ = segment_ranges(S.indptr, obj)
         nb = S.indices[pos]
+        lens = np.diff(S.indptr)[obj]
         table = self._position_table()
         if table is not None:
             # dense (context, object) -> entry position table: one gather per lookup
-            key = np.repeat(ctx * np.int64(n_obj), np.diff(S.indptr)[obj])
+            key = np.repeat(ctx * np.int64(n_obj), lens)
             key += nb
             kpos = table[key]
             hit = np.nonzero(kpos >= 0)[0]
         else:
             key = nb.astype(np.int64)
             key *= n_ctx
-            key += np.repeat(ctx, np.diff(S.indptr)[obj])
+            key += np.repeat(ctx, lens)
             kpos = np.minimum(np.searchsorted(keys, key), max(keys.size - 1, 0))
             found = keys[kpos] == key if keys.size else np.zeros(key.size, bool)
             hit = np.nonzero(found)[0]

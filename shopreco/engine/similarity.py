@@ -159,10 +159,7 @@ def prepare(
         raise ValueError(f"method must be one of {allowed} for {kind} similarity, got {method!r}")
     if support_shrinkage is None:
         support_shrinkage = DEFAULT_SUPPORT_SHRINKAGE if method == "cosine_baseline" else 0.0
-    if (isinstance(support_shrinkage, (str, bytes, bool))
-            or not np.isfinite(support_shrinkage) or support_shrinkage < 0):
-        raise ValueError(f"support_shrinkage must be a finite number >= 0, "
-                         f"got {support_shrinkage!r}")
+    check_support_shrinkage(support_shrinkage)
     if support_shrinkage and method not in _COSINE:
         # a restricted correlation would divide the scale out again
         raise ValueError(f"support_shrinkage applies to {_COSINE}, not {method!r}")
@@ -204,6 +201,13 @@ def prepare(
         X2 = X2T = None
     nonneg = bool(X.nnz == 0 or X.data.min() >= 0)
     return Prepared(method, kind, X.shape[1], XT, X, X2T, X2, binary, nonneg)
+
+
+def check_support_shrinkage(value: float) -> None:
+    """Refuse a support shrinkage that is not a finite number >= 0 (strings and booleans
+    included, which numpy would take or fail on with a TypeError)."""
+    if isinstance(value, str | bytes | bool) or not np.isfinite(value) or value < 0:
+        raise ValueError(f"support_shrinkage must be a finite number >= 0, got {value!r}")
 
 
 def _row_means(M: sp.csr_matrix) -> np.ndarray:
@@ -448,10 +452,8 @@ def _fused_cosine_topk(P: Prepared, start: int, stop: int, k: int, threads: int)
     idx = np.int32 if max(n, indptr[-1]) < 2**31 else np.int64
     out_c = np.empty(indptr[-1], dtype=idx)
     out_v = np.empty(indptr[-1])
-    for rows, lens, c, v in parts:
-        run = np.zeros(rows.size + 1, dtype=np.int64)
-        np.cumsum(lens, out=run[1:])
-        dest = np.arange(run[-1], dtype=np.int64) + np.repeat(indptr[rows] - run[:-1], lens)
+    for rows, _, c, v in parts:
+        _, dest, _ = segment_ranges(indptr, rows)
         out_c[dest] = c
         out_v[dest] = v
     out = sp.csr_matrix((out_v, out_c, indptr.astype(idx)), shape=(b, n))
