@@ -321,7 +321,7 @@ def _warm_neighbour_lists(run_id: int, written: dict, snap: Snapshot,
         return
     try:
         n = snap.n_products
-        popularity = np.diff(snap.R.tocsc().indptr)
+        popularity = np.bincount(snap.R.indices, minlength=n)  # no column-major copy
         chosen = np.sort(np.argsort(-popularity, kind="stable")[:WARM_NEIGHBOUR_LISTS])
         gone = set(runs.missing_products(product_keys))
         alive = np.array([k not in gone for k in product_keys], dtype=bool)

@@ -18,9 +18,11 @@ from django.core.exceptions import ImproperlyConfigured
 from shopreco.conf import reco_settings
 from shopreco.engine import item_similarity, item_similarity_block, prepare
 from shopreco.engine.knn import ItemKNN
+from shopreco.engine.similarity import ITEM_METHODS
 from shopreco.pipeline.matrix import REASONS, Snapshot
 
-CENTRED = ("pearson", "adjusted_cosine", "pearson_baseline", "cosine_baseline")
+# every item similarity but plain cosine centres the values (on means or baselines)
+CENTRED = tuple(m for m in ITEM_METHODS if m != "cosine")
 
 
 def run_params() -> dict[str, Any]:
