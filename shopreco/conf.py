@@ -25,9 +25,19 @@ DEFAULTS: dict[str, Any] = {
     "OWNED_EVENT_KINDS": ["purchase"],
     # Exclude products the user already rated or bought from personal lists.
     "EXCLUDE_OWNED": True,
-    # Engine parameters for the recompute pipeline.
-    "ALGORITHM": "item",
-    "SIMILARITY": "adjusted_cosine",
+    # Ranking model of the recompute pipeline: "ease" (Steck 2019), "item" (item-based kNN)
+    # or "user" (user-based kNN).
+    "ALGORITHM": "ease",
+    # EASE: L2 regularisation ("auto": from the data), items in the dense solve (the most
+    # interacted; the rest are ranked by item cosine), popularity penalty (exponent beta:
+    # weights into a product are divided by its interactions ** beta; 0 = none).
+    "EASE_LAMBDA": "auto",
+    "EASE_MAX_ITEMS": 10000,
+    "POPULARITY_PENALTY": 0.0,
+    # Item similarity of "item" (and of "user"'s similar lists): "auto" is cosine over TF-IDF
+    # weighted preferences; a centred method (adjusted_cosine, pearson, ...) ranks by
+    # rating values instead, the rating-prediction recipe.
+    "SIMILARITY": "auto",
     "NEIGHBOURS": 50,
     "SHRINKAGE": 10.0,
     "RECOMMENDATIONS_PER_USER": 50,

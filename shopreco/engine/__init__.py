@@ -5,6 +5,7 @@ popularity and offline evaluation (:mod:`shopreco.engine.evaluate`).
 """
 
 from .baseline import Baselines, fit_baselines
+from .ease import EASE, auto_lambda, ease_weights
 from .knn import ItemKNN, UserKNN, tfidf_weight
 from .popularity import popularity
 from .similarity import (
@@ -18,6 +19,9 @@ from .similarity import (
 
 __all__ = [
     "Baselines",
+    "EASE",
+    "auto_lambda",
+    "ease_weights",
     "ItemKNN",
     "UserKNN",
     "Prepared",

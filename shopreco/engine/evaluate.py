@@ -78,6 +78,28 @@ def leave_one_out(R, seed: int = 0, timestamps=None) -> tuple[sp.csr_matrix, sp.
     return _subset(R, ~test), _subset(R, test)
 
 
+def random_holdout(R, test_fraction: float = 0.2, seed: int = 0):
+    """Each stored entry goes to the test set with probability ``test_fraction`` (seeded),
+    as implicit's ``train_test_split`` does; users keep their rows in both parts."""
+    R = as_csr(R)
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction!r}")
+    test = np.random.default_rng(seed).random(R.nnz) < test_fraction
+    return _subset(R, ~test), _subset(R, test)
+
+
+def leave_last_n(R, timestamps, n: int = 1) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Per user with more than ``n`` interactions, the latest ``n`` (by ``timestamps``,
+    ties: the smaller item index) are held out: what a shop sees next."""
+    R = as_csr(R)
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    key = _entry_timestamps(R, timestamps)
+    counts = np.diff(R.indptr)[row_ids(R)]
+    test = (_rank_in_row(R, key) < n) & (counts > n)
+    return _subset(R, ~test), _subset(R, test)
+
+
 def temporal_split(R, timestamps, test_fraction: float = 0.2):
     """Per user, the latest ``test_fraction`` of interactions (rounded, at least one when
     the user has two or more, never all) go to test: training never sees the future of a
@@ -132,6 +154,14 @@ def _hits(recs, relevant, k):
     n_rel = np.diff(rel.indptr)
     has = n_rel > 0
     return hit[has], n_rel[has], k
+
+
+def ranking_precision_at_k(recs, relevant, k: int | None = None) -> float:
+    """Hits over all users / sum over users of min(k, relevant items): implicit's
+    ``ranking_metrics_at_k`` precision, which a user with fewer than k relevant items
+    does not drag down."""
+    hit, n_rel, k = _hits(recs, relevant, k)
+    return float(hit.sum() / np.minimum(n_rel, k).sum()) if hit.size else float("nan")
 
 
 def precision_at_k(recs, relevant, k: int | None = None) -> float:

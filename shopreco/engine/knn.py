@@ -408,6 +408,24 @@ class _NeighbourModel:
             return out_items, out_scores, None
         return out_items, out_scores, self._reasons(users, out_items)
 
+    def similar_items(self, item_idx: int, n: int = 10) -> list[tuple[int, float]]:
+        """The ``n`` items most similar to ``item_idx``: [(item, score)], best first (ties:
+        smaller index). ItemKNN reads its neighbour list; UserKNN, which has none, takes
+        the cosine of the item's column with every other column of the fitted weights."""
+        self._check_fitted()
+        if not 0 <= int(item_idx) < self.n_items_:
+            raise ValueError(f"item index out of range: {item_idx}")
+        if self._kind == "item":
+            row = self._rank[int(item_idx)].toarray().ravel()
+        else:
+            C = self.R_.tocsc()
+            norms = np.sqrt(np.asarray(C.multiply(C).sum(axis=0)).ravel())
+            col = C[:, int(item_idx)]
+            dots = np.asarray((col.T @ C).todense()).ravel()
+            row = np.divide(dots, norms * norms[int(item_idx)], out=np.zeros_like(dots),
+                            where=norms > 0)
+        return _top_of_row(row, int(item_idx), n)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "similarity_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(R) first")
@@ -545,6 +563,15 @@ class UserKNN(_NeighbourModel):
         v, contrib = v[found], contrib[found]
         order = np.lexsort((v, -contrib))[:top]
         return [(int(v[o]), float(contrib[o])) for o in order]
+
+
+def _top_of_row(row: np.ndarray, item_idx: int, n: int) -> list[tuple[int, float]]:
+    """Top-``n`` positive entries of a dense score row, the item itself left out."""
+    row = np.asarray(row, dtype=np.float64).copy()
+    row[item_idx] = 0.0
+    cand = np.flatnonzero(row > 0)
+    order = cand[np.lexsort((cand, -row[cand]))][: int(n)]
+    return [(int(j), float(row[j])) for j in order]
 
 
 def _chunk_bounds(lens: np.ndarray, budget: int) -> np.ndarray:

@@ -63,6 +63,7 @@ STAGES = {"load": 0.0, "similarities": 10.0, "recommendations": 50.0, "write": 8
 SNAPSHOT = "snapshot"
 SIMILARITY = "similarity"
 ALSO_BOUGHT = "also_bought"
+EASE_PARTS = "ease"  # EASE's dense head weights and tail: batches and refreshes score with them
 # Users active while the run computed get a refresh after activation, at most this many.
 MAX_CATCH_UP_REFRESHES = 10000
 
@@ -93,6 +94,15 @@ def load_run_snapshot(run: RecomputeRun | int) -> Snapshot:
 def load_run_similarity(run: RecomputeRun | int):
     """The run's item-item similarity (CSR, top stored neighbours per row)."""
     return storage.cached(run_file(_run(run), SIMILARITY), storage.csr_from_bytes)
+
+
+def load_run_ease_parts(run: RecomputeRun | int) -> tuple | None:
+    """(head, dense weights, tail) of an EASE run, once per process; None for other models."""
+    run = _run(run)
+    if run.params.get("method") != "ease":
+        return None
+    return storage.cached(run_file(run, EASE_PARTS), lambda data: (
+        compute.ease_parts_from_arrays(storage.arrays_from_bytes(data))))
 
 
 _prep_cache: dict[str, Any] = {}
@@ -126,7 +136,7 @@ def start_run(run_id: int) -> dict[str, Any] | None:
     ab = compute.also_bought(snap, params)
     storage.save_bytes(run_file(run, ALSO_BOUGHT), storage.csr_to_bytes(ab))
     plan = {
-        "blocks": compute.blocks(snap.n_products, params["block_size"]),
+        "blocks": compute.blocks_for(snap, params),
         "batches": compute.user_batches(snap.n_users, params["user_batch_size"]),
     }
     params.update(n_blocks=len(plan["blocks"]), n_batches=len(plan["batches"]))
@@ -155,18 +165,15 @@ def compute_block(run_id: int, index: int, start: int, stop: int,
     params = run.params
     snap = load_run_snapshot(run)
     P = _prepared_cache(f"{run_file(run, SNAPSHOT)}:{params['method']}",
-                        lambda: _prepare(snap, params["method"]))
-    S = compute.similarity_block(snap, params, start, stop, prepared=P, n_jobs=n_jobs)
+                        lambda: compute.prepared(snap, params))
+    S = compute.similarity_block(snap, params, start, stop, shared=P, n_jobs=n_jobs)
+    if params["method"] == "ease" and index == 0:
+        storage.save_bytes(run_file(run, EASE_PARTS), storage.arrays_to_bytes(
+            compress=False, **compute.ease_parts_to_arrays(P)))
     name = storage.save_bytes(run_file(run, _block_name(index)), storage.csr_to_bytes(S))
     share = (STAGES["recommendations"] - STAGES["similarities"]) / max(params["n_blocks"], 1)
     runs.beat(run_id, add_progress=share)
     return name
-
-
-def _prepare(snap: Snapshot, method: str):
-    from shopreco.engine import prepare
-
-    return prepare(snap.R, method, kind="item")
 
 
 def assemble_similarities(run_id: int) -> None:
@@ -186,12 +193,17 @@ def assemble_similarities(run_id: int) -> None:
 _model_cache: dict[str, Any] = {}
 
 
-def _model(run: RecomputeRun, snap: Snapshot):
-    """The fitted ItemKNN of a run, once per worker process (batches of a run share it)."""
+def _model(run: RecomputeRun, snap: Snapshot, start: int, stop: int):
+    """The run's ranking model, once per worker process (batches of a run share it); the
+    user-based model is made per batch (it holds only the batch's similarity rows)."""
+    if run.params["algorithm"] == "user":
+        return compute.fit_model(snap, load_run_similarity(run), run.params,
+                                 user_rows=(start, stop))
     key = run_file(run, SIMILARITY)
     if key not in _model_cache:
         _model_cache.clear()
-        _model_cache[key] = compute.fit_model(snap, load_run_similarity(run), run.params)
+        _model_cache[key] = compute.fit_model(snap, load_run_similarity(run), run.params,
+                                              ease_parts=load_run_ease_parts(run))
     return _model_cache[key]
 
 
@@ -200,7 +212,7 @@ def compute_batch(run_id: int, index: int, start: int, stop: int) -> str:
     run = runs.ensure_running(run_id)
     params = run.params
     snap = load_run_snapshot(run)
-    batch = compute.recommend(_model(run, snap), snap, params,
+    batch = compute.recommend(_model(run, snap, start, stop), snap, params,
                               np.arange(start, stop, dtype=np.int64))
     name = storage.save_bytes(run_file(run, _batch_name(index)),
                               storage.arrays_to_bytes(**batch.to_arrays()))
@@ -350,7 +362,8 @@ def housekeeping(run_id: int | None = None) -> dict[str, Any]:
     run = RecomputeRun.objects.filter(pk=run_id).first() if run_id is not None else None
     if run is not None and run.status == RecomputeRun.Status.SUCCEEDED:
         storage.delete_run_files(run.pk, keep=tuple(
-            run_file(run, base).rsplit("/", 1)[-1] for base in (SNAPSHOT, SIMILARITY)),
+            run_file(run, base).rsplit("/", 1)[-1]
+            for base in (SNAPSHOT, SIMILARITY, EASE_PARTS)),
             prefix=run.params.get("snapshot_prefix"))
     pruned = runs.prune()
     writer.vacuum_analyze(ItemSimilarity, Recommendation)

@@ -16,24 +16,32 @@ import scipy.sparse as sp
 from django.core.exceptions import ImproperlyConfigured
 
 from shopreco.conf import reco_settings
-from shopreco.engine import item_similarity, item_similarity_block, prepare
-from shopreco.engine.knn import ItemKNN
-from shopreco.engine.similarity import ITEM_METHODS
-from shopreco.pipeline.matrix import REASONS, Snapshot
+from shopreco.engine import EASE, ItemKNN, UserKNN, prepare, tfidf_weight
+from shopreco.engine.similarity import (
+    ITEM_METHODS,
+    item_similarity,
+    item_similarity_block,
+    user_similarity_block,
+)
+from shopreco.pipeline.matrix import REASONS, Snapshot, preferences
 
-# every item similarity but plain cosine centres the values (on means or baselines)
+# Ranking models the pipeline runs (SHOPRECO["ALGORITHM"]).
+ALGORITHMS = ("ease", "item", "user")
+# every item similarity but plain cosine centres the values (on means or baselines); they
+# rank by rating values (the rating-prediction recipe), the others by preference weights
 CENTRED = tuple(m for m in ITEM_METHODS if m != "cosine")
 
 
 def run_params() -> dict[str, Any]:
     """Settings frozen into the run at request time, so every task of a run agrees."""
     algorithm = str(reco_settings.ALGORITHM)
-    if algorithm != "item":
+    if algorithm not in ALGORITHMS:
         raise ImproperlyConfigured(
-            f"SHOPRECO['ALGORITHM'] = {algorithm!r}: the recompute pipeline supports 'item'."
+            f"SHOPRECO['ALGORITHM'] = {algorithm!r}: choose one of {', '.join(ALGORITHMS)}."
         )
     k = int(reco_settings.NEIGHBOURS)
     n_similar = int(reco_settings.SIMILAR_PER_PRODUCT)
+    lam = reco_settings.EASE_LAMBDA
     return {
         "token": uuid.uuid4().hex[:12],
         "snapshot_prefix": str(reco_settings.SNAPSHOT_PREFIX),
@@ -47,23 +55,54 @@ def run_params() -> dict[str, Any]:
         "block_size": max(1, int(reco_settings.BLOCK_SIZE)),
         "user_batch_size": max(1, int(reco_settings.USER_BATCH_SIZE)),
         "exclude_owned": bool(reco_settings.EXCLUDE_OWNED),
+        "ease_lambda": lam if lam == "auto" else float(lam),
+        "ease_max_items": int(reco_settings.EASE_MAX_ITEMS),
+        "popularity_penalty": float(reco_settings.POPULARITY_PENALTY),
     }
 
 
 def resolve_method(params: dict[str, Any], snap: Snapshot) -> str:
-    """The similarity actually used for this data.
+    """The item similarity actually used for this data: "ease" for the EASE model.
 
-    "auto" defers to the engine's choice. A centred method (chosen or "auto"'s) on a shop
-    with no explicit ratings at all falls back to cosine: centring a shopper's uniform
-    pseudo-ratings (all views, say) on their mean would erase exactly the co-view signal
-    such a shop has.
+    "auto" is the top-N choice: cosine over TF-IDF weighted preferences (what implicit's
+    TFIDF item-item model does). A centred method ranks by rating values, as the engine's
+    rating-prediction recipe does; on a shop with no explicit ratings at all it falls back
+    to cosine: centring a shopper's uniform pseudo-ratings (all views, say) on their mean
+    would erase exactly the co-view signal such a shop has.
     """
+    if params["algorithm"] == "ease":
+        return "ease"
     method = params["similarity"]
-    if method == "auto":
-        method = ItemKNN()._resolve_method(snap.R)
-    if snap.n_ratings == 0 and method in CENTRED:
+    if method == "auto" or (snap.n_ratings == 0 and method in CENTRED):
         return "cosine"
     return method
+
+
+def ranks_by_ratings(params: dict[str, Any]) -> bool:
+    """Whether the run ranks by rating values (a centred similarity) instead of preferences."""
+    return params["method"] in CENTRED
+
+
+def weights(snap: Snapshot, params: dict[str, Any]) -> sp.csr_matrix:
+    """The users x products matrix the run's model ranks with (see matrix.preferences)."""
+    return snap.R if ranks_by_ratings(params) else preferences(snap)
+
+
+def _ease(params: dict[str, Any], **kw: Any) -> EASE:
+    return EASE(lambda_=params["ease_lambda"], max_items=params["ease_max_items"],
+                max_neighbours=None, tail_k=params["stored_neighbours"],
+                beta=params["popularity_penalty"], **kw)
+
+
+def prepared(snap: Snapshot, params: dict[str, Any]) -> Any:
+    """What every similarity block of a run shares, computed once per process: the fitted
+    EASE model (one dense solve), or the kNN similarity's prepared matrices."""
+    X = weights(snap, params)
+    if params["method"] == "ease":
+        return _ease(params).fit(X)
+    if not ranks_by_ratings(params):
+        X = tfidf_weight(X)
+    return prepare(X, params["method"], kind="item")
 
 
 def blocks(n_items: int, block_size: int) -> list[tuple[int, int]]:
@@ -74,12 +113,39 @@ def user_batches(n_users: int, batch_size: int) -> list[tuple[int, int]]:
     return [(a, min(a + batch_size, n_users)) for a in range(0, n_users, batch_size)]
 
 
+def blocks_for(snap: Snapshot, params: dict[str, Any]) -> list[tuple[int, int]]:
+    """Similarity row blocks, one task each: EASE's solve is one dense factorisation,
+    which does not split, so it is one block (the user batches still shard)."""
+    if params["method"] == "ease":
+        return blocks(snap.n_products, max(snap.n_products, 1))
+    return blocks(snap.n_products, params["block_size"])
+
+
 def similarity_block(snap: Snapshot, params: dict[str, Any], start: int, stop: int,
-                     prepared=None, n_jobs: int | None = 1) -> sp.csr_matrix:
-    """Rows [start, stop) of the item similarity: the unit of work one task computes."""
-    P = prepared if prepared is not None else prepare(snap.R, params["method"], kind="item")
-    return item_similarity_block(P, start, stop, shrinkage=params["shrinkage"],
+                     shared: Any = None, n_jobs: int | None = 1) -> sp.csr_matrix:
+    """Rows [start, stop) of the item similarity: the unit of work one task computes.
+    For EASE: the largest positive weights of each item (the "similar" list: what a shopper
+    who has only that item is shown next) with the tail's scaled cosine rows."""
+    P = shared if shared is not None else prepared(snap, params)
+    if isinstance(P, EASE):
+        return P.similar_matrix(params["stored_neighbours"])[start:stop]
+    # "auto" is the plain TF-IDF cosine; SHRINKAGE applies to a similarity named explicitly
+    shrinkage = 0.0 if params["similarity"] == "auto" else params["shrinkage"]
+    return item_similarity_block(P, start, stop, shrinkage=shrinkage,
                                  k=params["stored_neighbours"], n_jobs=n_jobs)
+
+
+def ease_parts_to_arrays(model: EASE) -> dict[str, np.ndarray]:
+    """The fitted EASE model's parts as arrays for storage (see :func:`fit_model`)."""
+    head, W, tail = model.parts()
+    return {"head": head, "weights": W, "t_data": tail.data, "t_indices": tail.indices,
+            "t_indptr": tail.indptr, "t_shape": np.array(tail.shape, dtype=np.int64)}
+
+
+def ease_parts_from_arrays(a: dict[str, np.ndarray]) -> tuple:
+    tail = sp.csr_matrix((a["t_data"], a["t_indices"], a["t_indptr"]),
+                         shape=tuple(int(x) for x in a["t_shape"]))
+    return a["head"], a["weights"], tail
 
 
 def assemble(parts: list[sp.csr_matrix], n_items: int) -> sp.csr_matrix:
@@ -153,13 +219,32 @@ class RecBatch:
         return int(self.users.size)
 
 
-def fit_model(snap: Snapshot, S: sp.csr_matrix, params: dict[str, Any]) -> ItemKNN:
+def fit_model(snap: Snapshot, S: sp.csr_matrix, params: dict[str, Any],
+              ease_parts: tuple | None = None, user_rows: tuple[int, int] | None = None) -> Any:
+    """The run's ranking model over ``snap``'s users, from the run's stored parts, so a
+    batch task or a per-user refresh scores exactly as the full run does: the item
+    similarity ``S``; for EASE the dense head weights (``ease_parts``: head, weights, tail);
+    for the user-based model the similarity rows of users [start, stop) (``user_rows``),
+    computed here against every user of ``snap``."""
+    X = weights(snap, params)
+    if params["method"] == "ease":
+        head, W, tail = ease_parts
+        return EASE.from_parts(X, head, W, tail, tail_k=params["stored_neighbours"])
+    if params["algorithm"] == "user":
+        start, stop = user_rows if user_rows is not None else (0, X.shape[0])
+        P = prepare(X, "cosine", kind="user")
+        rows = user_similarity_block(P, start, stop, k=params["k"], n_jobs=1)
+        n = X.shape[0]
+        full = sp.vstack([sp.csr_matrix((start, n)), rows, sp.csr_matrix((n - stop, n))],
+                         format="csr")
+        return UserKNN(similarity="cosine", k=params["k"], max_neighbours=params["k"],
+                       n_jobs=1, weighting="none").fit(X, similarity=full)
     model = ItemKNN(similarity=params["method"], k=params["k"], shrinkage=params["shrinkage"],
                     max_neighbours=params["stored_neighbours"], n_jobs=1)
-    return model.fit(snap.R, similarity=S)
+    return model.fit(X, similarity=S)
 
 
-def recommend(model: ItemKNN, snap: Snapshot, params: dict[str, Any],
+def recommend(model: Any, snap: Snapshot, params: dict[str, Any],
               user_rows: np.ndarray) -> RecBatch:
     """Top-N for the given user rows, excluding owned products, with reason codes."""
     user_rows = np.asarray(user_rows, dtype=np.int64)

@@ -8,8 +8,10 @@ data when it runs, the refresh sees the whole burst. If the broker was down, the
 and ``drain_pending_refreshes`` (beat, every minute) picks it up.
 
 The refresh recomputes the user's list exactly as the full run would, from the served
-run's snapshot and similarity files with the user's current row: the ranking score is
-``row(u) @ top_k(S)``, which depends on nothing else.
+run's files with the user's current row: the ranking score of EASE and of the item-based
+model is ``row(u) @ weights`` (EASE's dense head weights, or ``top_k(S)``), which depends on
+nothing else; the user-based model compares the row with every shopper of the run's
+snapshot.
 """
 
 from __future__ import annotations
@@ -125,9 +127,16 @@ def _refresh(run: RecomputeRun, user_id: Any) -> None:
         events=Interaction.objects.filter(user_id=user_id),
     )
     row = _remap_row(mine, snap)
-    # ItemKNN on this one row: the ranking score row @ top_k(S) ignores every other user.
-    model = compute.fit_model(row, S, params)
-    batch = compute.recommend(model, row, params, np.array([0], dtype=np.int64))
+    if params.get("algorithm") == "user":
+        # user-based: the shopper's current row in the run's matrix, compared with everyone
+        row, at = _with_row(snap, row, user_id)
+        model = compute.fit_model(row, S, params, user_rows=(at, at + 1))
+        batch = compute.recommend(model, row, params, np.array([at], dtype=np.int64))
+        batch.users[:] = 0
+    else:
+        # item-based and EASE score row @ weights, which ignores every other user
+        model = compute.fit_model(row, S, params, ease_parts=pipeline.load_run_ease_parts(run))
+        batch = compute.recommend(model, row, params, np.array([0], dtype=np.int64))
     # Database keys of this list's products only (preparing every product's key took half
     # of a refresh on MovieLens); product indexes are renumbered into that short list.
     used = np.unique(np.concatenate([batch.items, batch.reason_items[batch.reason_items >= 0]]))
@@ -154,6 +163,34 @@ def _refresh(run: RecomputeRun, user_id: Any) -> None:
                 run.pk, np.zeros(len(batch), dtype=np.int64), items, batch.scores,
                 batch.ranks, batch.reasons(), reason_items, ukey, pkeys,
             )
+
+
+def _with_row(snap, row, user_id: Any):
+    """``snap`` with the user's row replaced by ``row`` (a 1-row snapshot in its columns),
+    or added after the users if the run did not know them; returns (snapshot, row index).
+    A row replaced in place leaves every other similarity exactly as the full run saw it."""
+    from shopreco.pipeline.matrix import Snapshot
+
+    keys = [str(pk) for pk in snap.user_pks[: snap.n_users].tolist()]
+    at = keys.index(str(user_id)) if str(user_id) in keys else snap.n_users
+
+    def put(M: sp.csr_matrix, r: sp.csr_matrix) -> sp.csr_matrix:
+        tail = M[at + 1:] if at < snap.n_users else M[at:]
+        out = sp.vstack([M[:at], r.astype(M.dtype), tail], format="csr")
+        out.sort_indices()
+        return out
+
+    R = snap.R
+    before = int(R.indptr[at])
+    after = int(R.indptr[at + 1]) if at < snap.n_users else before
+    reason = np.concatenate([snap.reason[:before], row.reason, snap.reason[after:]])
+    combined = Snapshot(R=put(R, row.R), reason=reason.astype(np.int8),
+                        owned=put(snap.owned, row.owned),
+                        purchases=put(snap.purchases, row.purchases),
+                        user_pks=snap.user_pks, product_pks=snap.product_pks,
+                        n_users=snap.n_users + (at == snap.n_users), n_ratings=snap.n_ratings,
+                        n_events=snap.n_events)
+    return combined, at
 
 
 def _remap_row(mine, snap):

@@ -94,11 +94,13 @@ def csr_from_bytes(data: bytes) -> sp.csr_matrix:
     return M
 
 
-def arrays_to_bytes(**arrays: np.ndarray) -> bytes:
+def arrays_to_bytes(compress: bool = True, **arrays: np.ndarray) -> bytes:
+    """``.npz`` bytes; ``compress=False`` for large dense float arrays, which barely
+    compress and would cost seconds to deflate."""
     import io
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    (np.savez_compressed if compress else np.savez)(buf, **arrays)
     return buf.getvalue()
 
 

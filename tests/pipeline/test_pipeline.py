@@ -223,36 +223,40 @@ def test_also_bought_is_normalised_co_purchase(product_factory, user_factory):
     assert order == [b.pk, c.pk]
 
 
-@override_settings(SHOPRECO={"BLOCK_SIZE": 7, "USER_BATCH_SIZE": 5})
-def test_sharded_run_through_tasks_equals_in_process_run(shop,
+@pytest.mark.parametrize("algorithm", ["ease", "item", "user"])
+def test_sharded_run_through_tasks_equals_in_process_run(algorithm, shop,
                                                         django_capture_on_commit_callbacks):
     shop(sessions=4)
-    with django_capture_on_commit_callbacks(execute=True):
-        eager = pipeline.request_full_recompute()  # eager chord: a task per block and batch
+    conf = {"ALGORITHM": algorithm}
+    with override_settings(SHOPRECO={**conf, "BLOCK_SIZE": 7, "USER_BATCH_SIZE": 5}):
+        with django_capture_on_commit_callbacks(execute=True):
+            eager = pipeline.request_full_recompute()  # eager chord: a task per block, batch
     eager.refresh_from_db()
     assert eager.status == RecomputeRun.Status.SUCCEEDED, eager.error
-    assert eager.params["n_blocks"] == 5 and eager.params["n_batches"] == 5
-    with override_settings(SHOPRECO={"BLOCK_SIZE": 1000, "USER_BATCH_SIZE": 1000}):
+    # EASE's solve is one dense factorisation: one block; its user batches still shard
+    assert eager.params["n_blocks"] == (1 if algorithm == "ease" else 5)
+    assert eager.params["n_batches"] == 5
+    with override_settings(SHOPRECO={**conf, "BLOCK_SIZE": 1000, "USER_BATCH_SIZE": 1000}):
         local = pipeline.run_full_recompute()
-    assert local.params["n_blocks"] == 1
+    assert local.params["n_blocks"] == 1 and local.params["n_batches"] == 1
     assert rows_of(eager) == rows_of(local)
     assert rows_of(local)[1]
 
 
-@pytest.mark.parametrize("similarity", ["cosine_baseline", "auto"])
+@pytest.mark.parametrize("similarity", ["cosine_baseline", "adjusted_cosine"])
 def test_baseline_similarities_run_sharded_as_in_process(similarity, shop,
                                                          django_capture_on_commit_callbacks):
-    """The engine's rating default (cosine of baseline residuals) through the pipeline:
-    by name or by "auto", sharded equals in process, and a shop without explicit ratings
-    falls back to cosine as for the other centred similarities."""
+    """The rating recipes (centred similarities, ranking by rating values) through the
+    pipeline: sharded equals in process, and a shop without explicit ratings falls back to
+    cosine."""
     shop(sessions=2)
-    conf = {"SIMILARITY": similarity, "SHRINKAGE": 0}
+    conf = {"ALGORITHM": "item", "SIMILARITY": similarity, "SHRINKAGE": 0}
     with override_settings(SHOPRECO={**conf, "BLOCK_SIZE": 7, "USER_BATCH_SIZE": 5}):
         with django_capture_on_commit_callbacks(execute=True):
             eager = pipeline.request_full_recompute()
     eager.refresh_from_db()
     assert eager.status == RecomputeRun.Status.SUCCEEDED, eager.error
-    assert eager.params["method"] == "cosine_baseline"
+    assert eager.params["method"] == similarity
     with override_settings(SHOPRECO={**conf, "BLOCK_SIZE": 1000, "USER_BATCH_SIZE": 1000}):
         local = pipeline.run_full_recompute()
     assert rows_of(eager) == rows_of(local)
