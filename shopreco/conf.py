@@ -33,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     # weights into a product are divided by its interactions ** beta; 0 = none).
     "EASE_LAMBDA": "auto",
     "EASE_MAX_ITEMS": 10000,
-    "POPULARITY_PENALTY": 0.0,
+    "POPULARITY_PENALTY": 0.15,
     # Item similarity of "item" (and of "user"'s similar lists): "auto" is cosine over TF-IDF
     # weighted preferences; a centred method (adjusted_cosine, pearson, ...) ranks by
     # rating values instead, the rating-prediction recipe.

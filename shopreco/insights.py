@@ -11,6 +11,10 @@ against the rows it came from, and reused by a host's own dashboards. Definition
   each purchase priced by the adapter's ``get_price`` (products without a price are left out).
 * **long-tail share** = share of a run's recommendations whose product is outside the head: the
   top 20% of the catalogue by popularity (ratings + events), ties broken by primary key.
+* **concentration of the served lists** (top ``k`` of every personal list of a run): coverage =
+  products in some list / products in the catalogue; Gini of exposure over the whole
+  catalogue (0: every product shown equally often, 1: one product takes every slot); the
+  largest share of shoppers whose list holds one same product.
 """
 
 from __future__ import annotations
@@ -332,6 +336,33 @@ def most_recommended(run: RecomputeRun | None = None, limit: int = 10) -> list[P
         )
         for r in rows
     ]
+
+
+@dataclass
+class Concentration:
+    k: int
+    coverage: float | None
+    gini: float | None
+    top_share: float | None  # shoppers whose top k holds the most shown product
+
+
+def served_concentration(run: RecomputeRun | None = None, k: int = 10) -> Concentration:
+    """How concentrated the top ``k`` of ``run``'s personal lists are (see the module
+    docstring): what the popularity penalty (``POPULARITY_PENALTY``) trades against."""
+    from shopreco.engine.evaluate import gini
+
+    run = _served_run(run)
+    if run is None:
+        return Concentration(k, None, None, None)
+    top = Recommendation.objects.filter(run=run, rank__lte=k)
+    counts = [row["n"] for row in top.values("product").annotate(n=Count("id")).order_by()]
+    catalogue = get_product_model()._default_manager.count()
+    users = top.values("user").distinct().count()
+    if not counts or not catalogue:
+        return Concentration(k, None, None, None)
+    padded = counts + [0] * max(catalogue - len(counts), 0)
+    return Concentration(k, coverage=len(counts) / catalogue, gini=gini(padded),
+                         top_share=_ratio(max(counts), users))
 
 
 def product_popularity() -> dict[Any, int]:

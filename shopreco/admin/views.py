@@ -99,6 +99,8 @@ class InsightsView(TemplateView):
             right=170,
         )
 
+        concentration = insights.served_concentration(served)
+
         try:
             buttons = self.admin_site.get_model_admin(RecomputeRun).run_buttons_context(request)
         except (NotRegistered, AttributeError):  # not registered, or a host's own ModelAdmin
@@ -129,5 +131,11 @@ class InsightsView(TemplateView):
                 insights.metric_value(served.metrics or {}, "coverage") if served else None
             ),
             "long_tail": percent(insights.long_tail_share(served)),
+            "concentration": concentration,
+            "concentration_display": {
+                "coverage": percent(concentration.coverage),
+                "gini": "n/a" if concentration.gini is None else f"{concentration.gini:.2f}",
+                "top_share": percent(concentration.top_share),
+            },
             "attributed_share": percent(online.attributed_share),
         }

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Max, QuerySet
 
 from shopreco.conf import reco_settings
 from shopreco.models import Interaction, Rating
@@ -54,6 +54,9 @@ class Snapshot:
     n_users: int
     n_ratings: int
     n_events: int
+    # Latest time (epoch seconds) of each cell, aligned with R.data; only when asked for
+    # (load_snapshot(times=True), for temporal evaluation), never stored with the run.
+    times: np.ndarray | None = None
 
     @property
     def n_products(self) -> int:
@@ -152,12 +155,14 @@ def event_reason(kind: str) -> int:
     return VIEWED
 
 
-def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = None) -> Snapshot:
+def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = None,
+                  times: bool = False) -> Snapshot:
     """Stream ratings and (DB-aggregated) events into a :class:`Snapshot`.
 
     Uses ``values_list(...).iterator()`` so no model instances are built; events are grouped
     by (user, session, product, kind) in the database first. ``ratings``/``events`` narrow
-    the input (the per-user refresh passes one user's rows).
+    the input (the per-user refresh passes one user's rows). ``times`` also reads each
+    cell's latest time (a rating's last change, the last event) into ``Snapshot.times``.
     """
     ratings = Rating.objects.all() if ratings is None else ratings
     events_qs = Interaction.objects.all() if events is None else events
@@ -167,18 +172,21 @@ def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = Non
     r_user: list[Any] = []
     r_prod: list[Any] = []
     r_score: list[float] = []
-    for user_id, product_id, score in ratings.values_list(
-        "user_id", "product_id", "score"
-    ).order_by().iterator(chunk_size=20000):
-        r_user.append(user_id)
-        r_prod.append(product_id)
-        r_score.append(score)
+    r_time: list[float] = []
+    fields = ("user_id", "product_id", "score") + (("updated_at",) if times else ())
+    for row in ratings.values_list(*fields).order_by().iterator(chunk_size=20000):
+        r_user.append(row[0])
+        r_prod.append(row[1])
+        r_score.append(row[2])
+        if times:
+            r_time.append(row[3].timestamp())
 
     e_row: list[Any] = []  # user pk, or ("s", session_key) for anonymous rows
     e_prod: list[Any] = []
     e_conf: list[float] = []
     e_reason: list[int] = []
     e_buy: list[bool] = []
+    e_time: list[float] = []
     n_events = 0
     grouped = (
         events_qs.filter(kind__in=list(weights))
@@ -186,7 +194,9 @@ def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = Non
         .order_by()
         .annotate(n=Count("id"))
     )
-    for user_id, session_key, product_id, kind, n in grouped.iterator(chunk_size=20000):
+    if times:
+        grouped = grouped.annotate(last=Max("created_at"))
+    for user_id, session_key, product_id, kind, n, *last in grouped.iterator(chunk_size=20000):
         if user_id is None and not session_key:
             continue
         n_events += n
@@ -199,6 +209,8 @@ def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = Non
         e_conf.append(w * n)
         e_reason.append(event_reason(kind))
         e_buy.append(bought)
+        if times:
+            e_time.append(last[0].timestamp())
 
     user_set = set(r_user) | {u for u in e_row if not isinstance(u, tuple)}
     users = sorted(user_set)
@@ -247,6 +259,16 @@ def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = Non
     owned = sp.csr_matrix((owned_mask, R.indices.copy(), R.indptr.copy()), shape=shape)
     owned.eliminate_zeros()
     owned.sort_indices()
+    cell_times = None
+    if times:
+        # latest of the cell's rating and events (max of duplicates, as for reasons)
+        t_rows = np.concatenate([rr, er])
+        t_cols = np.concatenate([rc, ec])
+        t_vals = np.concatenate([np.asarray(r_time, dtype=np.float64),
+                                 np.asarray(e_time, dtype=np.float64)])
+        T = _max_duplicates(t_rows, t_cols, t_vals, shape)
+        T.sort_indices()
+        cell_times = _values_at(T, R, dtype=np.float64)
 
     return Snapshot(
         R=R,
@@ -258,6 +280,7 @@ def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = Non
         n_users=len(users),
         n_ratings=len(r_user),
         n_events=n_events,
+        times=cell_times,
     )
 
 
@@ -277,14 +300,14 @@ def _max_duplicates(rows, cols, vals, shape) -> sp.csr_matrix:
     return sp.csr_matrix((vals[first], (rows[first], cols[first])), shape=shape)
 
 
-def _values_at(M: sp.csr_matrix, pattern_of: sp.csr_matrix) -> np.ndarray:
+def _values_at(M: sp.csr_matrix, pattern_of: sp.csr_matrix, dtype=np.int64) -> np.ndarray:
     """Values of ``M`` at the stored cells of ``pattern_of`` (0 where M has none)."""
     P = sp.csr_matrix(
         (np.arange(1, pattern_of.nnz + 1, dtype=np.int64), pattern_of.indices,
          pattern_of.indptr),
         shape=pattern_of.shape,
     )
-    out = np.zeros(pattern_of.nnz, dtype=np.int64)
+    out = np.zeros(pattern_of.nnz, dtype=dtype)
     M = M.tocoo()
     if M.nnz == 0:
         return out

@@ -92,6 +92,25 @@ def test_long_tail_share_matches_rows(shop):
     assert 0 < expected < 1  # the fixture has both head and tail recommendations
 
 
+def test_served_concentration_matches_rows(shop):
+    from shopreco.conf import get_product_model
+
+    recs = list(Recommendation.objects.filter(run=shop["full"], rank__lte=3))
+    per_product = Counter(r.product_id for r in recs)
+    catalogue = get_product_model()._default_manager.count()
+    counts = sorted(list(per_product.values()) + [0] * (catalogue - len(per_product)))
+    n = len(counts)
+    # Gini by its definition: mean absolute difference over twice the mean
+    expected_gini = sum(abs(a - b) for a in counts for b in counts) / (2 * n * sum(counts))
+    users = len({r.user_id for r in recs})
+
+    got = insights.served_concentration(k=3)
+    assert got.coverage == pytest.approx(len(per_product) / catalogue)
+    assert got.gini == pytest.approx(expected_gini)
+    assert got.top_share == pytest.approx(max(per_product.values()) / users)
+    assert 0 < got.coverage < 1 and 0 < got.gini < 1
+
+
 def test_most_recommended_matches_rows(shop):
     recs = list(Recommendation.objects.filter(run=shop["full"]))
     counts = Counter(r.product_id for r in recs)

@@ -117,6 +117,8 @@ def test_insights_page_shows_the_figures(shop, staff_client):
     similar = next(w for w in online.widgets if w.widget == "similar")
     assert percent(similar.ctr) in html
     assert percent(insights.long_tail_share()) in html
+    concentration = insights.served_concentration()
+    assert percent(concentration.coverage) in html and f"{concentration.gini:.2f}" in html
     assert "Product 6" in html  # the most recommended product
     assert html.count("<svg") >= 9  # six offline charts, two widget charts, top products
     assert not re.search(r"<script[^>]+src=\"https?://", html)  # no CDN

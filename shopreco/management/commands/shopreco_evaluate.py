@@ -1,10 +1,12 @@
-"""Cross-validate the recommender on the shop's own data or a ratings file.
+"""Evaluate the lists the shop serves (or the engine's rating prediction) on held-out data.
 
-Prints every metric of :mod:`shopreco.engine.evaluate` (RMSE, MAE, precision/recall/F1/
-NDCG/MAP@k, hit rate, catalogue coverage, popularity bias) with fit/predict times, plus
-a fairness summary (category coverage when the product model has categories), and
-stores the figures on a ``RecomputeRun`` of kind "evaluation" so the admin can chart
-them over time.
+``--protocol holdout`` (default), ``temporal`` or ``next-item`` score the lists a recompute
+would store with the shop's settings (:mod:`shopreco.evaluation`: precision/recall/F1/NDCG/
+MAP@k, hit rate, catalogue coverage, Gini of exposure, novelty); ``--protocol cv``
+cross-validates the engine's rating prediction (RMSE, MAE and the same ranking metrics of
+the bare model). On the shop's data it adds a fairness summary (category coverage when the
+product model has categories) and the explanation shares of the served run. The figures
+are stored on a ``RecomputeRun`` of kind "evaluation" so the admin can chart them.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ import scipy.sparse as sp
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from shopreco import evaluation
 from shopreco.engine import ItemKNN, UserKNN
 from shopreco.engine.evaluate import cross_validate
 from shopreco.models import RecomputeRun
+from shopreco.pipeline.matrix import RATED, Snapshot
 
 TABLE_KEYS = [
     "rmse", "mae", "precision@{k}", "recall@{k}", "f1@{k}", "ndcg@{k}", "map@{k}",
-    "hit_rate@{k}", "catalogue_coverage", "category_coverage", "mean_popularity", "gini",
-    "total_fit_time", "total_predict_time", "total_recommend_time",
+    "hit_rate@{k}", "catalogue_coverage", "coverage", "category_coverage",
+    "mean_popularity", "gini", "novelty", "total_fit_time", "total_predict_time",
+    "total_recommend_time", "fit", "total",
 ]
 
 
@@ -81,19 +86,36 @@ def read_ratings_file(path: str, fmt: str) -> tuple[sp.csr_matrix, np.ndarray | 
         raise CommandError(f"{path}: no ratings found")
     _, u = np.unique(np.array(users), return_inverse=True)
     _, i = np.unique(np.array(items), return_inverse=True)
-    R = sp.coo_matrix((np.array(scores), (u, i))).tocsr()
     # duplicates: keep the last value, not the sum
-    if R.nnz != len(scores):
+    keep = np.arange(len(scores))
+    if len({(a, b) for a, b in zip(u.tolist(), i.tolist(), strict=True)}) != len(scores):
         last = {}
         for idx, key in enumerate(zip(u.tolist(), i.tolist(), strict=True)):
             last[key] = idx
         keep = np.array(sorted(last.values()))
-        R = sp.csr_matrix((np.array(scores)[keep], (u[keep], i[keep])))
-    return R, None
+    shape = (int(u.max()) + 1, int(i.max()) + 1)
+    R = sp.csr_matrix((np.array(scores)[keep], (u[keep], i[keep])), shape=shape)
+    R.sort_indices()
+    times = None
+    if len(stamps) == len(scores):
+        T = sp.csr_matrix((np.array(stamps)[keep] + 1.0, (u[keep], i[keep])), shape=shape)
+        T.sort_indices()
+        times = T.data - 1.0  # +1: a timestamp of 0 must stay a stored entry
+    return R, times
 
 
-def _category_coverage(model, product_pks: np.ndarray, k: int) -> float | None:
-    """Share of the catalogue's categories reached by the top-k lists of every user."""
+def snapshot_of(R: sp.csr_matrix, times: np.ndarray | None) -> Snapshot:
+    """A ratings file as the pipeline's snapshot: every cell a rating, owned."""
+    n_users, n_items = R.shape
+    owned = sp.csr_matrix((np.ones(R.nnz, dtype=bool), R.indices, R.indptr), shape=R.shape)
+    return Snapshot(R=R, reason=np.full(R.nnz, RATED, dtype=np.int8), owned=owned,
+                    purchases=sp.csr_matrix(R.shape, dtype=bool),
+                    user_pks=np.arange(n_users), product_pks=np.arange(n_items),
+                    n_users=n_users, n_ratings=R.nnz, n_events=0, times=times)
+
+
+def _category_coverage(recs: np.ndarray | None, product_pks: np.ndarray) -> float | None:
+    """Share of the catalogue's categories reached by the lists ``recs`` (product indices)."""
     from shopreco.adapter import get_adapter
     from shopreco.conf import get_product_model
 
@@ -103,10 +125,9 @@ def _category_coverage(model, product_pks: np.ndarray, k: int) -> float | None:
     Product = get_product_model()
     cat_of = dict(Product.objects.values_list("pk", field))
     all_cats = {c for c in cat_of.values() if c is not None}
-    if not all_cats:
+    if not all_cats or recs is None:
         return None
-    recs, _ = model.recommend(np.arange(model.n_users_), n=k)
-    reached = {cat_of.get(product_pks[j]) for j in np.unique(recs[recs >= 0])}
+    reached = {cat_of.get(product_pks[j].item()) for j in np.unique(recs[recs >= 0])}
     reached.discard(None)
     return len(reached) / len(all_cats)
 
@@ -133,62 +154,112 @@ def explanation_shares(k: int) -> dict[str, float]:
 
 
 class Command(BaseCommand):
-    help = "Cross-validate the recommender (shop data or a ratings file) and store the figures."
+    help = ("Evaluate the served lists on held-out data (or cross-validate rating prediction "
+            "with --protocol cv) and store the figures.")
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--protocol", choices=[*evaluation.PROTOCOLS, "cv"],
+                            default="holdout",
+                            help="holdout (random, every held-out interaction relevant), "
+                                 "temporal (each shopper's latest --last-n), next-item "
+                                 "(the similar list of the previous product), cv (rating "
+                                 "prediction, --folds).")
         parser.add_argument("--ratings", help="Ratings file instead of the shop's data.")
         parser.add_argument("--format", choices=["csv", "movielens"], default="csv")
-        parser.add_argument("--algorithm", choices=["item", "user"], default="item")
+        parser.add_argument("--algorithm", choices=["ease", "item", "user"], default=None,
+                            help="Model to evaluate (default: SHOPRECO['ALGORITHM']; cv: "
+                                 "item).")
+        parser.add_argument("--test-fraction", type=float, default=0.2)
+        parser.add_argument("--last-n", type=int, default=1)
         parser.add_argument("--folds", type=int, default=5)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--k", type=int, default=10)
         parser.add_argument("--json", action="store_true", help="Print JSON, not a table.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        protocol = opts["protocol"]
         if opts["folds"] < 2:
             raise CommandError("--folds must be at least 2")
         if opts["k"] < 1:
             raise CommandError("--k must be at least 1")
+        if not 0 < opts["test_fraction"] < 1:
+            raise CommandError("--test-fraction must be between 0 and 1")
+        if opts["last_n"] < 1:
+            raise CommandError("--last-n must be at least 1")
+        if protocol == "cv" and opts["algorithm"] == "ease":
+            raise CommandError("--protocol cv measures rating prediction: --algorithm item "
+                               "or user (EASE ranks, it does not predict ratings)")
+        timed = protocol in ("temporal", "next-item")
         product_pks = None
         if opts["ratings"]:
-            R, _ = read_ratings_file(opts["ratings"], opts["format"])
+            R, times = read_ratings_file(opts["ratings"], opts["format"])
+            if timed and times is None:
+                raise CommandError(f"--protocol {protocol} needs a timestamp on every line "
+                                   f"of {opts['ratings']}")
+            snap = snapshot_of(R, times)
             source = str(opts["ratings"])
         else:
             from shopreco.pipeline.matrix import load_snapshot
 
-            snap = load_snapshot()
-            R, product_pks = snap.R, snap.product_pks
+            snap = load_snapshot(times=timed)
+            product_pks = snap.product_pks
             source = "shop"
-        if R.nnz < opts["folds"] * 2:
-            raise CommandError(f"not enough data to cross-validate: {R.nnz} ratings/"
-                               f"interactions for {opts['folds']} folds")
-        cls = ItemKNN if opts["algorithm"] == "item" else UserKNN
-        params = {key: opts[key] for key in ("algorithm", "folds", "seed", "k")}
+        if snap.R.nnz < max(opts["folds"] * 2, 4):
+            raise CommandError(f"not enough data to evaluate: {snap.R.nnz} ratings/"
+                               f"interactions")
+        params = {key: opts[key] for key in ("protocol", "seed", "k")}
         params["source"] = source
+        if protocol == "cv":
+            params["folds"] = opts["folds"]
+            params["algorithm"] = opts["algorithm"] or "item"
+            name = ItemKNN.__name__ if params["algorithm"] == "item" else UserKNN.__name__
+        else:
+            params.update(test_fraction=opts["test_fraction"], last_n=opts["last_n"])
+            from shopreco.pipeline import compute
+
+            run_params = compute.run_params()
+            if opts["algorithm"]:
+                run_params["algorithm"] = opts["algorithm"]
+            params["algorithm"] = run_params["algorithm"]
+            name = f"served:{run_params['algorithm']}"
         run = RecomputeRun.objects.create(
             kind=RecomputeRun.Kind.EVALUATION, status=RecomputeRun.Status.RUNNING,
-            algorithm=cls.__name__, params=params, started_at=timezone.now(),
+            algorithm=name, params=params, started_at=timezone.now(),
         )
+        folds = None
         try:
-            result = cross_validate(cls, R, folds=opts["folds"], seed=opts["seed"],
-                                    k=opts["k"])
-            cat = None
+            if protocol == "cv":
+                cls = ItemKNN if params["algorithm"] == "item" else UserKNN
+                result = cross_validate(cls, snap.R, folds=opts["folds"], seed=opts["seed"],
+                                        k=opts["k"])
+                folds = result.pop("folds")
+                counts = {key: result.pop(key) for key in ("n_users", "n_items", "n_ratings")}
+                timings = {key: result.pop(key) for key in list(result)
+                           if key.endswith("_time")}
+                recs = None
+                if product_pks is not None:
+                    recs, _ = cls().fit(snap.R).recommend(np.arange(snap.n_users), n=opts["k"])
+            else:
+                result = evaluation.evaluate(
+                    snap, protocol, k=opts["k"], test_fraction=opts["test_fraction"],
+                    last_n=opts["last_n"], seed=opts["seed"], params=run_params,
+                    return_lists=True)
+                params["method"] = result["params"].get("method")
+                recs = result.pop("lists")
+                counts, timings = result["counts"], result["timings"]
+                result = dict(result["metrics"])
             if product_pks is not None:
-                cat = _category_coverage(cls().fit(R), product_pks, opts["k"])
-            result["category_coverage"] = cat
-            if product_pks is not None:
+                result["category_coverage"] = _category_coverage(recs, product_pks)
                 result["explanations"] = explanation_shares(opts["k"])
+        except evaluation.EvaluationError as exc:
+            self._failed(run, exc)
+            raise CommandError(str(exc)) from None
         except Exception as exc:
-            run.status = RecomputeRun.Status.FAILED
-            run.error = str(exc)
-            run.finished_at = timezone.now()
-            run.save()
+            self._failed(run, exc)
             raise
-        folds = result.pop("folds")
-        timings = {key: result[key] for key in list(result) if key.endswith("_time")}
-        counts = {key: result.pop(key) for key in ("n_users", "n_items", "n_ratings")}
-        metrics = {key: v for key, v in result.items() if key not in timings}
+        metrics = result
         run.status = RecomputeRun.Status.SUCCEEDED
+        run.params = params
         run.metrics = metrics
         run.timings = timings
         run.counts = counts
@@ -197,22 +268,36 @@ class Command(BaseCommand):
         run.finished_at = timezone.now()
         run.save()
         if opts["json"]:
-            self.stdout.write(json.dumps({"run": run.pk, "params": params, "counts": counts,
-                                          "metrics": metrics, "timings": timings,
-                                          "folds": folds}, indent=2))
+            payload = {"run": run.pk, "params": params, "counts": counts, "metrics": metrics,
+                       "timings": timings}
+            if folds is not None:
+                payload["folds"] = folds
+            self.stdout.write(json.dumps(payload, indent=2))
             return
         k = opts["k"]
-        self.stdout.write(f"{cls.__name__} on {source}: {counts['n_users']} users, "
-                          f"{counts['n_items']} items, {counts['n_ratings']} ratings, "
-                          f"{opts['folds']}-fold CV (seed {opts['seed']})")
+        what = (f"{name}, {opts['folds']}-fold CV (seed {opts['seed']})" if protocol == "cv"
+                else f"the served lists of {params['algorithm']} ({protocol} protocol, "
+                     f"seed {opts['seed']})")
+        self.stdout.write(f"{what} on {source}: {snap.n_users} users, {snap.n_products} "
+                          f"products, {snap.R.nnz} ratings/interactions")
+        shown_all = {**metrics, **timings}
         for key in TABLE_KEYS:
-            name = key.format(k=k)
-            value = result.get(name)
+            name_k = key.format(k=k)
+            value = shown_all.get(name_k)
+            if value is None and name_k not in ("category_coverage",):
+                continue
             shown = "n/a" if value is None else f"{value:.4f}"
-            self.stdout.write(f"  {name:<22} {shown}")
-        shares = result.get("explanations")
+            self.stdout.write(f"  {name_k:<22} {shown}")
+        shares = metrics.get("explanations")
         if shares:
             self.stdout.write(f"Explanations shown in the served top-{k} lists:")
             for reason, share in shares.items():
                 self.stdout.write(f"  {reason:<22} {share:.1%}")
         self.stdout.write(f"Stored as evaluation run #{run.pk}.")
+
+    @staticmethod
+    def _failed(run: RecomputeRun, exc: BaseException) -> None:
+        run.status = RecomputeRun.Status.FAILED
+        run.error = str(exc)
+        run.finished_at = timezone.now()
+        run.save()
