@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from shopreco.conf import DEFAULTS
+from shopreco.conf import ALGORITHMS, DEFAULTS
 
 
 @register(Tags.models, "shopreco")
@@ -86,8 +86,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                         id="shopreco.E006",
                     )
                 )
+    errors += _model_errors(user)
     for key in ("NEIGHBOURS", "RECOMMENDATIONS_PER_USER", "MAX_LIMIT", "DEFAULT_LIMIT",
-                "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS"):
+                "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS", "EASE_MAX_ITEMS"):
         value = user.get(key, DEFAULTS[key])
         if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             errors.append(
@@ -106,4 +107,30 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 id="shopreco.W001",
             )
         )
+    return errors
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _model_errors(user: dict) -> list:
+    """The ranking model's options: a bad one would only fail at the next recompute."""
+    errors = []
+    algorithm = user.get("ALGORITHM", DEFAULTS["ALGORITHM"])
+    if algorithm not in ALGORITHMS:
+        errors.append(Error(
+            f"SHOPRECO['ALGORITHM'] = {algorithm!r} is not a ranking model.",
+            hint=f"Choose one of {', '.join(map(repr, ALGORITHMS))}.", id="shopreco.E008"))
+    lam = user.get("EASE_LAMBDA", DEFAULTS["EASE_LAMBDA"])
+    if lam != "auto" and not (_number(lam) and lam > 0):
+        errors.append(Error(
+            f"SHOPRECO['EASE_LAMBDA'] must be 'auto' or a number > 0, not {lam!r}.",
+            id="shopreco.E008"))
+    beta = user.get("POPULARITY_PENALTY", DEFAULTS["POPULARITY_PENALTY"])
+    if not (_number(beta) and 0 <= beta <= 1):
+        errors.append(Error(
+            f"SHOPRECO['POPULARITY_PENALTY'] must be a number from 0 to 1, not {beta!r}.",
+            hint="0 ranks by the model alone; 0.1-0.3 lifts less popular products.",
+            id="shopreco.E008"))
     return errors

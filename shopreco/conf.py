@@ -83,6 +83,9 @@ DEFAULTS: dict[str, Any] = {
     "API_PRODUCT_SERIALIZER": "shopreco.api.serializers.ProductSerializer",
 }
 
+# Ranking models of the recompute pipeline (SHOPRECO["ALGORITHM"]).
+ALGORITHMS = ("ease", "item", "user")
+
 # Options holding dotted paths that are imported on access.
 IMPORT_STRINGS = {"ADAPTER", "API_PRODUCT_SERIALIZER"}
 

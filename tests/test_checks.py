@@ -76,12 +76,28 @@ def test_e006_adapter_not_importable():
 
 
 @pytest.mark.parametrize("key", ["NEIGHBOURS", "RECOMMENDATIONS_PER_USER", "MAX_LIMIT",
-                                 "DEFAULT_LIMIT", "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS"])
+                                 "DEFAULT_LIMIT", "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS",
+                                 "EASE_MAX_ITEMS"])
 @pytest.mark.parametrize("value", [0, -3, 2.5, True, "10"])
 def test_e007_positive_integers(key, value):
     found = messages(SHOPRECO={key: value})
     assert [m.id for m in found] == ["shopreco.E007"]
     assert key in found[0].msg
+
+
+@pytest.mark.parametrize("conf", [{"ALGORITHM": "svd"}, {"EASE_LAMBDA": 0},
+                                  {"EASE_LAMBDA": "big"}, {"POPULARITY_PENALTY": -0.1},
+                                  {"POPULARITY_PENALTY": 2}, {"POPULARITY_PENALTY": "0.1"}])
+def test_e008_ranking_model_options(conf):
+    found = messages(SHOPRECO=conf)
+    assert [m.id for m in found] == ["shopreco.E008"]
+    assert next(iter(conf)) in found[0].msg
+
+
+@pytest.mark.parametrize("conf", [{"ALGORITHM": "user"}, {"EASE_LAMBDA": 250},
+                                  {"POPULARITY_PENALTY": 0}])
+def test_good_ranking_model_options_pass(conf):
+    assert messages(SHOPRECO=conf) == []
 
 
 def test_w001_api_schema_needs_drf_spectacular():

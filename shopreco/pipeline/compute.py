@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from django.core.exceptions import ImproperlyConfigured
 
-from shopreco.conf import reco_settings
+from shopreco.conf import ALGORITHMS, reco_settings
 from shopreco.engine import EASE, ItemKNN, UserKNN, prepare, tfidf_weight
 from shopreco.engine.similarity import (
     ITEM_METHODS,
@@ -25,8 +25,6 @@ from shopreco.engine.similarity import (
 )
 from shopreco.pipeline.matrix import REASONS, Snapshot, preferences
 
-# Ranking models the pipeline runs (SHOPRECO["ALGORITHM"]).
-ALGORITHMS = ("ease", "item", "user")
 # every item similarity but plain cosine centres the values (on means or baselines); they
 # rank by rating values (the rating-prediction recipe), the others by preference weights
 CENTRED = tuple(m for m in ITEM_METHODS if m != "cosine")

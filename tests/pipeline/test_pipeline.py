@@ -526,3 +526,78 @@ def test_opted_out_users_get_no_stored_list_in_full_runs_or_refreshes(shop):
     Preference.objects.filter(user=quiet).update(personalize=True)
     pipeline.refresh_user(quiet.pk)
     assert Recommendation.objects.filter(run=run, user=quiet).exists()
+
+
+# ----------------------------------------------------------------------------- ranking models
+@pytest.mark.parametrize("algorithm", ["ease", "item", "user"])
+def test_served_lists_find_each_shoppers_taste(algorithm, shop):
+    """Every ALGORITHM, read as a page reads it (services): a shopper's "recommended for you"
+    and a product's "you may also like" stay in the planted taste group."""
+    from shopreco import services
+
+    users, products = shop(ratings=True, events=True, sessions=2)
+    half = {p.pk for p in products[: len(products) // 2]}
+    with override_settings(SHOPRECO={"ALGORITHM": algorithm}):
+        run = pipeline.run_full_recompute()
+    assert run.status == RecomputeRun.Status.SUCCEEDED and run.params["algorithm"] == algorithm
+    in_group = total = 0
+    for i, user in enumerate(users):
+        served = services.recommended_for(user, limit=4)
+        assert served.source == "personal" and len(served.items) == 4
+        in_group += sum((item.product.pk in half) == (i % 2 == 0) for item in served.items)
+        total += len(served.items)
+    assert in_group / total >= 0.85, (in_group, total)
+    same = total = 0
+    for p in products:
+        for item in services.similar_products(p, limit=3).items:
+            same += (item.product.pk in half) == (p.pk in half)
+            total += 1
+    assert same / total >= 0.75, (same, total)
+
+
+@pytest.mark.parametrize("algorithm", ["ease", "item", "user"])
+def test_a_refresh_with_nothing_new_rewrites_the_same_list(algorithm, shop):
+    """The per-user refresh scores exactly as the full run (same files, same functions):
+    refreshing a shopper whose data did not change leaves their rows as they were."""
+    from shopreco.pipeline.refresh import refresh_user
+
+    users, _ = shop(sessions=2)
+    with override_settings(SHOPRECO={"ALGORITHM": algorithm}):
+        run = pipeline.run_full_recompute()
+
+    def rows(user):
+        return list(Recommendation.objects.filter(run=run, user=user).order_by("rank")
+                    .values_list("rank", "product_id", "reason", "reason_product_id", "score"))
+
+    for user in users[:4]:
+        before = rows(user)
+        assert before
+        refresh_user(user.pk)
+        after = rows(user)
+        assert [r[:4] for r in after] == [r[:4] for r in before]
+        assert [r[4] for r in after] == pytest.approx([r[4] for r in before], rel=1e-6)
+
+
+def test_user_based_refresh_takes_a_new_shoppers_first_ratings(shop, user_factory,
+                                                               django_capture_on_commit_callbacks):
+    """A shopper the run never saw, on the user-based model: their refresh compares them
+    with every shopper of the run and recommends from the nearest ones' products."""
+    users, products = shop()
+    with override_settings(SHOPRECO={"ALGORITHM": "user"}):
+        run = pipeline.run_full_recompute()
+    newcomer = user_factory()
+    half = len(products) // 2
+    with django_capture_on_commit_callbacks(execute=True):
+        for p in products[half:half + 4]:  # the odd shoppers' taste
+            Rating.objects.create(user=newcomer, product=p, score=5)
+    recs = list(Recommendation.objects.filter(run=run, user=newcomer).order_by("rank"))
+    assert recs and all(r.product_id in {p.pk for p in products[half:]} for r in recs[:5])
+    assert all(r.product_id not in {p.pk for p in products[half:half + 4]} for r in recs)
+
+
+def test_unknown_algorithm_is_a_clear_error():
+    from django.core.exceptions import ImproperlyConfigured
+
+    with override_settings(SHOPRECO={"ALGORITHM": "magic"}):
+        with pytest.raises(ImproperlyConfigured, match="'ease', 'item', 'user'|ease, item, user"):
+            pipeline.run_full_recompute()
