@@ -54,8 +54,7 @@ def ease_weights(X, lambda_: float = 200.0, dtype=np.float32) -> np.ndarray:
     n = X.shape[1]
     if n == 0:
         return np.zeros((0, 0), dtype=dtype)
-    Xd = X.astype(dtype)
-    G = (Xd.T @ Xd).toarray()
+    G = gram(X, dtype)
     G[np.diag_indices(n)] += dtype(lambda_)
     potrf, potri = scipy.linalg.get_lapack_funcs(("potrf", "potri"), (G,))
     # Fortran order for LAPACK: G is symmetric, so its transpose view is the same matrix.
@@ -66,12 +65,35 @@ def ease_weights(X, lambda_: float = 200.0, dtype=np.float32) -> np.ndarray:
     if info != 0:
         raise np.linalg.LinAlgError(f"EASE: inverse failed (potri {info})")
     P = P.T  # C order again; potri filled the upper triangle (column-major) = our lower
-    iu = np.triu_indices(n, 1)
-    P[iu] = P.T[iu]  # symmetric from the triangle potri wrote
+    _mirror_lower(P)
     d = np.diag(P).copy()
     P /= -d[None, :]  # B = -P / diag(P) column-wise
     P[np.diag_indices(n)] = 0.0
     return P
+
+
+def gram(X: sp.csr_matrix, dtype=np.float32, block: int = 1024) -> np.ndarray:
+    """Dense ``X^T X`` built by column blocks, so the sparse intermediate never holds more
+    than ``block`` columns of it (co-occurrence is dense for a popular head)."""
+    n = X.shape[1]
+    G = np.zeros((n, n), dtype=dtype)
+    Xt = X.T.tocsr().astype(dtype)
+    Xc = X.tocsc().astype(dtype)
+    for a in range(0, n, block):
+        G[:, a:a + block] = (Xt @ Xc[:, a:a + block]).toarray()
+    return G
+
+
+def _mirror_lower(P: np.ndarray, block: int = 1024) -> None:
+    """Copy the lower triangle onto the upper one, in place, by row blocks (an index array
+    of the whole triangle would take more memory than the matrix)."""
+    n = P.shape[0]
+    for a in range(0, n, block):
+        b = min(a + block, n)
+        P[a:b, b:] = P[b:, a:b].T
+        d = P[a:b, a:b]
+        iu = np.triu_indices(b - a, 1)
+        d[iu] = d.T[iu]
 
 
 class EASE(ItemKNN):

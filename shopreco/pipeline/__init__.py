@@ -168,8 +168,9 @@ def compute_block(run_id: int, index: int, start: int, stop: int,
                         lambda: compute.prepared(snap, params))
     S = compute.similarity_block(snap, params, start, stop, shared=P, n_jobs=n_jobs)
     if params["method"] == "ease" and index == 0:
-        storage.save_bytes(run_file(run, EASE_PARTS), storage.arrays_to_bytes(
+        name = storage.save_bytes(run_file(run, EASE_PARTS), storage.arrays_to_bytes(
             compress=False, **compute.ease_parts_to_arrays(P)))
+        storage.remember(name, P.parts())  # this process's batches share the model's arrays
     name = storage.save_bytes(run_file(run, _block_name(index)), storage.csr_to_bytes(S))
     share = (STAGES["recommendations"] - STAGES["similarities"]) / max(params["n_blocks"], 1)
     runs.beat(run_id, add_progress=share)

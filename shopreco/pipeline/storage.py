@@ -68,7 +68,12 @@ def cached(name: str, loader) -> Any:
         if name in _cache:
             _cache.move_to_end(name)
             return _cache[name]
-    value = loader(read_bytes(name))
+    return remember(name, loader(read_bytes(name)))
+
+
+def remember(name: str, value: Any) -> Any:
+    """Put the parsed form of a file this process just wrote into the cache, so that the
+    process reads back the object it holds instead of a second copy of the file."""
     with _cache_lock:
         _cache[name] = value
         while len(_cache) > _CACHE_SIZE:

@@ -158,3 +158,15 @@ def test_similar_items_on_every_model_finds_the_items_group(model):
         assert all((j < 10) == (item < 10) and j != item for j, _ in similar)
         scores = [s for _, s in similar]
         assert scores == sorted(scores, reverse=True)
+
+
+def test_blocked_gram_and_mirror_equal_the_whole():
+    from shopreco.engine.ease import _mirror_lower, gram
+
+    X = random_matrix(n_users=50, n_items=30, seed=13, binary=False)
+    np.testing.assert_allclose(gram(X, np.float64, block=7), (X.T @ X).toarray())
+    rng = np.random.default_rng(13)
+    A = rng.random((30, 30))
+    lower = np.tril(A)
+    _mirror_lower(lower, block=7)
+    np.testing.assert_array_equal(lower, np.tril(A) + np.tril(A, -1).T)
