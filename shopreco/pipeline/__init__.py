@@ -7,8 +7,11 @@ A full run goes through four stages, each a plain function so that the in-proces
 1. ``start_run``: claim the run, stream ratings/events into a snapshot (``.npz`` through
    Django storage) and the also-bought neighbours.
 2. ``compute_block`` per item block (one task each; a chord across the workers), then
-   ``assemble_similarities`` stacks the blocks into the run's similarity file.
-3. ``compute_batch`` per user batch (one task each), recommendations with reason codes.
+   ``assemble_similarities`` stacks the blocks into the run's similarity file (the "similar"
+   lists). EASE is one block: its dense solve does not split; that task also saves the
+   dense head weights (``EASE_PARTS``), which the batches and per-user refreshes score with.
+3. ``compute_batch`` per user batch (one task each), recommendations with reason codes
+   (user kNN computes its batch's user-user similarity rows here).
 4. ``finish_run``: bulk-write results (COPY on PostgreSQL), activate in one transaction and
    refresh the shoppers who were active while the run computed.
 5. ``housekeeping`` (after activation, a task of its own on Celery): delete the run's
