@@ -119,14 +119,44 @@ def test_popularity_penalty_divides_weights_into_popular_items():
                                rtol=1e-5, atol=1e-7)
 
 
-def test_auto_lambda_follows_the_busiest_items():
+def test_auto_lambda_follows_the_busiest_items(monkeypatch):
+    from shopreco.engine import ease
+
     X = random_matrix(n_users=300, n_items=200, density=0.05, seed=10)
     support = np.sort(np.bincount(X.indices, minlength=200))[::-1]
     assert auto_lambda(X) == pytest.approx(1.5 * np.median(support[:100]))
     doubled = sp.vstack([X, X]).tocsr()
     assert auto_lambda(doubled) == pytest.approx(2 * auto_lambda(X))
+    monkeypatch.setattr(ease, "SELECT_ITEMS", 100)  # a head too big to validate: the rule
     m = EASE().fit(X)
-    assert m.lambda_used_ == pytest.approx(auto_lambda(X))
+    assert m.lambda_used_ == pytest.approx(auto_lambda(X)) and m.lambda_scores_ == {}
+
+
+def test_select_lambda_climbs_to_the_best_measured_value():
+    """Two taste groups with many shoppers and a little noise: heavy regularisation wins,
+    and the search walks up the ladder from the rule's value to where NDCG stops rising."""
+    from shopreco.engine.ease import select_lambda
+
+    rng = np.random.default_rng(14)
+    rows, cols = [], []
+    for u in range(400):
+        group = np.arange(30) if u % 2 == 0 else np.arange(30, 60)
+        picks = list(rng.choice(group, size=8, replace=False)) + [int(rng.integers(60))]
+        rows += [u] * len(picks)
+        cols += picks
+    X = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(400, 60))
+    X.sum_duplicates()
+    X.data[:] = 1.0
+    lam, scores = select_lambda(X)
+    ladder = sorted(scores)
+    assert len(ladder) >= 2
+    best = max(scores, key=scores.get)
+    assert lam == pytest.approx(best / 0.8)
+    start = auto_lambda(sp.csr_matrix(X[:, :]) * 1.0) * 0.8
+    assert all(np.isclose(b / a, 2.0) for a, b in zip(ladder, ladder[1:], strict=False))
+    assert min(ladder) <= start * 1.01 <= max(ladder) * 1.01
+    m = EASE(beta=0.0).fit(X)  # 60 items: "auto" validates
+    assert m.lambda_used_ == pytest.approx(lam) and m.lambda_scores_ == scores
 
 
 def test_ease_does_not_predict_ratings():
