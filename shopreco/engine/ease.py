@@ -45,15 +45,42 @@ DEFAULT_MAX_ITEMS = 10_000
 _PRUNE_ROWS = 512
 
 
-def ease_weights(X, lambda_: float = 200.0, dtype=np.float32) -> np.ndarray:
+# Below this many items the solve runs on one BLAS thread: a multithreaded LAPACK call on a
+# small matrix costs more in thread wake-ups than it saves, and on a busy machine (a worker
+# pool sharing the cores) it can be many times slower than one thread.
+SMALL_SOLVE = 2048
+
+
+def blas_threads(n_items: int, n_jobs: int | None = None):
+    """Context manager limiting the BLAS threads for a solve of ``n_items`` (1 for a small
+    one, ``n_jobs`` otherwise; None leaves the BLAS default)."""
+    from contextlib import nullcontext
+
+    limit = 1 if n_items <= SMALL_SOLVE else n_jobs
+    if limit is None:
+        return nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=int(limit), user_api="blas")
+
+
+def ease_weights(X, lambda_: float = 200.0, dtype=np.float32,
+                 n_jobs: int | None = None) -> np.ndarray:
     """Dense EASE weights of ``X`` (users x items): ``B`` as defined in the module
-    docstring, diagonal zero, in ``dtype`` (float32 by default)."""
+    docstring, diagonal zero, in ``dtype`` (float32 by default). ``n_jobs``: BLAS threads
+    for a large solve (None: the BLAS default); a small one always runs on one."""
     X = as_csr(X)
     if not np.isfinite(lambda_) or lambda_ <= 0:
         raise ValueError(f"lambda_ must be a number > 0, got {lambda_!r}")
     n = X.shape[1]
     if n == 0:
         return np.zeros((0, 0), dtype=dtype)
+    with blas_threads(n, n_jobs):
+        return _solve(X, float(lambda_), dtype)
+
+
+def _solve(X: sp.csr_matrix, lambda_: float, dtype) -> np.ndarray:
+    n = X.shape[1]
     G = gram(X, dtype)
     G[np.diag_indices(n)] += dtype(lambda_)
     potrf, potri = scipy.linalg.get_lapack_funcs(("potrf", "potri"), (G,))
@@ -173,9 +200,10 @@ class EASE(ItemKNN):
         if lam == "auto":
             lam = auto_lambda(R)
             if 0 < head.size <= SELECT_ITEMS:
-                lam, self.lambda_scores_ = select_lambda(R[:, head], beta=self.beta)
+                with blas_threads(head.size, self.n_jobs):
+                    lam, self.lambda_scores_ = select_lambda(R[:, head], beta=self.beta)
         self.lambda_used_ = lam
-        B = ease_weights(R[:, head], lam)
+        B = ease_weights(R[:, head], lam, n_jobs=self.n_jobs)
         if self.beta:
             B *= (support[head].astype(B.dtype) ** -B.dtype.type(self.beta))[None, :]
         if self.max_neighbours_ is None:

@@ -200,3 +200,20 @@ def test_blocked_gram_and_mirror_equal_the_whole():
     lower = np.tril(A)
     _mirror_lower(lower, block=7)
     np.testing.assert_array_equal(lower, np.tril(A) + np.tril(A, -1).T)
+
+
+def test_small_solves_run_on_one_blas_thread(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from shopreco.engine import ease
+
+    seen = []
+    real = ease._solve
+
+    def spy(X, lam, dtype):
+        seen.append({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        return real(X, lam, dtype)
+
+    monkeypatch.setattr(ease, "_solve", spy)
+    ease_weights(random_matrix(seed=15), 5.0)
+    assert seen == [{1}]
