@@ -4,8 +4,8 @@ Item weights ``B = I - P diag(1 / diag(P))`` with ``P = (X^T X + lambda I)^-1``,
 ``B[i, j] = -P[i, j] / P[j, j]`` off the diagonal and 0 on it; a user's scores are
 ``x_u @ B``. It is the closed-form least-squares fit of "predict each item from all the
 others", and one of the strongest simple top-N baselines. ``P`` comes from a float32
-Cholesky factorisation (LAPACK ``potrf`` + ``potri``, in place): about a sixth of
-``numpy.linalg.inv``'s time and half its memory.
+Cholesky factorisation (LAPACK ``potrf`` + ``potri``, in place): less time and half the
+memory of ``numpy.linalg.inv`` (bench/RESULTS.md compares them).
 
 The dense solve is cubic in the number of items, so only the ``max_items`` most
 interacted items (the *head*) go into it. The others (the *tail*) are scored by a plain
@@ -377,9 +377,9 @@ def auto_lambda(X) -> float:
     """A ``lambda_`` for ``X`` from its popular items' support.
 
     The best lambda grows with the data (its role is to regularise the Gram matrix, whose
-    diagonal holds the items' interaction counts): on MovieLens latest-small the best of a
-    grid was 150-200, on the retail sample 50, a factor ~1.5 on the median support of the
-    100 busiest items in both. ``bench/bench_served.py`` prints the grid beside it."""
+    diagonal holds the items' interaction counts); the factor was read off the best lambda
+    of a grid on MovieLens latest-small and on the retail sample, where it sits at about
+    that multiple of the busiest items' median support (bench/RESULTS.md, served lists)."""
     X = as_csr(X)
     support = np.bincount(X.indices, minlength=X.shape[1])
     if not support.any():
