@@ -62,8 +62,9 @@ def run_params() -> dict[str, Any]:
 def resolve_method(params: dict[str, Any], snap: Snapshot) -> str:
     """The item similarity actually used for this data: "ease" for the EASE model.
 
-    "auto" is the top-N choice: cosine over TF-IDF weighted preferences (what implicit's
-    TFIDF item-item model does). A centred method ranks by rating values, as the engine's
+    "auto" is the top-N choice: cosine over TF-IDF weighted preferences (implicit's TFIDF
+    item-item model), shrunk by co-occurrence (SHRINKAGE), which keeps a pair seen together
+    once or twice from outranking well-supported neighbours on sparse shop data. A centred method ranks by rating values, as the engine's
     rating-prediction recipe does; on a shop with no explicit ratings at all it falls back
     to cosine: centring a shopper's uniform pseudo-ratings (all views, say) on their mean
     would erase exactly the co-view signal such a shop has.
@@ -127,9 +128,7 @@ def similarity_block(snap: Snapshot, params: dict[str, Any], start: int, stop: i
     P = shared if shared is not None else prepared(snap, params)
     if isinstance(P, EASE):
         return P.similar_matrix(params["stored_neighbours"])[start:stop]
-    # "auto" is the plain TF-IDF cosine; SHRINKAGE applies to a similarity named explicitly
-    shrinkage = 0.0 if params["similarity"] == "auto" else params["shrinkage"]
-    return item_similarity_block(P, start, stop, shrinkage=shrinkage,
+    return item_similarity_block(P, start, stop, shrinkage=params["shrinkage"],
                                  k=params["stored_neighbours"], n_jobs=n_jobs)
 
 

@@ -546,7 +546,8 @@ def test_served_lists_find_each_shoppers_taste(algorithm, shop):
         assert served.source == "personal" and len(served.items) == 4
         in_group += sum((item.product.pk in half) == (i % 2 == 0) for item in served.items)
         total += len(served.items)
-    assert in_group / total >= 0.85, (in_group, total)
+    # a shopper's own evidence is 6 products of their group and 2 of the other (chance: 0.5)
+    assert in_group / total >= 0.8, (in_group, total)
     same = total = 0
     for p in products:
         for item in services.similar_products(p, limit=3).items:
