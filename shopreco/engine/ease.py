@@ -240,14 +240,25 @@ class EASE(ItemKNN):
         return pos
 
     def _scores(self, users: np.ndarray) -> sp.csr_matrix:
-        W = self.__dict__.get("weights_")
-        if W is None:
+        if "weights_" not in self.__dict__:
             return super()._scores(users)
+        return sp.csr_matrix(self._dense_sum(users))
+
+    def _dense_sum(self, users: np.ndarray) -> np.ndarray:
+        W = self.weights_
         X = self._weights(users)
         out = np.zeros((users.size, self.n_items_))
         out[:, self.head_] = X[:, self.head_].astype(W.dtype) @ W
-        out += (X @ self.similarity_).toarray()  # the tail
-        return sp.csr_matrix(out)
+        if self.similarity_.nnz:
+            out += (X @ self.similarity_).toarray()  # the tail
+        return out
+
+    def _dense_scores(self, users: np.ndarray) -> np.ndarray:
+        if "weights_" not in self.__dict__:
+            return super()._dense_scores(users)
+        out = self._dense_sum(users)
+        out[out == 0] = -np.inf  # as from sparse scores: a zero is no candidate
+        return out
 
     def _contributions(self, users: np.ndarray, items: np.ndarray):
         """Per (user, item) pair, every item j of the user with weight(u, j) * B[j, i]:

@@ -391,10 +391,7 @@ class _NeighbourModel:
         step = max(1, DENSE_BLOCK_CELLS // max(n_items, 1))
         for a in range(0, users.size, step):
             u = users[a:a + step]
-            sc = self._scores(u).tocsr()
-            dense = np.full((u.size, n_items), -np.inf)
-            r = row_ids(sc)
-            dense[r, sc.indices] = sc.data
+            dense = self._dense_scores(u)
             if exclude_seen:
                 seen = self.R_[u]
                 dense[row_ids(seen), seen.indices] = -np.inf
@@ -425,6 +422,13 @@ class _NeighbourModel:
             row = np.divide(dots, norms * norms[int(item_idx)], out=np.zeros_like(dots),
                             where=norms > 0)
         return _top_of_row(row, int(item_idx), n)
+
+    def _dense_scores(self, users: np.ndarray) -> np.ndarray:
+        """Scores of ``users`` as a dense block, -inf where an item is no candidate."""
+        sc = self._scores(users).tocsr()
+        dense = np.full((users.size, self.n_items_), -np.inf)
+        dense[row_ids(sc), sc.indices] = sc.data
+        return dense
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "similarity_"):
@@ -585,15 +589,30 @@ def _chunk_bounds(lens: np.ndarray, budget: int) -> np.ndarray:
 
 def _argmax_per_segment(seg, label, value, mask, n_seg):
     """For each segment the label with the largest value among ``mask`` (ties: smaller
-    label); -1 for segments without any."""
+    label); -1 for segments without any.
+
+    Callers pass segments in order with ascending labels inside each (CSR rows with sorted
+    indices): then one pass of ``maximum.reduceat`` finds each segment's maximum and its
+    first holder is the smallest label. Other inputs take the general sort."""
     out = np.full(n_seg, -1, dtype=np.int64)
-    idx = np.nonzero(mask)[0]
+    idx = np.flatnonzero(mask)
     if idx.size == 0:
         return out
-    order = idx[np.lexsort((label[idx], -value[idx], seg[idx]))]
-    s = seg[order]
+    s, v, lab = seg[idx], value[idx], label[idx]
+    ds = np.diff(s)
+    if np.all((ds > 0) | ((ds == 0) & (np.diff(lab) > 0))):
+        starts = np.flatnonzero(np.r_[True, ds != 0])
+        top = np.maximum.reduceat(v, starts)
+        lens = np.diff(np.r_[starts, s.size])
+        holders = np.flatnonzero(v == np.repeat(top, lens))
+        hs = s[holders]
+        first = np.r_[True, hs[1:] != hs[:-1]]
+        out[hs[first]] = lab[holders[first]]
+        return out
+    order = np.lexsort((lab, -v, s))
+    s = s[order]
     first = np.r_[True, s[1:] != s[:-1]]
-    out[s[first]] = label[order[first]]
+    out[s[first]] = lab[order[first]]
     return out
 
 

@@ -64,10 +64,11 @@ def resolve_method(params: dict[str, Any], snap: Snapshot) -> str:
 
     "auto" is the top-N choice: cosine over TF-IDF weighted preferences (implicit's TFIDF
     item-item model), shrunk by co-occurrence (SHRINKAGE), which keeps a pair seen together
-    once or twice from outranking well-supported neighbours on sparse shop data. A centred method ranks by rating values, as the engine's
-    rating-prediction recipe does; on a shop with no explicit ratings at all it falls back
-    to cosine: centring a shopper's uniform pseudo-ratings (all views, say) on their mean
-    would erase exactly the co-view signal such a shop has.
+    once or twice from outranking well-supported neighbours on sparse shop data. A centred
+    method ranks by rating values, as the engine's rating-prediction recipe does; on a shop
+    with no explicit ratings at all it falls back to cosine: centring a shopper's uniform
+    pseudo-ratings (all views, say) on their mean would erase exactly the co-view signal
+    such a shop has.
     """
     if params["algorithm"] == "ease":
         return "ease"

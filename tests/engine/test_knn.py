@@ -274,3 +274,28 @@ def test_tfidf_weight_and_weighting_option():
     assert ItemKNN().fit(R).weighting_ == "none"
     with pytest.raises(ValueError, match="weighting"):
         ItemKNN(weighting="bm25")
+
+
+def test_argmax_per_segment_fast_path_equals_the_sort():
+    """The one-pass path (segments in order, labels ascending inside) and the general sort
+    give the same answer, ties to the smaller label, masked entries ignored."""
+    from shopreco.engine.knn import _argmax_per_segment
+
+    rng = np.random.default_rng(5)
+    lens = rng.integers(0, 6, 40)
+    seg = np.repeat(np.arange(40), lens)
+    label = np.concatenate([np.sort(rng.choice(30, n, replace=False)) for n in lens])
+    value = rng.integers(0, 3, seg.size).astype(float)  # many ties
+    mask = rng.random(seg.size) < 0.8
+    fast = _argmax_per_segment(seg, label, value, mask, 40)
+    shuffled = rng.permutation(seg.size)  # not in order: the general path
+    slow = _argmax_per_segment(seg[shuffled], label[shuffled], value[shuffled],
+                               mask[shuffled], 40)
+    np.testing.assert_array_equal(fast, slow)
+    for s in range(40):
+        sel = (seg == s) & mask
+        if not sel.any():
+            assert fast[s] == -1
+        else:
+            best = value[sel].max()
+            assert fast[s] == label[sel][value[sel] == best].min()
