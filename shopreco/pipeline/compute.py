@@ -96,7 +96,12 @@ def _ease(params: dict[str, Any], **kw: Any) -> EASE:
 
 def prepared(snap: Snapshot, params: dict[str, Any]) -> Any:
     """What every similarity block of a run shares, computed once per process: the fitted
-    EASE model (one dense solve), or the kNN similarity's prepared matrices."""
+    EASE model, or the kNN similarity's prepared matrices.
+
+    EASE's solve takes the BLAS library's threads in a Celery task as in process: it is the
+    only task of its stage (the other workers wait for it), and a different thread count
+    would change the last bits of the weights, so sharded and in-process runs would differ.
+    """
     X = weights(snap, params)
     if params["method"] == "ease":
         return _ease(params).fit(X)
