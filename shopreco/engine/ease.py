@@ -8,9 +8,9 @@ Cholesky factorisation (LAPACK ``potrf`` + ``potri``, in place): less time and h
 memory of ``numpy.linalg.inv`` (bench/RESULTS.md compares them).
 
 The dense solve is cubic in the number of items, so only the ``max_items`` most
-interacted items (the *head*) go into it. The others (the *tail*) are scored by a plain
+interacted items (the *head*) go into it. The others (the *tail*) are scored by an
 item-item cosine over the same weights (TF-IDF weighted, as :class:`~.knn.ItemKNN` does on
-implicit data): their cosine rows are scaled by one factor (the median ratio of the head's
+implicit data, shrunk by co-occurrence): their cosine rows are scaled by one factor (the median ratio of the head's
 top EASE weight to its top cosine) so the two scores share a scale, and a tail item can
 outrank a head item when the evidence for it is strong. Tail items are rare by definition,
 so the merge matters for coverage more than for accuracy.
@@ -135,14 +135,16 @@ class EASE(ItemKNN):
     - ``max_items``: items in the dense solve (the most interacted); the rest are the
       cosine-scored tail (see the module docstring). ``None``: every item.
     - ``max_neighbours``: weights kept per item row (``None``: dense, exact).
-    - ``tail_k``: cosine neighbours per item for the tail.
+    - ``tail_k``: cosine neighbours per item for the tail; ``tail_shrinkage``: their
+      co-occurrence shrinkage n / (n + tail_shrinkage), which keeps a tail item seen with
+      a shopper's products once or twice from displacing the head's better-supported ones.
     - ``beta``: popularity penalty (RP3beta's exponent): every weight into item j is
       divided by (interactions of j) ** beta, so lists lean less on the bestsellers.
     """
 
     def __init__(self, lambda_: float | str = "auto", max_items: int | None = DEFAULT_MAX_ITEMS,
                  max_neighbours: int | None = 200, tail_k: int = 50, beta: float = 0.0,
-                 n_jobs: int | None = None) -> None:
+                 tail_shrinkage: float = 10.0, n_jobs: int | None = None) -> None:
         if lambda_ != "auto" and (
                 not isinstance(lambda_, (int, float, np.floating, np.integer))
                 or isinstance(lambda_, bool) or not np.isfinite(lambda_) or lambda_ <= 0):
@@ -160,6 +162,9 @@ class EASE(ItemKNN):
         if not np.isfinite(beta) or beta < 0:
             raise ValueError(f"beta must be a number >= 0, got {beta!r}")
         self.beta = float(beta)
+        if not np.isfinite(tail_shrinkage) or tail_shrinkage < 0:
+            raise ValueError(f"tail_shrinkage must be a number >= 0, got {tail_shrinkage!r}")
+        self.tail_shrinkage = float(tail_shrinkage)
 
     @classmethod
     def from_parts(cls, R, head: np.ndarray, weights: np.ndarray | None,
@@ -219,7 +224,8 @@ class EASE(ItemKNN):
               support: np.ndarray) -> sp.csr_matrix:
         """Cosine rows and columns for the items outside the head, on the head's scale."""
         n = R.shape[1]
-        C = item_similarity(tfidf_weight(R), method="cosine", k=self.tail_k, n_jobs=self.n_jobs)
+        C = item_similarity(tfidf_weight(R), method="cosine", shrinkage=self.tail_shrinkage,
+                            k=self.tail_k, n_jobs=self.n_jobs)
         in_head = np.zeros(n, dtype=bool)
         in_head[head] = True
         C = C.tocoo()
