@@ -10,10 +10,10 @@ memory of ``numpy.linalg.inv`` (bench/RESULTS.md compares them).
 The dense solve is cubic in the number of items, so only the ``max_items`` most
 interacted items (the *head*) go into it. The others (the *tail*) are scored by an
 item-item cosine over the same weights (TF-IDF weighted, as :class:`~.knn.ItemKNN` does on
-implicit data, shrunk by co-occurrence): their cosine rows are scaled by one factor (the median ratio of the head's
-top EASE weight to its top cosine) so the two scores share a scale, and a tail item can
-outrank a head item when the evidence for it is strong. Tail items are rare by definition,
-so the merge matters for coverage more than for accuracy.
+implicit data, and shrunk by co-occurrence), its rows scaled by one factor (the median
+ratio of the head's top EASE weight to its top cosine) so the two scores share a scale.
+Tail items are rare by definition, so the merge matters for coverage and for their own
+"similar" lists more than for accuracy.
 
 ``max_neighbours`` keeps the largest weights of each row (a sparse ``similarity_`` like
 ItemKNN's, which a database table or a file can hold and a per-user refresh reads); the

@@ -79,13 +79,18 @@ def resolve_method(params: dict[str, Any], snap: Snapshot) -> str:
 
 
 def ranks_by_ratings(params: dict[str, Any]) -> bool:
-    """Whether the run ranks by rating values (a centred similarity) instead of preferences."""
-    return params["method"] in CENTRED
+    """Whether the item similarity is a named one (``cosine``, ``adjusted_cosine``, ...):
+    those keep their meaning from before "auto" existed, computed on the rating matrix
+    ``R`` (events as pseudo-ratings), and item kNN then ranks by ``R`` too. "auto", EASE
+    and user kNN learn from the preference weights."""
+    return params["similarity"] != "auto"
 
 
 def weights(snap: Snapshot, params: dict[str, Any]) -> sp.csr_matrix:
     """The users x products matrix the run's model ranks with (see matrix.preferences)."""
-    return snap.R if ranks_by_ratings(params) else preferences(snap)
+    if params["algorithm"] == "item" and ranks_by_ratings(params):
+        return snap.R
+    return preferences(snap)
 
 
 def _ease(params: dict[str, Any], **kw: Any) -> EASE:
@@ -102,11 +107,9 @@ def prepared(snap: Snapshot, params: dict[str, Any]) -> Any:
     only task of its stage (the other workers wait for it), and a different thread count
     would change the last bits of the weights, so sharded and in-process runs would differ.
     """
-    X = weights(snap, params)
     if params["method"] == "ease":
-        return _ease(params).fit(X)
-    if not ranks_by_ratings(params):
-        X = tfidf_weight(X)
+        return _ease(params).fit(preferences(snap))
+    X = snap.R if ranks_by_ratings(params) else tfidf_weight(preferences(snap))
     return prepare(X, params["method"], kind="item")
 
 
