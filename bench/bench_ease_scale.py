@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -73,14 +72,8 @@ QUICK = {"solve_shape": (20_000, 4_000), "solve_nnz": 500_000, "solve_sizes": (1
          "shop": (2_000, 1_000, 50_000)}
 
 PHASES = ("load", "similarities", "recommendations", "write", "total")
-# The configurations, spelled out so the figures do not move with a local edit of conf.py
-# (the child reports whether shopreco.conf.DEFAULTS agree with NEW_DEFAULT).
-NEW_DEFAULT: dict[str, Any] = {"ALGORITHM": "ease", "EASE_LAMBDA": "auto",
-                               "EASE_MAX_ITEMS": 10000, "POPULARITY_PENALTY": 0.15,
-                               "SIMILARITY": "auto", "SHRINKAGE": 10.0}
-PREVIOUS_DEFAULT: dict[str, Any] = {**NEW_DEFAULT, "ALGORITHM": "item",
-                                    "SIMILARITY": "adjusted_cosine", "SHRINKAGE": 10.0,
-                                    "POPULARITY_PENALTY": 0.0}
+NEW_DEFAULT = common.NEW_DEFAULT
+PREVIOUS_DEFAULT = common.PREVIOUS_DEFAULT
 CONFIGS = {"new": ("new default (ease, lambda auto, 10k head, penalty 0.15)", NEW_DEFAULT),
            "old": ("previous default (item, adjusted_cosine, shrinkage 10)", PREVIOUS_DEFAULT)}
 
@@ -332,43 +325,9 @@ def section_solve(args, sizes: dict[str, Any], tmp: Path) -> tuple[str, list[lis
 # =========================================================================== 2/3. recompute
 
 
-def _setup_django(spec: dict[str, Any]) -> None:
-    os.environ["DATABASE_URL"] = spec["db"]
-    os.environ["DJANGO_SETTINGS_MODULE"] = "demo_shop.settings"
-    for var in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL"):
-        os.environ.pop(var, None)  # eager Celery, the demo's per-process memory cache
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.test.utils import override_settings
-
-    override_settings(MEDIA_ROOT=spec["media"],
-                      SHOPRECO={**settings.SHOPRECO, **(spec.get("config") or {})}).enable()
-
-
-def _ensure_database(url: str, drop: bool = False) -> None:
-    from urllib.parse import urlparse
-
-    import psycopg
-
-    parts = urlparse(url)
-    name = parts.path.lstrip("/")
-    admin = parts._replace(path="/postgres").geturl()
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            if drop:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                                [name]).fetchone():
-                conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        raise common.DataMissing(f"skipped: PostgreSQL not reachable ({exc})") from exc
-
-
 def _child_load_ml(spec: dict[str, Any]) -> int:
     """Child: MovieLens latest-small as a shop, exactly as bench_pipeline.py loads it."""
-    _setup_django(spec)
+    common.setup_demo_django(spec["db"], spec["media"], spec.get("config"))
     import bench_pipeline
     from django.contrib.auth import get_user_model
 
@@ -397,7 +356,7 @@ def _shop_ratings(n_users: int, n_products: int, nnz: int, seed: int):
 
 def _child_load_shop(spec: dict[str, Any]) -> int:
     """Child: the generated power-law shop (users, a catalogue, ratings by COPY)."""
-    _setup_django(spec)
+    common.setup_demo_django(spec["db"], spec["media"], spec.get("config"))
     from datetime import timedelta
 
     from django.contrib.auth import get_user_model
@@ -454,7 +413,7 @@ def _child_load_shop(spec: dict[str, Any]) -> int:
 
 def _child_recompute(spec: dict[str, Any]) -> int:
     """Child: one full in-process recompute with the given configuration."""
-    _setup_django(spec)
+    common.setup_demo_django(spec["db"], spec["media"], spec.get("config"))
     from shopreco import pipeline
     from shopreco.conf import DEFAULTS, reco_settings
     from shopreco.models import RecomputeRun
@@ -466,13 +425,8 @@ def _child_recompute(spec: dict[str, Any]) -> int:
     rss_before = common.proc_status_bytes("VmRSS")
     run, wall = common.timed(pipeline.run_full_recompute)
     hwm = common.proc_status_bytes("VmHWM")  # before the lambda check below allocates more
-    params, cfg = run.params, spec["config"]
-    expected = {"algorithm": cfg["ALGORITHM"], "similarity": cfg["SIMILARITY"],
-                "popularity_penalty": float(cfg["POPULARITY_PENALTY"]),
-                "ease_lambda": cfg["EASE_LAMBDA"], "ease_max_items": cfg["EASE_MAX_ITEMS"]}
-    wrong = {k: (params.get(k), v) for k, v in expected.items() if params.get(k) != v}
-    if wrong:
-        raise RuntimeError(f"the run did not take the configuration: {wrong}")
+    params = run.params
+    common.check_run_config(params, spec["config"])
     lam = None
     if params["method"] == "ease":
         from shopreco.engine.ease import auto_lambda
@@ -559,7 +513,7 @@ def _shop_line(series: dict[str, list[dict]]) -> str:
 def section_movielens(args, media: str) -> tuple[str, bool | None]:
     ml_dir = common.require_data("ml-latest-small")
     load_start = common.load_average()
-    _ensure_database(ML_DB)
+    common.ensure_database(ML_DB)
     res = _spawn("--child-load-ml", {"db": ML_DB, "media": media, "ml_dir": str(ml_dir),
                                      "reload": args.reload})
     if not res.ok:
@@ -594,7 +548,7 @@ def section_shop(args, media: str, shop: tuple[int, int, int]) -> tuple[str, boo
     load_start = common.load_average()
     n_users, n_products, nnz = shop
     db = SHOP_DB + ("_quick" if args.quick else "")
-    _ensure_database(db, drop=args.reload)
+    common.ensure_database(db, drop=args.reload)
     res = _spawn("--child-load-shop", {"db": db, "media": media, "shop": list(shop)},
                  timeout=3600)
     if not res.ok:

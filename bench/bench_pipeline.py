@@ -49,24 +49,6 @@ def _broker_url() -> str:
     return url if url.startswith("redis://") else "redis://127.0.0.1:6379/1"
 
 
-def _ensure_database(url: str) -> None:
-    from urllib.parse import urlparse
-
-    import psycopg
-
-    parts = urlparse(url)
-    name = parts.path.lstrip("/")
-    admin = parts._replace(path="/postgres").geturl()
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                                  [name]).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        raise common.DataMissing(f"skipped: PostgreSQL not reachable ({exc})") from exc
-
-
 def _setup_django(db_url: str) -> None:
     os.environ["DATABASE_URL"] = db_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_shop.settings")
@@ -185,7 +167,7 @@ def main() -> int:
 
     ml_dir = common.require_data("ml-latest-small")
     db_url = _database_url()
-    _ensure_database(db_url)
+    common.ensure_database(db_url)
     _setup_django(db_url)
     seed_seconds = _load_shop(ml_dir, args.reload)
 

@@ -68,14 +68,8 @@ LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0)  # dense EASE reference grid
 RETAIL_FILE = ("online-retail", "online_retail_20k_customers_only_underscored.csv")
 USER_PREFIX = "ext-"  # importing.DEFAULT_USER_PREFIX: users are ext-<id>
 
-# What the bench calls the new default, spelled out so the figures do not move with an
-# uncommitted local edit of shopreco/conf.py (the load child reports whether DEFAULTS agree).
-NEW_DEFAULT: dict[str, Any] = {"ALGORITHM": "ease", "EASE_LAMBDA": "auto",
-                               "EASE_MAX_ITEMS": 10000, "POPULARITY_PENALTY": 0.15,
-                               "SIMILARITY": "auto", "SHRINKAGE": 10.0}
-PREVIOUS_DEFAULT: dict[str, Any] = {**NEW_DEFAULT, "ALGORITHM": "item",
-                                    "SIMILARITY": "adjusted_cosine", "SHRINKAGE": 10.0,
-                                    "POPULARITY_PENALTY": 0.0}
+NEW_DEFAULT = common.NEW_DEFAULT
+PREVIOUS_DEFAULT = common.PREVIOUS_DEFAULT
 # key -> (label, SHOPRECO overrides); the penalty only acts on "ease".
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "ease": ("new default: ease, penalty 0.15", NEW_DEFAULT),
@@ -425,38 +419,10 @@ def write_retail_csv(work: Path, header: list[str], rows: list[dict[str, str]]) 
 # =========================================================================== children
 
 
-def _ensure_database(url: str) -> None:
-    from urllib.parse import urlparse
-
-    import psycopg
-
-    parts = urlparse(url)
-    name = parts.path.lstrip("/")
-    admin = parts._replace(path="/postgres").geturl()
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                                [name]).fetchone():
-                conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        raise common.DataMissing(f"skipped: PostgreSQL not reachable ({exc})") from exc
-
-
 def _setup_django(spec: dict[str, Any]) -> None:
-    os.environ["DATABASE_URL"] = spec["db"]
-    os.environ["DJANGO_SETTINGS_MODULE"] = "demo_shop.settings"
-    for var in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL"):
-        os.environ.pop(var, None)  # eager Celery, the demo's per-process memory cache
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.test.utils import override_settings
-
     media = Path(spec["work"]) / "media"
     media.mkdir(parents=True, exist_ok=True)
-    override_settings(MEDIA_ROOT=str(media),
-                      SHOPRECO={**settings.SHOPRECO, **(spec.get("config") or {})}).enable()
+    common.setup_demo_django(spec["db"], str(media), spec.get("config"))
 
 
 def _child_load(spec: dict[str, Any]) -> int:
@@ -500,13 +466,7 @@ def _child_serve(spec: dict[str, Any]) -> int:
         pipeline.runs.fail_run(stuck.pk, "abandoned by an earlier bench run")
     run, wall = common.timed(pipeline.run_full_recompute)
     params = run.params
-    cfg = spec["config"]
-    expected = {"algorithm": cfg["ALGORITHM"], "similarity": cfg["SIMILARITY"],
-                "popularity_penalty": float(cfg["POPULARITY_PENALTY"]),
-                "ease_lambda": cfg["EASE_LAMBDA"], "ease_max_items": cfg["EASE_MAX_ITEMS"]}
-    wrong = {k: (params.get(k), v) for k, v in expected.items() if params.get(k) != v}
-    if wrong:
-        raise RuntimeError(f"the run did not take the configuration: {wrong}")
+    common.check_run_config(params, spec["config"])
     # The run does not record the lambda "auto" chose: read it off the fitted model the
     # in-process run keeps in this process (None if that private cache changes).
     lam = None
@@ -866,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     ml_dir = common.require_data("ml-latest-small")
     if "retail" in sections:
         common.require_data(*RETAIL_FILE)
-    _ensure_database(args.database_url)
+    common.ensure_database(args.database_url)
     started = time.perf_counter()
     load_start = common.load_average()
     head_start = _git_head()

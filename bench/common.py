@@ -448,3 +448,60 @@ def write_section(name: str, text: str) -> Path:
 def python_cmd(script: Path, *args: str) -> list[str]:
     """argv to run a bench script with this interpreter."""
     return [sys.executable, str(script), *args]
+
+
+def ensure_database(url: str, drop: bool = False) -> None:
+    """Create the PostgreSQL database of ``url`` if absent (``drop``: anew); a server that
+    does not answer skips the bench (DataMissing)."""
+    from urllib.parse import urlparse
+
+    import psycopg
+
+    parts = urlparse(url)
+    name = parts.path.lstrip("/")
+    admin = parts._replace(path="/postgres").geturl()
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            if drop:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                [name]).fetchone():
+                conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        raise DataMissing(f"skipped: PostgreSQL not reachable ({exc})") from exc
+
+
+def setup_demo_django(db_url: str, media_root: str, shopreco: dict | None = None) -> None:
+    """Django for a bench child: the demo shop's settings on ``db_url``, eager Celery and
+    the demo's per-process memory cache, run files under ``media_root``, SHOPRECO options
+    ``shopreco`` over the demo's."""
+    os.environ["DATABASE_URL"] = db_url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "demo_shop.settings"
+    for var in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL"):
+        os.environ.pop(var, None)
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    override_settings(MEDIA_ROOT=media_root,
+                      SHOPRECO={**settings.SHOPRECO, **(shopreco or {})}).enable()
+
+
+def check_run_config(params: dict, config: dict) -> None:
+    """Raise unless a run's frozen params took the SHOPRECO ``config`` the bench set."""
+    expected = {"algorithm": config["ALGORITHM"], "similarity": config["SIMILARITY"],
+                "popularity_penalty": float(config["POPULARITY_PENALTY"]),
+                "ease_lambda": config["EASE_LAMBDA"], "ease_max_items": config["EASE_MAX_ITEMS"]}
+    wrong = {k: (params.get(k), v) for k, v in expected.items() if params.get(k) != v}
+    if wrong:
+        raise RuntimeError(f"the run did not take the configuration: {wrong}")
+
+
+# The configurations the model benches compare, spelled out so the figures do not move
+# with a local edit of shopreco/conf.py (the benches report whether DEFAULTS agree).
+NEW_DEFAULT: dict = {"ALGORITHM": "ease", "EASE_LAMBDA": "auto", "EASE_MAX_ITEMS": 10000,
+                     "POPULARITY_PENALTY": 0.15, "SIMILARITY": "auto", "SHRINKAGE": 10.0}
+PREVIOUS_DEFAULT: dict = {**NEW_DEFAULT, "ALGORITHM": "item", "SIMILARITY": "adjusted_cosine",
+                          "SHRINKAGE": 10.0, "POPULARITY_PENALTY": 0.0}

@@ -174,6 +174,7 @@ def compute_block(run_id: int, index: int, start: int, stop: int,
         name = storage.save_bytes(run_file(run, EASE_PARTS), storage.arrays_to_bytes(
             compress=False, **compute.ease_parts_to_arrays(P)))
         storage.remember(name, P.parts())  # this process's batches share the model's arrays
+        runs.merge_json(run_id, "metrics", {"ease_lambda": round(float(P.lambda_used_), 4)})
     name = storage.save_bytes(run_file(run, _block_name(index)), storage.csr_to_bytes(S))
     share = (STAGES["recommendations"] - STAGES["similarities"]) / max(params["n_blocks"], 1)
     runs.beat(run_id, add_progress=share)
@@ -274,7 +275,7 @@ def finish_run(run_id: int, defer_housekeeping: bool = False) -> RecomputeRun | 
         run_id, recs.users, recs.items, recs.scores, recs.ranks, recs.reasons(),
         recs.reason_items, ukeys, pkeys,
     )
-    run.refresh_from_db(fields=["timings", "counts"])
+    run.refresh_from_db(fields=["timings", "counts", "metrics"])
     tm = dict(run.timings)
     t0 = tm.pop("_t0", t_write)
     load_end = tm.pop("_load_end", t0)
@@ -283,6 +284,7 @@ def finish_run(run_id: int, defer_housekeeping: bool = False) -> RecomputeRun | 
     counts = {**run.counts, "similarities": n_sim, "recommendations": n_rec}
     recommended = np.unique(recs.items).size
     metrics = {
+        **(run.metrics or {}),  # what the stages recorded (EASE: the lambda it used)
         "coverage": round(recommended / snap.n_products, 4) if snap.n_products else 0.0,
         "users_with_recommendations": int(np.unique(recs.users).size),
     }

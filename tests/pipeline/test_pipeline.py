@@ -238,6 +238,8 @@ def test_sharded_run_through_tasks_equals_in_process_run(algorithm, shop,
     assert eager.params["n_batches"] == 5
     with override_settings(SHOPRECO={**conf, "BLOCK_SIZE": 1000, "USER_BATCH_SIZE": 1000}):
         local = pipeline.run_full_recompute()
+    if algorithm == "ease":  # the lambda "auto" chose is recorded with the run
+        assert eager.metrics["ease_lambda"] == local.metrics["ease_lambda"] > 0
     assert local.params["n_blocks"] == 1 and local.params["n_batches"] == 1
     assert rows_of(eager) == rows_of(local)
     assert rows_of(local)[1]
