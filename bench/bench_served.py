@@ -467,13 +467,16 @@ def _child_serve(spec: dict[str, Any]) -> int:
     run, wall = common.timed(pipeline.run_full_recompute)
     params = run.params
     common.check_run_config(params, spec["config"])
-    # The run does not record the lambda "auto" chose: read it off the fitted model the
-    # in-process run keeps in this process (None if that private cache changes).
+    # The lambda "auto" chose: recorded in the run's metrics (since 2ef7428); else read off
+    # the fitted model the in-process run keeps in this process.
     lam = None
     if params["method"] == "ease":
-        fitted = [m for m in getattr(pipeline, "_prep_cache", {}).values()
-                  if hasattr(m, "lambda_used_")]
-        lam = float(fitted[0].lambda_used_) if fitted else None
+        lam = (run.metrics or {}).get("ease_lambda")
+        if lam is None:
+            fitted = [m for m in getattr(pipeline, "_prep_cache", {}).values()
+                      if hasattr(m, "lambda_used_")]
+            lam = fitted[0].lambda_used_ if fitted else None
+        lam = None if lam is None else float(lam)
     impressions_before = Impression.objects.count()
     lists: list[list[str]] = []
     times: list[float] = []
