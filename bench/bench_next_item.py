@@ -65,19 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     from shopreco import evaluation
     from shopreco.engine import ease_weights
     from shopreco.pipeline import compute
-    from shopreco.pipeline.matrix import RATED, Snapshot
+    from shopreco.pipeline.matrix import Snapshot
 
     tu, ti, ts, shape, src, dst = data()
     sources = np.unique(src)
     rows = []
     # the shop: ratings as ratings, the lists a recompute stores with the defaults
-    R = sp.csr_matrix((ts, (tu, ti)), shape=shape)
-    R.sort_indices()
-    owned = sp.csr_matrix((np.ones(R.nnz, dtype=bool), R.indices, R.indptr), shape=shape)
-    snap = Snapshot(R=R, reason=np.full(R.nnz, RATED, dtype=np.int8), owned=owned,
-                    purchases=sp.csr_matrix(shape, dtype=bool), user_pks=np.arange(shape[0]),
-                    product_pks=np.arange(shape[1]), n_users=shape[0], n_ratings=R.nnz,
-                    n_events=0)
+    snap = Snapshot.from_ratings(sp.csr_matrix((ts, (tu, ti)), shape=shape))
     for label, conf in (("new default (EASE)", common.NEW_DEFAULT),
                         ("previous default", common.PREVIOUS_DEFAULT),
                         ("item kNN, SIMILARITY auto", {**common.NEW_DEFAULT,

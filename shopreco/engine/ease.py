@@ -201,14 +201,15 @@ class EASE(ItemKNN):
         head = head_items(support, self.max_items)
         self.head_ = head
         self.lambda_scores_ = {}
+        Rh = R[:, head]
         lam = self.lambda_
         if lam == "auto":
             lam = auto_lambda(R)
             if 0 < head.size <= SELECT_ITEMS:
                 with blas_threads(head.size, self.n_jobs):
-                    lam, self.lambda_scores_ = select_lambda(R[:, head], beta=self.beta)
+                    lam, self.lambda_scores_ = select_lambda(Rh, beta=self.beta)
         self.lambda_used_ = lam
-        B = ease_weights(R[:, head], lam, n_jobs=self.n_jobs)
+        B = ease_weights(Rh, lam, n_jobs=self.n_jobs)
         if self.beta:
             B *= (support[head].astype(B.dtype) ** -B.dtype.type(self.beta))[None, :]
         if self.max_neighbours_ is None:
@@ -266,9 +267,10 @@ class EASE(ItemKNN):
         out[out == 0] = -np.inf  # as from sparse scores: a zero is no candidate
         return out
 
-    def _contributions(self, users: np.ndarray, items: np.ndarray):
+    def _contributions(self, users: np.ndarray, items: np.ndarray, tail_keys=None):
         """Per (user, item) pair, every item j of the user with weight(u, j) * B[j, i]:
-        (segment, j, contribution)."""
+        (segment, j, contribution). ``tail_keys``: ``entry_keys`` of the tail rows, when a
+        caller asks chunk after chunk."""
         X = self.R_
         seg, pos, _ = segment_ranges(X.indptr, users)
         j = X.indices[pos].astype(np.int64)
@@ -281,7 +283,8 @@ class EASE(ItemKNN):
             both = (hj >= 0) & (hi >= 0)
             contrib[both] = W[hj[both], hi[both]]
         S = self.similarity_
-        found, v = lookup(entry_keys(S), S.data, j * np.int64(S.shape[1]) + i)
+        keys = entry_keys(S) if tail_keys is None else tail_keys
+        found, v = lookup(keys, S.data, j * np.int64(S.shape[1]) + i)
         contrib += np.where(found, v, 0.0)
         return seg, j, contrib * X.data[pos]
 
@@ -294,9 +297,10 @@ class EASE(ItemKNN):
         valid = np.flatnonzero(flat_i >= 0)
         lens = np.diff(self.R_.indptr)[flat_u[valid]]
         bounds = _chunk_bounds(lens, _CHUNK)
+        keys = entry_keys(self.similarity_)
         for a, z in zip(bounds[:-1], bounds[1:], strict=True):
             sel = valid[a:z]
-            seg, j, contrib = self._contributions(flat_u[sel], flat_i[sel])
+            seg, j, contrib = self._contributions(flat_u[sel], flat_i[sel], keys)
             reasons[sel] = _argmax_per_segment(seg, j, contrib, contrib > 0, sel.size)
         return reasons.reshape(items.shape)
 
@@ -367,15 +371,13 @@ def tail_scale(B: np.ndarray, C: sp.coo_matrix, in_head: np.ndarray) -> float:
     return float(np.median(bmax[ok] / cmax[head][ok]))
 
 
-def _prune(B: np.ndarray, head: np.ndarray, n: int, k: int | None) -> sp.csr_matrix:
+def _prune(B: np.ndarray, head: np.ndarray, n: int, k: int) -> sp.csr_matrix:
     """Top-``k`` positive weights of each row of the dense head block, in the full item
-    index space (float64 CSR). ``k=None`` keeps every non-zero weight."""
+    index space (float64 CSR)."""
     parts = []
     for a in range(0, B.shape[0], _PRUNE_ROWS):
         block = np.asarray(B[a:a + _PRUNE_ROWS], dtype=np.float64)
-        if k is not None:
-            block = np.where(block > 0, block, 0.0)
-        parts.append(topk_dense_block(block, k))
+        parts.append(topk_dense_block(np.where(block > 0, block, 0.0), k))
     H = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, head.size))
     rows = head[row_ids(H)]
     cols = head[H.indices]

@@ -25,8 +25,8 @@ from shopreco.engine.similarity import (
 )
 from shopreco.pipeline.matrix import REASONS, Snapshot, preferences
 
-# every item similarity but plain cosine centres the values (on means or baselines); they
-# rank by rating values (the rating-prediction recipe), the others by preference weights
+# every item similarity but plain cosine centres the values (on means or baselines): on a
+# shop without explicit ratings they fall back to cosine
 CENTRED = tuple(m for m in ITEM_METHODS if m != "cosine")
 
 

@@ -68,6 +68,19 @@ class Snapshot:
     def user_pk(self, idx: int) -> Any:
         return _pk_value(self.user_pks[idx])
 
+    @classmethod
+    def from_ratings(cls, R: sp.csr_matrix, times: np.ndarray | None = None) -> Snapshot:
+        """A users x items ratings matrix (indices as keys) as a snapshot: every cell a
+        rating, owned; what an evaluation of a ratings file computes from."""
+        R = sp.csr_matrix(R)
+        R.sort_indices()
+        n_users, n_items = R.shape
+        owned = _bool_csr(R.indices, R.indptr, R.shape)
+        return cls(R=R, reason=np.full(R.nnz, RATED, dtype=np.int8), owned=owned,
+                   purchases=sp.csr_matrix(R.shape, dtype=bool), user_pks=np.arange(n_users),
+                   product_pks=np.arange(n_items), n_users=n_users, n_ratings=R.nnz,
+                   n_events=0, times=times)
+
     def to_bytes(self) -> bytes:
         """A compressed ``.npz`` (no pickles: safe to read from shared storage)."""
         buf = io.BytesIO()

@@ -25,7 +25,7 @@ from shopreco import evaluation
 from shopreco.engine import ItemKNN, UserKNN
 from shopreco.engine.evaluate import cross_validate
 from shopreco.models import RecomputeRun
-from shopreco.pipeline.matrix import RATED, Snapshot
+from shopreco.pipeline.matrix import Snapshot
 
 TABLE_KEYS = [
     "rmse", "mae", "precision@{k}", "recall@{k}", "f1@{k}", "ndcg@{k}", "map@{k}",
@@ -102,16 +102,6 @@ def read_ratings_file(path: str, fmt: str) -> tuple[sp.csr_matrix, np.ndarray | 
         T.sort_indices()
         times = T.data - 1.0  # +1: a timestamp of 0 must stay a stored entry
     return R, times
-
-
-def snapshot_of(R: sp.csr_matrix, times: np.ndarray | None) -> Snapshot:
-    """A ratings file as the pipeline's snapshot: every cell a rating, owned."""
-    n_users, n_items = R.shape
-    owned = sp.csr_matrix((np.ones(R.nnz, dtype=bool), R.indices, R.indptr), shape=R.shape)
-    return Snapshot(R=R, reason=np.full(R.nnz, RATED, dtype=np.int8), owned=owned,
-                    purchases=sp.csr_matrix(R.shape, dtype=bool),
-                    user_pks=np.arange(n_users), product_pks=np.arange(n_items),
-                    n_users=n_users, n_ratings=R.nnz, n_events=0, times=times)
 
 
 def _category_coverage(recs: np.ndarray | None, product_pks: np.ndarray) -> float | None:
@@ -196,7 +186,7 @@ class Command(BaseCommand):
             if timed and times is None:
                 raise CommandError(f"--protocol {protocol} needs a timestamp on every line "
                                    f"of {opts['ratings']}")
-            snap = snapshot_of(R, times)
+            snap = Snapshot.from_ratings(R, times)
             source = str(opts["ratings"])
         else:
             from shopreco.pipeline.matrix import load_snapshot
