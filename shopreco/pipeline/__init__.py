@@ -112,7 +112,8 @@ _prep_cache: dict[str, Any] = {}
 
 
 def _prepared_cache(key: str, make: Callable[[], Any]) -> Any:
-    """The centred matrices of the run's snapshot, once per worker process."""
+    """What the tasks of a run share (prepared matrices, the fitted EASE model), once per
+    worker process."""
     if key not in _prep_cache:
         _prep_cache.clear()  # one run at a time per process
         _prep_cache[key] = make()
@@ -202,8 +203,10 @@ def _model(run: RecomputeRun, snap: Snapshot, start: int, stop: int):
     """The run's ranking model, once per worker process (batches of a run share it); the
     user-based model is made per batch (it holds only the batch's similarity rows)."""
     if run.params["algorithm"] == "user":
+        P = _prepared_cache(f"{run_file(run, SNAPSHOT)}:users",
+                            lambda: compute.user_prepared(snap))
         return compute.fit_model(snap, load_run_similarity(run), run.params,
-                                 user_rows=(start, stop))
+                                 user_rows=(start, stop), shared=P)
     key = run_file(run, SIMILARITY)
     if key not in _model_cache:
         _model_cache.clear()

@@ -225,20 +225,27 @@ class RecBatch:
         return int(self.users.size)
 
 
+def user_prepared(snap: Snapshot) -> Any:
+    """User kNN's prepared preference matrix (cosine over users), which every batch of a
+    run shares: computed once per process (see ``fit_model``'s ``shared``)."""
+    return prepare(preferences(snap), "cosine", kind="user")
+
+
 def fit_model(snap: Snapshot, S: sp.csr_matrix, params: dict[str, Any],
-              ease_parts: tuple | None = None, user_rows: tuple[int, int] | None = None) -> Any:
+              ease_parts: tuple | None = None, user_rows: tuple[int, int] | None = None,
+              shared: Any = None) -> Any:
     """The run's ranking model over ``snap``'s users, from the run's stored parts, so a
     batch task or a per-user refresh scores exactly as the full run does: the item
     similarity ``S``; for EASE the dense head weights (``ease_parts``: head, weights, tail);
     for the user-based model the similarity rows of users [start, stop) (``user_rows``),
-    computed here against every user of ``snap``."""
+    computed here against every user of ``snap`` (``shared``: :func:`user_prepared`)."""
     X = weights(snap, params)
     if params["method"] == "ease":
         head, W, tail = ease_parts
         return EASE.from_parts(X, head, W, tail, tail_k=params["stored_neighbours"])
     if params["algorithm"] == "user":
         start, stop = user_rows if user_rows is not None else (0, X.shape[0])
-        P = prepare(X, "cosine", kind="user")
+        P = shared if shared is not None else user_prepared(snap)
         rows = user_similarity_block(P, start, stop, k=params["k"], n_jobs=1)
         n = X.shape[0]
         full = sp.vstack([sp.csr_matrix((start, n)), rows, sp.csr_matrix((n - stop, n))],
