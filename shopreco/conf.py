@@ -35,8 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "EASE_MAX_ITEMS": 10000,
     "POPULARITY_PENALTY": 0.15,
     # Item similarity of "item" (and of "user"'s similar lists): "auto" is cosine over TF-IDF
-    # weighted preferences; a centred method (adjusted_cosine, pearson, ...) ranks by
-    # rating values instead, the rating-prediction recipe.
+    # weighted preferences; a named one (cosine, adjusted_cosine, pearson, ...) is computed
+    # on the ratings and "item" ranks by them, the rating-prediction recipe.
     "SIMILARITY": "auto",
     "NEIGHBOURS": 50,
     "SHRINKAGE": 10.0,

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from shopreco.engine import evaluate as metrics
 from shopreco.engine._sparse import row_ids
 from shopreco.pipeline import compute
-from shopreco.pipeline.matrix import Snapshot
+from shopreco.pipeline.matrix import Snapshot, values_at
 
 PROTOCOLS = ("holdout", "temporal", "next-item")
 
@@ -87,8 +87,8 @@ def _subset(snap: Snapshot, keep: np.ndarray) -> Snapshot:
     rows, cols = row_ids(R)[keep], R.indices[keep]
     new = sp.csr_matrix((R.data[keep], (rows, cols)), shape=R.shape)
     new.sort_indices()  # keep's order is already row-major, column-sorted
-    owned_cells = _flag(snap.owned, R)[keep]
-    bought_cells = _flag(snap.purchases, R)[keep]
+    owned_cells = values_at(snap.owned.astype(np.int8), R).astype(bool)[keep]
+    bought_cells = values_at(snap.purchases.astype(np.int8), R).astype(bool)[keep]
 
     def mask(flags: np.ndarray) -> sp.csr_matrix:
         M = sp.csr_matrix((np.ones(int(flags.sum()), dtype=bool),
@@ -102,14 +102,6 @@ def _subset(snap: Snapshot, keep: np.ndarray) -> Snapshot:
                     n_ratings=int(((snap.reason == 0) & keep).sum()),
                     n_events=snap.n_events,
                     times=None if snap.times is None else snap.times[keep])
-
-
-def _flag(M: sp.csr_matrix, pattern_of: sp.csr_matrix) -> np.ndarray:
-    """Whether each stored cell of ``pattern_of`` is set in ``M``."""
-    keys = row_ids(pattern_of) * np.int64(pattern_of.shape[1]) + pattern_of.indices
-    M = M.tocsr()
-    mk = row_ids(M) * np.int64(M.shape[1]) + M.indices
-    return np.isin(keys, mk)
 
 
 def fit(snap: Snapshot, params: dict[str, Any]) -> tuple[Any, sp.csr_matrix]:

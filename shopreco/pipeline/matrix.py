@@ -265,10 +265,10 @@ def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = Non
 
     # Reason per cell: rated where a rating exists, else the strongest event kind.
     rs.sort_indices()
-    reason = 4 - _values_at(rs, R).astype(np.int8)
-    is_rated = _values_at(rated.astype(np.int8), R).astype(bool)
+    reason = 4 - values_at(rs, R).astype(np.int8)
+    is_rated = values_at(rated.astype(np.int8), R).astype(bool)
     reason[is_rated] = RATED
-    owned_mask = is_rated | _values_at(purchases.astype(np.int8), R).astype(bool)
+    owned_mask = is_rated | values_at(purchases.astype(np.int8), R).astype(bool)
     owned = sp.csr_matrix((owned_mask, R.indices.copy(), R.indptr.copy()), shape=shape)
     owned.eliminate_zeros()
     owned.sort_indices()
@@ -281,7 +281,7 @@ def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = Non
                                  np.asarray(e_time, dtype=np.float64)])
         T = _max_duplicates(t_rows, t_cols, t_vals, shape)
         T.sort_indices()
-        cell_times = _values_at(T, R, dtype=np.float64)
+        cell_times = values_at(T, R, dtype=np.float64)
 
     return Snapshot(
         R=R,
@@ -313,7 +313,7 @@ def _max_duplicates(rows, cols, vals, shape) -> sp.csr_matrix:
     return sp.csr_matrix((vals[first], (rows[first], cols[first])), shape=shape)
 
 
-def _values_at(M: sp.csr_matrix, pattern_of: sp.csr_matrix, dtype=np.int64) -> np.ndarray:
+def values_at(M: sp.csr_matrix, pattern_of: sp.csr_matrix, dtype=np.int64) -> np.ndarray:
     """Values of ``M`` at the stored cells of ``pattern_of`` (0 where M has none)."""
     P = sp.csr_matrix(
         (np.arange(1, pattern_of.nnz + 1, dtype=np.int64), pattern_of.indices,

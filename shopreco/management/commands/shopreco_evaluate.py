@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from shopreco import evaluation
+from shopreco.conf import ALGORITHMS
 from shopreco.engine import ItemKNN, UserKNN
 from shopreco.engine.evaluate import cross_validate
 from shopreco.models import RecomputeRun
@@ -156,7 +157,7 @@ class Command(BaseCommand):
                                  "prediction, --folds).")
         parser.add_argument("--ratings", help="Ratings file instead of the shop's data.")
         parser.add_argument("--format", choices=["csv", "movielens"], default="csv")
-        parser.add_argument("--algorithm", choices=["ease", "item", "user"], default=None,
+        parser.add_argument("--algorithm", choices=ALGORITHMS, default=None,
                             help="Model to evaluate (default: SHOPRECO['ALGORITHM']; cv: "
                                  "item).")
         parser.add_argument("--test-fraction", type=float, default=0.2)
