@@ -510,18 +510,25 @@ def _shop_line(series: dict[str, list[dict]]) -> str:
                "spelled out here.** "))
 
 
+def _load_and_recompute(args, db: str, media: str, flag: str, spec: dict, what: str,
+                        **spawn: Any) -> tuple:
+    """Load a shop in a child (``flag``), then the alternating recompute series on it:
+    (load seconds, series, failure notes, median total new, median total previous)."""
+    res = _spawn(flag, {"db": db, "media": media, **spec}, **spawn)
+    if not res.ok:
+        raise RuntimeError(f"loading {what} failed: {res.stderr_tail}")
+    series, notes = _recompute_series(db, media, args.repeat, warmup=not args.quick)
+    return (res.payload["seconds"], series, notes, _median_total(series["new"]),
+            _median_total(series["old"]))
+
+
 def section_movielens(args, media: str) -> tuple[str, bool | None]:
     ml_dir = common.require_data("ml-latest-small")
     load_start = common.load_average()
     common.ensure_database(ML_DB)
-    res = _spawn("--child-load-ml", {"db": ML_DB, "media": media, "ml_dir": str(ml_dir),
-                                     "reload": args.reload})
-    if not res.ok:
-        raise RuntimeError(f"loading MovieLens failed: {res.stderr_tail}")
-    seeded = res.payload["seconds"]
-    series, notes = _recompute_series(ML_DB, media, args.repeat, warmup=not args.quick)
-    new_total = _median_total(series["new"])
-    old_total = _median_total(series["old"])
+    seeded, series, notes, new_total, old_total = _load_and_recompute(
+        args, ML_DB, media, "--child-load-ml", {"ml_dir": str(ml_dir), "reload": args.reload},
+        "MovieLens")
     ok = None if new_total is None else new_total < 30
     text = "\n".join([
         "### 2. Full recompute, MovieLens latest-small on PostgreSQL, in-process",
@@ -549,14 +556,9 @@ def section_shop(args, media: str, shop: tuple[int, int, int]) -> tuple[str, boo
     n_users, n_products, nnz = shop
     db = SHOP_DB + ("_quick" if args.quick else "")
     common.ensure_database(db, drop=args.reload)
-    res = _spawn("--child-load-shop", {"db": db, "media": media, "shop": list(shop)},
-                 timeout=3600)
-    if not res.ok:
-        raise RuntimeError(f"loading the generated shop failed: {res.stderr_tail}")
-    seeded = res.payload["seconds"]
-    series, notes = _recompute_series(db, media, args.repeat, warmup=not args.quick)
-    new_total = _median_total(series["new"])
-    old_total = _median_total(series["old"])
+    seeded, series, notes, new_total, old_total = _load_and_recompute(
+        args, db, media, "--child-load-shop", {"shop": list(shop)}, "the generated shop",
+        timeout=3600)
     ratio = new_total / old_total if new_total and old_total else None
     paired = [a["timings"]["total"] / b["timings"]["total"]
               for a, b in zip(series["new"], series["old"], strict=False)]
