@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from shopreco.engine import evaluate as metrics
 from shopreco.engine._sparse import row_ids
 from shopreco.pipeline import compute
-from shopreco.pipeline.matrix import Snapshot, values_at
+from shopreco.pipeline.matrix import RATED, Snapshot, values_at
 
 PROTOCOLS = ("holdout", "temporal", "next-item")
 
@@ -66,11 +66,11 @@ def split(snap: Snapshot, protocol: str, *, test_fraction: float = 0.2, last_n: 
         n = 1 if protocol == "next-item" else int(last_n)
         if n < 1:
             raise EvaluationError(f"last_n must be a positive integer, got {last_n}")
-        train_, test_ = metrics.leave_last_n(
+        _, held = metrics.leave_last_n(
             sp.csr_matrix((np.arange(1, R.nnz + 1, dtype=np.float64), R.indices, R.indptr),
                           shape=R.shape), snap.times, n)
         test = np.zeros(R.nnz, dtype=bool)
-        test[test_.data.astype(np.int64) - 1] = True
+        test[held.data.astype(np.int64) - 1] = True  # the held-out cells' positions
         test &= users
     return _subset(snap, ~test), _cells(R, test)
 
@@ -99,7 +99,7 @@ def _subset(snap: Snapshot, keep: np.ndarray) -> Snapshot:
     return Snapshot(R=new, reason=snap.reason[keep], owned=mask(owned_cells),
                     purchases=mask(bought_cells), user_pks=snap.user_pks,
                     product_pks=snap.product_pks, n_users=snap.n_users,
-                    n_ratings=int(((snap.reason == 0) & keep).sum()),
+                    n_ratings=int(((snap.reason == RATED) & keep).sum()),
                     n_events=snap.n_events,
                     times=None if snap.times is None else snap.times[keep])
 
