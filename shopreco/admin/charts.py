@@ -12,7 +12,6 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 ACCENT = "#417690"  # the Django admin's own blue, so charts match the host's admin
-MUTED = "#8a9aa5"
 GRID = "#e4e9ec"
 
 

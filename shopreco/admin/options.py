@@ -409,10 +409,6 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
             reverse(f"{self.admin_site.name}:shopreco_recomputerun_changelist")
         )
 
-    @staticmethod
-    def _run_error(run: RecomputeRun | None) -> str:
-        return (run.error or "").strip().splitlines()[-1] if run and run.error else ""
-
     def recompute_view(self, request: HttpRequest) -> HttpResponse:
         """POST: ``pipeline.request_full_recompute()`` (coalesced; eager without a broker)."""
         if request.method != "POST":
