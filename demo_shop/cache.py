@@ -1,10 +1,10 @@
 """A Redis cache backend that reuses one client per process and server.
 
 Django's ``RedisCache`` builds a new ``redis.Redis`` object around its connection pool for every
-cache call (about 0.15-0.25 ms of Python each, measured with redis-py 8): with several cache
-calls per API request that is a noticeable share of a request. The client is thread-safe (each
-command borrows a connection from the pool), so one per process is enough; after a fork the
-child makes its own, since the pool's sockets belong to the parent.
+cache call: pure Python overhead that, with several cache calls per API request, is a noticeable
+share of a request. The client is thread-safe (each command borrows a connection from the pool),
+so one per process is enough; after a fork the child makes its own, since the pool's sockets
+belong to the parent.
 """
 
 from __future__ import annotations

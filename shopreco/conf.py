@@ -54,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "REFRESH_DEBOUNCE_SECONDS": 5,
     # Whether a recorded product view queues that shopper's refresh (ratings, carts and
     # purchases always do). Hosts running Celery eagerly (no broker) set False: the refresh
-    # would otherwise run inside every product page (~1 s on MovieLens).
+    # would otherwise run inside every product page and hold up its response.
     "REFRESH_ON_VIEW": True,
     # Storage for the interaction matrix snapshot (dotted path or alias; None = default_storage).
     "SNAPSHOT_STORAGE": None,
