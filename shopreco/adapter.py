@@ -6,6 +6,7 @@ Every shop models products differently; rather than a dozen settings, the host s
 
 from __future__ import annotations
 
+import warnings
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +34,15 @@ class DefaultAdapter:
         return qs
 
     def is_available(self, product: Model) -> bool:
+        """Deprecated: shopreco never calls it (availability is decided in the database by
+        :meth:`available`), so overriding it changed nothing."""
+        warnings.warn(
+            "DefaultAdapter.is_available() is deprecated and will be removed; shopreco decides "
+            "availability with available(queryset): override that, or test one product with "
+            "adapter.available(Model.objects.filter(pk=product.pk)).exists().",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return all(getattr(product, f, True) for f in ("is_active", "in_stock"))
 
     def category_field(self) -> str | None:

@@ -8,6 +8,7 @@ sends ``setting_changed``.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from django.conf import settings
@@ -102,6 +103,15 @@ class ShopRecoSettings:
 
     @property
     def PRODUCT_MODEL(self) -> str:  # noqa: N802 - mirrors the setting name
+        """Deprecated: the setting lives outside ``SHOPRECO`` (migrations read it), so read it
+        where it lives."""
+        warnings.warn(
+            "reco_settings.PRODUCT_MODEL is deprecated and will be removed; read "
+            "settings.SHOPRECO_PRODUCT_MODEL, or call shopreco.conf.get_product_model() for "
+            "the model class.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return getattr(settings, "SHOPRECO_PRODUCT_MODEL", "")
 
     def __getattr__(self, attr: str) -> Any:
