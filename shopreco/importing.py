@@ -1,6 +1,7 @@
 """Import ratings and events from files: the data-collection step for a real shop.
 
-One parser per format, shared by ``manage.py shopreco_import`` and the demo's ``seed_demo``:
+One family of parsers, one per format, shared by ``manage.py shopreco_import``,
+``manage.py shopreco_evaluate`` (its ``--ratings`` file) and the demo's ``seed_demo``:
 
 ``csv`` (shopreco's own format)
     Header row with ``user``, ``product`` and at least one of ``score`` (a rating) or ``kind``
@@ -8,11 +9,17 @@ One parser per format, shared by ``manage.py shopreco_import`` and the demo's ``
     optional ``timestamp`` (ISO 8601 or Unix seconds). A row with a score is a rating, a row
     with only a kind is an event.
 ``movielens``
-    ``ratings.csv`` (``userId,movieId,rating,timestamp``) or the older tab-separated ``u.data``
-    (no header), or a directory holding either.
+    ``ratings.csv`` (``userId,movieId,rating,timestamp``), the tab-separated ``u.data`` of
+    MovieLens 100K or the ``::``-separated ``ratings.dat`` of MovieLens 1M/10M, or a directory
+    holding one of them. The separator is read from the first line; a file without a header
+    is read by position (user, movie, rating, timestamp).
 ``online-retail``
     The UCI Online Retail columns ``InvoiceNo, StockCode, Description, Quantity, InvoiceDate,
     UnitPrice, CustomerID, Country``. Every line is a ``purchase`` event.
+
+:func:`parse_ratings` reads the loosest layout, ``user,item,rating[,timestamp]`` by position
+with an optional header (the evaluate command's ``csv``); it is not an import format, because
+shopreco's own ``csv`` says more (events, named columns).
 
 Users are matched by username ``<user_prefix><external id>`` (default ``ext-``) and created
 with an unusable password when missing. Products are looked up through the configured product
@@ -49,7 +56,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +78,7 @@ NON_PRODUCT_CODES = {"POST", "DOT", "M", "D", "C2", "CRUK", "S", "B", "PADS", "A
 RETAIL_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
                   "UnitPrice", "CustomerID", "Country"]
 RETAIL_REQUIRED = ["InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "CustomerID"]
-MOVIELENS_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
-                    "Crime", "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical",
-                    "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+MOVIELENS_COLUMNS = ["userId", "movieId", "rating", "timestamp"]
 _USER_ID = re.compile(r"^[\w.@+-]+$")
 _FLOAT_INT = re.compile(r"^(\d+)\.0*$")
 
@@ -106,16 +111,6 @@ class Skip:
     reason: str
     message: str = ""
     reject: bool = True
-
-
-@dataclass
-class CatalogItem:
-    """A product described by a data set (for the demo, which creates its catalogue from it)."""
-
-    key: str
-    title: str
-    genres: list[str] = field(default_factory=list)
-    price: Decimal | None = None
 
 
 @dataclass
@@ -216,10 +211,19 @@ def read_lines(path: Path | str, encoding: str = "utf-8") -> Iterator[str]:
                 ) from None
 
 
-def _csv_rows(
-    path: Path | str, encoding: str, delimiter: str = ","
+def csv_rows(
+    path: Path | str, encoding: str = "utf-8", delimiter: str = ","
 ) -> Iterator[tuple[int, list[str]]]:
-    """(first line number, fields) per CSV record; blank lines skipped, broken CSV fatal."""
+    """(first line number, fields) per CSV record; blank lines skipped, broken CSV fatal.
+
+    A separator longer than one character (MovieLens' ``::``) splits each line as it is: the
+    csv module takes one character, and such files never quote."""
+    if len(delimiter) > 1:
+        for number, text in enumerate(read_lines(path, encoding), 1):
+            row = text.rstrip("\r\n").split(delimiter)
+            if any(cell.strip() for cell in row):
+                yield number, row
+        return
     reader = csv.reader(read_lines(path, encoding), delimiter=delimiter)
     previous = 0
     while True:
@@ -234,10 +238,11 @@ def _csv_rows(
             yield start, row
 
 
-def _with_header(
-    rows: Iterator[tuple[int, list[str]]], required: list[str], fmt: str, optional: tuple = ()
+def read_header(
+    rows: Iterator[tuple[int, list[str]]], required: list[str], fmt: str
 ) -> tuple[dict[str, int], int]:
-    """Read the header: a missing or truncated header (missing columns) is fatal."""
+    """Read the header: (lower-cased column name -> index, width). A missing or truncated
+    header (missing columns) is fatal, so a wrong file stops before any row is read."""
     try:
         line, header = next(rows)
     except StopIteration:
@@ -303,8 +308,8 @@ def _clean_user(value: str) -> str:
 
 
 def parse_csv(path: Path | str, encoding: str = "utf-8") -> Iterator[Record | Skip]:
-    rows = _csv_rows(path, encoding)
-    index, width = _with_header(rows, ["user", "product"], "csv")
+    rows = csv_rows(path, encoding)
+    index, width = read_header(rows, ["user", "product"], "csv")
     if "score" not in index and "kind" not in index:
         raise FatalImportError("missing column: the header needs 'score' or 'kind' (or both)", 1)
     time_col = next((index[c] for c in ("timestamp", "created_at", "time") if c in index), None)
@@ -333,72 +338,107 @@ def parse_csv(path: Path | str, encoding: str = "utf-8") -> Iterator[Record | Sk
 
 
 def find_movielens_ratings(path: Path | str) -> Path:
-    """The ratings file of a MovieLens directory (``ratings.csv`` or ``u.data``)."""
+    """The ratings file of a MovieLens directory (``ratings.csv``, ``ratings.dat`` or
+    ``u.data``); a file path is returned as it is."""
     path = Path(path)
     if not path.is_dir():
         return path
-    for name in ("ratings.csv", "u.data"):
+    for name in ("ratings.csv", "ratings.dat", "u.data"):
         if (path / name).is_file():
             return path / name
-    raise FatalImportError(f"{path} holds neither ratings.csv nor u.data")
+    raise FatalImportError(f"{path} holds neither ratings.csv, ratings.dat nor u.data")
 
 
-def parse_movielens(path: Path | str, encoding: str = "utf-8") -> Iterator[Record | Skip]:
-    path = find_movielens_ratings(path)
-    if path.suffix == ".data":  # u.data: user item rating timestamp, tab-separated, no header
-        rows, width = _csv_rows(path, encoding, delimiter="\t"), 4
-        cols = {"userid": 0, "movieid": 1, "rating": 2, "timestamp": 3}
-    else:
-        rows = _csv_rows(path, encoding)
-        cols, width = _with_header(rows, ["userId", "movieId", "rating", "timestamp"],
-                                   "MovieLens ratings")
+def sniff_separator(path: Path | str, encoding: str = "utf-8") -> str:
+    """The separator of a ratings file, from its first non-blank line: ``::`` (MovieLens
+    1M/10M), a tab (MovieLens 100K) or else a comma. By content, not name, so a renamed or
+    exported file reads the same."""
+    lines = read_lines(path, encoding)
+    try:
+        for text in lines:
+            if text.strip():
+                return "::" if "::" in text else "\t" if "\t" in text else ","
+    finally:
+        lines.close()
+    return ","
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _rating_records(
+    path: Path | str, encoding: str, fmt: str, columns: list[str] | None
+) -> Iterator[Record | Skip]:
+    """``user, item, rating[, timestamp]`` rows, the layout most rating files share.
+
+    A first row without a numeric rating field is a header. With ``columns`` (named
+    layouts such as MovieLens') it must name them (missing ones are fatal), the columns are
+    found by name and every row has the header's width; a headerless file is read by
+    position, four fields a row. Without ``columns`` a header is skipped and rows are read by
+    position: at least three fields, the fourth a timestamp, any further ones ignored.
+    """
+    names = columns or ["user", "item", "rating", "timestamp"]
+    rows = csv_rows(path, encoding, delimiter=sniff_separator(path, encoding))
+    try:
+        first = next(rows)
+    except StopIteration:
+        raise FatalImportError(
+            f"the file is empty; a {fmt} file has rows of {', '.join(names)}", 1
+        ) from None
+    header = len(first[1]) < 3 or not _is_number(first[1][2].strip())
+    cols, min_width, max_width = [0, 1, 2, 3], 4, 4
+    if columns and header:
+        index, min_width = read_header(chain([first], rows), columns, fmt)
+        cols, max_width = [index[name.lower()] for name in columns], min_width
+    elif not columns:
+        min_width, max_width = 3, None
+        if header and len(first[1]) < min_width:
+            yield _width_error(first[0], min_width, len(first[1]))
+    if not header:
+        rows = chain([first], rows)
     for line, row in rows:
-        if len(row) != width:
-            yield _width_error(line, width, len(row))
+        if len(row) < min_width or (max_width is not None and len(row) > max_width):
+            yield _width_error(line, min_width if len(row) < min_width else max_width, len(row))
             continue
-        user, product = row[cols["userid"]].strip(), row[cols["movieid"]].strip()
+        user, product = row[cols[0]].strip(), row[cols[1]].strip()
         if not user or not product:
-            yield Skip(line, "missing user or product", "userId and movieId must not be empty")
+            yield Skip(line, "missing user or product",
+                       f"{names[0]} and {names[1]} must not be empty")
             continue
+        stamp = row[cols[3]].strip() if len(row) > cols[3] else ""
         try:
-            score = _number(row[cols["rating"]].strip(), "rating")
-            at = parse_time(row[cols["timestamp"]]) if row[cols["timestamp"]].strip() else None
+            score = _number(row[cols[2]].strip(), names[2])
+            at = parse_time(stamp) if stamp else None
         except (ValueError, OverflowError, OSError) as exc:
             yield Skip(line, "unparsable value", str(exc))
             continue
         yield Record(line, user, product, score=score, at=at)
 
 
-def read_movielens_items(path: Path | str) -> Iterator[CatalogItem]:
-    """Movies of a MovieLens directory: ``movies.csv`` (UTF-8) or ``u.item`` (Latin-1)."""
-    path = Path(path)
-    if (path / "movies.csv").is_file():
-        rows = _csv_rows(path / "movies.csv", "utf-8")
-        cols, width = _with_header(rows, ["movieId", "title", "genres"], "MovieLens movies")
-        for _line, row in rows:
-            if len(row) == width and row[cols["movieid"]].strip():
-                genres = [g for g in row[cols["genres"]].split("|")
-                          if g and g != "(no genres listed)"]
-                yield CatalogItem(row[cols["movieid"]].strip(), row[cols["title"]].strip(), genres)
-    elif (path / "u.item").is_file():
-        genres_names = MOVIELENS_GENRES
-        if (path / "u.genre").is_file():
-            pairs = [ln.strip().split("|") for ln in read_lines(path / "u.genre", "latin-1")]
-            genres_names = [p[0] for p in pairs if len(p) == 2] or MOVIELENS_GENRES
-        for _line, row in _csv_rows(path / "u.item", "latin-1", delimiter="|"):
-            flags = row[5:]
-            genres = [g for g, flag in zip(genres_names, flags, strict=False)
-                      if flag.strip() == "1" and g != "unknown"]
-            if row and row[0].strip():
-                yield CatalogItem(row[0].strip(), row[1].strip() if len(row) > 1 else row[0],
-                                  genres)
-    else:
-        raise FatalImportError(f"{path} holds neither movies.csv nor u.item")
+def parse_movielens(path: Path | str, encoding: str = "utf-8") -> Iterator[Record | Skip]:
+    """Ratings of a MovieLens file or directory (see the module docstring)."""
+    return _rating_records(find_movielens_ratings(path), encoding, "MovieLens ratings",
+                           MOVIELENS_COLUMNS)
 
 
-def _retail_rows(path: Path | str, encoding: str) -> Iterator[tuple[int, dict[str, str] | Skip]]:
-    rows = _csv_rows(path, encoding)
-    index, width = _with_header(rows, RETAIL_REQUIRED, "Online Retail")
+def parse_ratings(path: Path | str, encoding: str = "utf-8") -> Iterator[Record | Skip]:
+    """``user,item,rating[,timestamp]`` by position, comma-, tab- or ``::``-separated, with an
+    optional header: for rating files from elsewhere, which agree on little else."""
+    return _rating_records(path, encoding, "ratings", None)
+
+
+def retail_rows(
+    path: Path | str, encoding: str = "utf-8"
+) -> Iterator[tuple[int, dict[str, str] | Skip]]:
+    """(line, column -> value) per Online Retail row, or a :class:`Skip` for a row of the wrong
+    width: the purchases parser and the demo's catalogue reader read the same file."""
+    rows = csv_rows(path, encoding)
+    index, width = read_header(rows, RETAIL_REQUIRED, "Online Retail")
     for line, row in rows:
         if len(row) != width:
             yield line, _width_error(line, width, len(row))
@@ -407,7 +447,7 @@ def _retail_rows(path: Path | str, encoding: str) -> Iterator[tuple[int, dict[st
 
 
 def parse_online_retail(path: Path | str, encoding: str = "utf-8") -> Iterator[Record | Skip]:
-    for line, row in _retail_rows(path, encoding):
+    for line, row in retail_rows(path, encoding):
         if isinstance(row, Skip):
             yield row
             continue
@@ -435,37 +475,6 @@ def parse_online_retail(path: Path | str, encoding: str = "utf-8") -> Iterator[R
             yield Skip(line, "guest purchase (no CustomerID)", reject=False)
             continue
         yield Record(line, customer, code, kind="purchase", at=at)
-
-
-def _title(text: str) -> str:
-    text = " ".join(text.replace("_", " ").split())
-    return re.sub(r"[A-Za-z]+('[A-Za-z]+)?", lambda m: m.group(0).capitalize(), text)
-
-
-def read_online_retail_items(path: Path | str, encoding: str = "utf-8") -> Iterator[CatalogItem]:
-    """Distinct stock codes (first description, first positive price), charges left out."""
-    seen: dict[str, CatalogItem] = {}
-    for _line, row in _retail_rows(path, encoding):
-        if isinstance(row, Skip) or not row["StockCode"]:
-            continue
-        code = row["StockCode"]
-        if code.upper() in NON_PRODUCT_CODES:
-            continue
-        item = seen.get(code)
-        if item is None:
-            item = seen[code] = CatalogItem(code, "")
-        if not item.title and row.get("Description"):
-            item.title = _title(row["Description"])
-        if item.price is None and row.get("UnitPrice"):
-            try:
-                price = Decimal(row["UnitPrice"]).quantize(Decimal("0.01"))
-            except InvalidOperation:
-                continue
-            if price > 0:
-                item.price = price
-    for item in seen.values():
-        item.title = item.title or f"Item {item.key}"
-        yield item
 
 
 PARSERS = {"csv": parse_csv, "movielens": parse_movielens, "online-retail": parse_online_retail}

@@ -59,6 +59,29 @@ def test_bad_file_names_the_line(tmp_path):
         call_command("shopreco_evaluate", ratings=str(f))
     with pytest.raises(CommandError, match="no such file"):
         call_command("shopreco_evaluate", ratings=str(tmp_path / "missing.csv"))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("user,item,rating\n")
+    with pytest.raises(CommandError, match="no ratings found"):
+        call_command("shopreco_evaluate", ratings=str(empty))
+
+
+@pytest.mark.django_db
+def test_movielens_layouts_are_the_importers(tmp_path):
+    """--format movielens reads what shopreco_import reads: a directory, the 1M ``::``
+    layout, and its bad rows name their line."""
+    rng = np.random.default_rng(2)
+    ml = tmp_path / "ml-1m"
+    ml.mkdir()
+    rows = [f"{u}::{i}::{rng.integers(1, 6)}::{1000 + u * 10 + i}"
+            for u in range(20) for i in rng.choice(12, size=5, replace=False)]
+    (ml / "ratings.dat").write_text("\n".join(rows) + "\n")
+    out = StringIO()
+    call_command("shopreco_evaluate", ratings=str(ml), format="movielens", protocol="temporal",
+                 k=3, json=True, stdout=out)
+    assert json.loads(out.getvalue())["counts"]["evaluated_users"] == 20
+    (ml / "ratings.dat").write_text("\n".join(rows[:3] + ["7::3::4"]) + "\n")
+    with pytest.raises(CommandError, match="line 4: expected 4 fields, found 3"):
+        call_command("shopreco_evaluate", ratings=str(ml), format="movielens")
 
 
 @pytest.mark.django_db

@@ -260,6 +260,39 @@ def test_movielens_ratings_csv_and_u_data(tmp_path, catalogue):
     assert "line 3: expected 4 fields, found 2 (truncated row?)" in out
 
 
+def test_movielens_1m_dat_and_headerless_csv(tmp_path, catalogue):
+    ml = tmp_path / "ml-1m"
+    ml.mkdir()
+    write(ml, "ratings.dat", "1::A1::5::978300760\n1::A2::x::978300761\n2::A3::4\n")
+    report = importing.import_file(ml, "movielens", product_field="external_id")
+    assert report.ratings == 1
+    assert sorted(report.rejects) == [(2, "rating 'x' is not a number"),
+                                      (3, "expected 4 fields, found 3 (truncated row?)")]
+    bare = write(tmp_path, "export.csv", "3,A2,4,964982703\n3,A3,2,964982704\n")
+    report = importing.import_file(bare, "movielens", product_field="external_id")
+    assert (report.ratings, report.rejected_total) == (2, 0)
+    assert Rating.objects.get(user__username="ext-3", product=catalogue["A2"]).created_at == \
+        datetime.fromtimestamp(964982703, tz=UTC)
+
+
+def test_loose_ratings_layout_by_position(tmp_path):
+    """The evaluate command's ``csv``: optional header, any of the three separators, the
+    timestamp optional and extra columns ignored; bad rows are Skips naming their line."""
+    path = write(tmp_path, "r.txt", "who\twhat\tstars\nu1\tm1\t4\t1000\nu1\tm2\t3\n"
+                                    "u2\tm1\n\tm3\t5\nu3\tm3\tfive\nu3\tm4\t2\t1\textra\n")
+    items = list(importing.parse_ratings(path))
+    records = [i for i in items if isinstance(i, importing.Record)]
+    skips = {i.line: i.message for i in items if isinstance(i, importing.Skip)}
+    assert [(r.line, r.user, r.product, r.score) for r in records] == [
+        (2, "u1", "m1", 4.0), (3, "u1", "m2", 3.0), (7, "u3", "m4", 2.0)]
+    assert records[0].at == datetime.fromtimestamp(1000, tz=UTC) and records[1].at is None
+    assert skips == {4: "expected 3 fields, found 2 (truncated row?)",
+                     5: "user and item must not be empty",
+                     6: "rating 'five' is not a number"}
+    with pytest.raises(importing.FatalImportError, match="line 1: the file is empty"):
+        list(importing.parse_ratings(write(tmp_path, "empty.csv", "\n")))
+
+
 RETAIL_HEADER = (
     "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 )
@@ -297,17 +330,3 @@ def test_online_retail_missing_columns_is_fatal(tmp_path, catalogue):
     with pytest.raises(CommandError, match=r"line 1: missing column\(s\) CustomerID"):
         run(path, "online-retail", "--product-field", "external_id")
     assert_nothing_written()
-
-
-def test_online_retail_catalogue_reader(tmp_path):
-    path = write(tmp_path, "retail.csv", RETAIL_HEADER + (
-        "1,85123A,WHITE_HANGING_HEART_T-LIGHT_HOLDER,6,2010-12-01 08:26:00,0,1,UK\n"
-        "2,85123A,OTHER NAME,6,2010-12-01 08:26:00,2.55,1,UK\n"
-        "3,POST,POSTAGE,1,2010-12-01 08:26:00,18,1,UK\n"
-        "C4,22633,CHILDREN'S HAND WARMER,-1,2010-12-01 08:26:00,1.85,,UK\n"
-    ))
-    items = {i.key: i for i in importing.read_online_retail_items(path)}
-    assert set(items) == {"85123A", "22633"}
-    assert items["85123A"].title == "White Hanging Heart T-Light Holder"
-    assert str(items["85123A"].price) == "2.55"
-    assert items["22633"].title == "Children's Hand Warmer"

@@ -186,6 +186,18 @@ def test_movielens_100k_layout(tmp_path: Path):
 
 
 @pytest.mark.django_db
+def test_movielens_1m_layout(tmp_path: Path):
+    (tmp_path / "movies.dat").write_bytes(
+        "1::Toy Story (1995)::Animation|Children's|Comedy\n2::Caf\xe9 (1996)::Drama\n"
+        .encode("latin-1"))
+    (tmp_path / "ratings.dat").write_text("1::1::5::978300760\n1::2::3::978302109\n")
+    seed("--movielens", str(tmp_path))
+    assert dict(Product.objects.values_list("name", "category__name")) == {
+        "Toy Story (1995)": "Animation", "Café (1996)": "Drama"}
+    assert Rating.objects.count() == 2
+
+
+@pytest.mark.django_db
 def test_online_retail_csv(tmp_path: Path):
     path = tmp_path / "retail.csv"
     path.write_text(
@@ -211,7 +223,7 @@ def test_online_retail_csv(tmp_path: Path):
 
 @pytest.mark.django_db
 def test_broken_real_data_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(CommandError, match="neither movies.csv nor u.item"):
+    with pytest.raises(CommandError, match="neither movies.csv, movies.dat nor u.item"):
         seed("--movielens", str(tmp_path))
     bad = tmp_path / "retail.csv"
     bad.write_text("InvoiceNo,StockCode\n1,2\n")

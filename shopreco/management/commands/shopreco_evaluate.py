@@ -11,7 +11,6 @@ are stored on a ``RecomputeRun`` of kind "evaluation" so the admin can chart the
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import scipy.sparse as sp
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from shopreco import evaluation
+from shopreco import evaluation, importing
 from shopreco.conf import ALGORITHMS
 from shopreco.engine import ItemKNN, UserKNN
 from shopreco.engine.evaluate import cross_validate
@@ -37,52 +36,34 @@ TABLE_KEYS = [
 
 
 def read_ratings_file(path: str, fmt: str) -> tuple[sp.csr_matrix, np.ndarray | None]:
-    """Read ``user,item,rating[,timestamp]`` rows into a users x items matrix.
+    """Read a ratings file into a users x items matrix (and each cell's time, when every row
+    has one), through the importer's parsers so both commands read a file the same way.
 
-    ``csv``: comma-separated, optional header. ``movielens``: the MovieLens layouts
-    (``userId,movieId,rating,timestamp`` CSV with header, ``u.data`` tab-separated or
-    ``ratings.dat`` with ``::``). Bad rows raise ``CommandError`` naming the line.
+    ``csv``: ``user,item,rating[,timestamp]`` by position, optional header
+    (:func:`shopreco.importing.parse_ratings`). ``movielens``: the MovieLens layouts
+    (:func:`shopreco.importing.parse_movielens`: ``ratings.csv``, ``u.data`` or
+    ``ratings.dat``, or their directory). The first bad row raises ``CommandError`` naming its
+    line: an evaluation on silently thinned data would mislead.
     """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise CommandError(f"--ratings: no such file: {path}")
-    with p.open(encoding="utf-8", newline="") as fh:
-        first = fh.readline()
-        fh.seek(0)
-        if fmt == "movielens" and "::" in first:
-            rows = (line.rstrip("\r\n").split("::") for line in fh)
-        elif fmt == "movielens" and "\t" in first:
-            rows = (line.rstrip("\r\n").split("\t") for line in fh)
-        else:
-            rows = csv.reader(fh)
-        users: list[str] = []
-        items: list[str] = []
-        scores: list[float] = []
-        stamps: list[float] = []
-        for lineno, row in enumerate(rows, start=1):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) < 3:
-                raise CommandError(f"{path}, line {lineno}: expected user,item,rating"
-                                   f"[,timestamp], got {len(row)} field(s)")
-            try:
-                score = float(row[2])
-            except ValueError:
-                if lineno == 1:  # header
-                    continue
-                raise CommandError(f"{path}, line {lineno}: rating {row[2]!r} is not a "
-                                   f"number") from None
-            if not np.isfinite(score):
-                raise CommandError(f"{path}, line {lineno}: rating {row[2]!r} is not finite")
-            users.append(row[0].strip())
-            items.append(row[1].strip())
-            scores.append(score)
-            if len(row) > 3 and row[3].strip():
-                try:
-                    stamps.append(float(row[3]))
-                except ValueError:
-                    raise CommandError(f"{path}, line {lineno}: timestamp {row[3]!r} is not "
-                                       f"a number") from None
+    parse = importing.parse_movielens if fmt == "movielens" else importing.parse_ratings
+    users: list[str] = []
+    items: list[str] = []
+    scores: list[float] = []
+    stamps: list[float] = []
+    try:
+        for row in parse(p):
+            if isinstance(row, importing.Skip):
+                raise CommandError(f"{path}, line {row.line}: {row.message or row.reason}")
+            users.append(row.user)
+            items.append(row.product)
+            scores.append(row.score)
+            if row.at is not None:
+                stamps.append(row.at.timestamp())
+    except importing.FatalImportError as exc:
+        raise CommandError(f"{path}, {exc}") from None
     if not scores:
         raise CommandError(f"{path}: no ratings found")
     _, u = np.unique(np.array(users), return_inverse=True)
@@ -156,7 +137,10 @@ class Command(BaseCommand):
                                  "(the similar list of the previous product), cv (rating "
                                  "prediction, --folds).")
         parser.add_argument("--ratings", help="Ratings file instead of the shop's data.")
-        parser.add_argument("--format", choices=["csv", "movielens"], default="csv")
+        parser.add_argument("--format", choices=["csv", "movielens"], default="csv",
+                            help="csv: user,item,rating[,timestamp] by position, optional "
+                                 "header; movielens: ratings.csv, u.data or ratings.dat (or "
+                                 "their directory).")
         parser.add_argument("--algorithm", choices=ALGORITHMS, default=None,
                             help="Model to evaluate (default: SHOPRECO['ALGORITHM']; cv: "
                                  "item).")

@@ -5,8 +5,10 @@ Synthetic data (the default) is generated from word lists per category and a sma
 model of taste: every customer prefers two or three categories and a price band, every product
 has a hidden quality, and views, carts, purchases and ratings follow from those plus noise.
 The same ``--seed`` always gives the same shop (timestamps are offsets from the time of the
-run). ``--movielens DIR`` and ``--online-retail CSV`` load real data instead, through the same
-parsers as ``shopreco_import`` (``shopreco.importing``), so there is one parser per format.
+run). ``--movielens DIR`` and ``--online-retail CSV`` load real data instead: the catalogue
+through the demo's own readers (:mod:`demo_shop.catalog.readers`), the ratings and purchases
+through the same parsers as ``shopreco_import`` (``shopreco.importing``), so there is one
+parser per format.
 """
 
 from __future__ import annotations
@@ -314,7 +316,8 @@ class Command(BaseCommand):
                             help="Synthetic products (default 600).")
         source = parser.add_mutually_exclusive_group()
         source.add_argument("--movielens", metavar="DIR",
-                            help="Load MovieLens (ratings.csv/movies.csv or u.data/u.item).")
+                            help="Load MovieLens (ratings.csv/movies.csv, ratings.dat/"
+                                 "movies.dat or u.data/u.item).")
         source.add_argument("--online-retail", metavar="CSV",
                             help="Load the UCI Online Retail transactions.")
 
@@ -417,11 +420,12 @@ class Command(BaseCommand):
         )
 
     def _load_real(self, fmt: str, path: Path) -> None:
+        from demo_shop.catalog import readers
         from shopreco import importing
 
         try:
             if fmt == "movielens":
-                items = list(importing.read_movielens_items(path))
+                items = list(readers.read_movielens_items(path))
                 catalogue = [
                     (item.key, item.title, (item.genres or ["Other"])[0], None, item.genres)
                     for item in items
@@ -430,7 +434,7 @@ class Command(BaseCommand):
             else:
                 catalogue = [
                     (item.key, item.title, _retail_category(item.title), item.price, [])
-                    for item in importing.read_online_retail_items(path)
+                    for item in readers.read_online_retail_items(path)
                 ]
                 ratings_path = path
         except importing.FatalImportError as exc:
