@@ -13,8 +13,13 @@ run, the per-user refresh and the benchmark depend on it:
   and ratings are comparable and repeated views cannot outweigh a purchase by much.
 - Anonymous sessions are extra rows after the users: they improve the item similarities
   (co-views, co-purchases) but get no precomputed list (serving has no user for them).
+- Event kinds are the keys of ``EVENT_WEIGHTS`` (rows of other kinds are ignored), so a shop
+  adds one ("wishlist") by giving it a weight; ``OWNED_EVENT_KINDS`` (keys there too, a
+  weight of 0 allowed) are the kinds that mean the shopper has the product.
 - Each cell also keeps a reason code (rated > bought > carted > viewed) used to explain a
-  recommendation, and an "owned" mask (rated or bought) used to exclude products.
+  recommendation, and an "owned" mask (rated or bought) used to exclude products. An owned
+  kind reads "bought", the kind ``"cart"`` "carted" (the one explanation that names a kind:
+  "added to your cart"), any other kind "viewed".
 - ``purchases`` is the binary users x products matrix of OWNED_EVENT_KINDS events; its
   co-occurrence counts give the "also bought" neighbours.
 
@@ -39,6 +44,8 @@ from shopreco.models import Interaction, Rating
 # Reason codes stored per cell; lower is stronger. Names are the Recommendation.reason codes.
 REASONS = ("rated", "bought", "carted", "viewed")
 RATED, BOUGHT, CARTED, VIEWED = range(4)
+# The event kind explained as "added to your cart"; it still needs a weight in EVENT_WEIGHTS.
+CART_KIND = "cart"
 
 
 @dataclass
@@ -160,10 +167,12 @@ def preferences(snap: Snapshot) -> sp.csr_matrix:
 
 
 def event_reason(kind: str) -> int:
-    """Reason code of an event kind: owned kinds read as "bought", carts as "carted"."""
+    """Reason code of an event kind: owned kinds (``OWNED_EVENT_KINDS``) read as "bought",
+    :data:`CART_KIND` as "carted", any other kind as "viewed": the mildest explanation, true
+    of any product a shopper acted on."""
     if kind in reco_settings.OWNED_EVENT_KINDS:
         return BOUGHT
-    if kind == "cart":
+    if kind == CART_KIND:
         return CARTED
     return VIEWED
 
