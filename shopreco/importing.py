@@ -308,6 +308,8 @@ def _clean_user(value: str) -> str:
 
 
 def parse_csv(path: Path | str, encoding: str = "utf-8") -> Iterator[Record | Skip]:
+    """shopreco's own format (see the module docstring): columns by name, so a shop's export
+    can carry extra columns in any order."""
     rows = csv_rows(path, encoding)
     index, width = read_header(rows, ["user", "product"], "csv")
     if "score" not in index and "kind" not in index:
@@ -447,6 +449,8 @@ def retail_rows(
 
 
 def parse_online_retail(path: Path | str, encoding: str = "utf-8") -> Iterator[Record | Skip]:
+    """Invoice lines as ``purchase`` events; what is not a sale to a known customer is dropped,
+    not rejected, since the data set is full of them by design."""
     for line, row in retail_rows(path, encoding):
         if isinstance(row, Skip):
             yield row

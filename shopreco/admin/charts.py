@@ -5,7 +5,7 @@ Every label passes through ``escape``; the result is safe to drop into a templat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from django.utils.html import escape
@@ -41,7 +41,7 @@ def line_chart(
     title: str,
     width: int = 300,
     height: int = 140,
-    fmt=_fmt,
+    fmt: Callable[[float], str] = _fmt,
 ) -> SafeString:
     """A sparkline-style line chart of (time, value) points, oldest first."""
     left, right, top, bottom = 44, 10, 24, 22
@@ -111,7 +111,7 @@ def bar_chart(
     title: str,
     width: int = 420,
     bar_height: int = 20,
-    fmt=_fmt,
+    fmt: Callable[[float], str] = _fmt,
     label_width: int = 150,
     right: int = 60,
 ) -> SafeString:
@@ -160,4 +160,5 @@ def bar_chart(
 
 
 def percent(value: float | None) -> str:
+    """A share as the charts label it; None (no data yet) as "n/a", never as 0%."""
     return "n/a" if value is None else f"{value * 100:.1f}%"

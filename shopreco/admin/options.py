@@ -11,15 +11,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -38,7 +40,7 @@ from shopreco.models import (
 logger = logging.getLogger(__name__)
 
 
-def _name_fields(model) -> list[str]:
+def _name_fields(model: type[Model]) -> list[str]:
     names = {f.name for f in model._meta.get_fields()}
     return [n for n in ("name", "title", "sku", "external_id") if n in names]
 
@@ -61,13 +63,13 @@ def product_search_fields(prefix: str = "product") -> list[str]:
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Derived data: visible to staff with view permission, never edited by hand."""
 
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -77,10 +79,11 @@ class EventKindFilter(admin.SimpleListFilter):
     title = _("kind")
     parameter_name = "kind"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest,
+                model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(k, k) for k in reco_settings.EVENT_WEIGHTS]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(kind=self.value()) if self.value() else queryset
 
 
@@ -90,7 +93,8 @@ class ScoreFilter(admin.SimpleListFilter):
     title = _("score")
     parameter_name = "score"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest,
+                model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         low, high = float(reco_settings.RATING_MIN), float(reco_settings.RATING_MAX)
         step = 0.5 if reco_settings.RATING_HALF_STARS else 1.0
         values, v = [], low
@@ -99,7 +103,7 @@ class ScoreFilter(admin.SimpleListFilter):
             v += step
         return [(f"{v:g}", f"{v:g}") for v in values]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if not self.value():
             return queryset
         try:
@@ -112,10 +116,11 @@ class AttributedFilter(admin.SimpleListFilter):
     title = _("from a recommendation")
     parameter_name = "attributed"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest,
+                model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("yes", _("Yes")), ("no", _("No"))]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
             return queryset.exclude(recommendation_id__isnull=True).exclude(recommendation_id="")
         if self.value() == "no":
@@ -129,10 +134,11 @@ class VisitorFilter(admin.SimpleListFilter):
     title = _("visitor")
     parameter_name = "visitor"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest,
+                model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("user", _("Signed in")), ("anonymous", _("Anonymous"))]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "user":
             return queryset.filter(user__isnull=False)
         if self.value() == "anonymous":
@@ -147,10 +153,11 @@ class ReasonFilter(admin.SimpleListFilter):
     parameter_name = "reason"
     codes = ("rated", "bought", "carted", "viewed")
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest,
+                model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(code, code) for code in self.codes]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(reason=self.value()) if self.value() else queryset
 
 
@@ -159,7 +166,7 @@ class SearchByUserAndProduct:
 
     extra_search_fields: tuple[str, ...] = ()
 
-    def get_search_fields(self, request):
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
         return [
             *user_search_fields(),
             *product_search_fields(),
@@ -212,7 +219,7 @@ class ImpressionAdmin(ReadOnlyAdmin):
     ordering = ("-created_at",)
     search_fields = ("=recommendation_id",)
 
-    def get_search_fields(self, request):
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
         return [*user_search_fields(), "=recommendation_id", "=session_key"]
 
     @admin.display(description=_("products shown"))
@@ -229,7 +236,7 @@ class ItemSimilarityAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     ordering = ("run", "kind", "product", "-score")
 
-    def get_search_fields(self, request):
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
         return [*product_search_fields("product"), *product_search_fields("similar_product")]
 
 
@@ -243,7 +250,7 @@ class RecommendationAdmin(SearchByUserAndProduct, ReadOnlyAdmin):
     ordering = ("run", "user", "rank")
 
 
-def _display_value(value) -> str:
+def _display_value(value: Any) -> str:
     """Figures of a run for people: 4 decimals for floats, JSON for nested values."""
     if isinstance(value, bool) or value is None:
         return str(value)
@@ -258,7 +265,7 @@ def _figures(values: dict | None) -> list[tuple[str, str]]:
     return [(key, _display_value(v)) for key, v in sorted((values or {}).items())]
 
 
-def _pretty_json(value) -> str:
+def _pretty_json(value: Any) -> str:
     if not value:
         return "-"
     return format_html(
@@ -355,24 +362,24 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
         return format_html('<a href="{}">{}</a>', url, _("Follow this run"))
 
     @admin.display(description=_("params"))
-    def params_display(self, obj):
+    def params_display(self, obj: RecomputeRun) -> str:
         return _pretty_json(obj.params)
 
     @admin.display(description=_("counts"))
-    def counts_display(self, obj):
+    def counts_display(self, obj: RecomputeRun) -> str:
         return _pretty_json(obj.counts)
 
     @admin.display(description=_("metrics"))
-    def metrics_display(self, obj):
+    def metrics_display(self, obj: RecomputeRun) -> str:
         return _pretty_json(obj.metrics)
 
     @admin.display(description=_("timings (s)"))
-    def timings_display(self, obj):
+    def timings_display(self, obj: RecomputeRun) -> str:
         return _pretty_json(obj.timings)
 
     # --- extra views -----------------------------------------------------------------------
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [
             path("recompute/", wrap(self.recompute_view), name="shopreco_recomputerun_recompute"),
@@ -389,7 +396,8 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
         """Starting runs needs ``shopreco.add_recomputerun`` (superusers have it)."""
         return request.user.has_perm(f"{self.opts.app_label}.add_{self.opts.model_name}")
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(self, request: HttpRequest,
+                        extra_context: dict | None = None) -> HttpResponse:
         extra_context = {**(extra_context or {}), **self.run_buttons_context(request)}
         return super().changelist_view(request, extra_context)
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from django.db.models import Count, Max, QuerySet
+from numpy.typing import DTypeLike
 
 from shopreco.conf import reco_settings
 from shopreco.models import Interaction, Rating
@@ -311,7 +312,8 @@ def _sort_key(pk: Any) -> tuple:
     return (0, pk) if isinstance(pk, int) else (1, str(pk))
 
 
-def _max_duplicates(rows, cols, vals, shape) -> sp.csr_matrix:
+def _max_duplicates(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray,
+                    shape: tuple[int, int]) -> sp.csr_matrix:
     """CSR with the maximum of duplicate entries (scipy sums duplicates)."""
     if rows.size == 0:
         return sp.csr_matrix(shape, dtype=np.int64)
@@ -322,7 +324,8 @@ def _max_duplicates(rows, cols, vals, shape) -> sp.csr_matrix:
     return sp.csr_matrix((vals[first], (rows[first], cols[first])), shape=shape)
 
 
-def values_at(M: sp.csr_matrix, pattern_of: sp.csr_matrix, dtype=np.int64) -> np.ndarray:
+def values_at(M: sp.csr_matrix, pattern_of: sp.csr_matrix,
+              dtype: DTypeLike = np.int64) -> np.ndarray:
     """Values of ``M`` at the stored cells of ``pattern_of`` (0 where M has none)."""
     P = sp.csr_matrix(
         (np.arange(1, pattern_of.nnz + 1, dtype=np.int64), pattern_of.indices,
