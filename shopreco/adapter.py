@@ -50,6 +50,7 @@ class DefaultAdapter:
         return "category" if _has_field(get_product_model(), "category") else None
 
     def get_category(self, product: Model) -> Any:
+        """The product's category (None without a category field), as the API reports it."""
         field = self.category_field()
         return getattr(product, field) if field else None
 
@@ -63,6 +64,7 @@ class DefaultAdapter:
         return None
 
     def get_name(self, product: Model) -> str:
+        """What shoppers see as the product's name, in widgets, explanations and the API."""
         for attr in ("name", "title"):
             value = getattr(product, attr, None)
             if value:
@@ -70,10 +72,12 @@ class DefaultAdapter:
         return str(product)
 
     def get_url(self, product: Model) -> str:
+        """Where a recommendation links to ("" when the model has no ``get_absolute_url``)."""
         get_url = getattr(product, "get_absolute_url", None)
         return get_url() if callable(get_url) else ""
 
     def get_image(self, product: Model) -> str:
+        """An image URL for widgets and the API; "" rather than an error when there is none."""
         image = getattr(product, "image_url", None) or getattr(product, "image", None)
         if hasattr(image, "url"):
             try:
@@ -83,6 +87,7 @@ class DefaultAdapter:
         return str(image or "")
 
     def get_price(self, product: Model) -> Decimal | None:
+        """The price shown beside a recommendation, and used by revenue attribution."""
         return getattr(product, "price", None)
 
 
