@@ -112,7 +112,7 @@ def _sharded_run(db_url: str):
     proc = _start_worker(db_url, broker, log)
     try:
         _wait_ready(app, proc, log)
-        run = pipeline.request_full_recompute()
+        run = tasks.request_full_recompute()
         wall0 = time.perf_counter()
         while True:
             run.refresh_from_db()

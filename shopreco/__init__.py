@@ -14,8 +14,8 @@ __all__ = ["track", "__version__"]
 def track(request: Any, product: Any, kind: str, recommendation_id: str | None = None) -> Any:
     """Record a shopper's event (``view``, ``cart``, ``purchase``) for the current request.
 
-    Hosts call this from their cart and checkout views; see ``shopreco.services.track``.
+    Hosts call this from their cart and checkout views; see ``shopreco.tracking.track``.
     """
-    from shopreco.services import track as _track
+    from shopreco.tracking import track as _track
 
     return _track(request, product, kind, recommendation_id=recommendation_id)

@@ -10,6 +10,4 @@ class ShopRecoConfig(AppConfig):
     def ready(self) -> None:
         # Registering checks and signal receivers here, not at import time, keeps
         # `import shopreco` side-effect free (STYLE.md: wire-up in AppConfig.ready).
-        # services connects its cache-invalidation receivers on import; a Celery worker
-        # may never import it otherwise.
-        from shopreco import checks, services, signals  # noqa: F401
+        from shopreco import checks, signals  # noqa: F401

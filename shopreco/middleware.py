@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from shopreco import services
+from shopreco import tracking
 from shopreco.conf import reco_settings
 
 logger = logging.getLogger("shopreco.middleware")
@@ -28,9 +28,9 @@ class ShopRecoMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        services._memo(request)["middleware"] = True
+        tracking.start_request(request)
         response = self.get_response(request)
-        if services._memo(request).get("impressions"):
+        if tracking.has_queued_impressions(request):
             closers = getattr(response, "_resource_closers", None)
             if isinstance(closers, list):
                 # After the response: the WSGI server sends it, then closes it, and only then
@@ -40,7 +40,7 @@ class ShopRecoMiddleware:
                 self._flush(request)
         if reco_settings.VIEW_TRACKING == "middleware" and request.method in ("GET", "HEAD"):
             try:
-                services.record_marked_view(request, response.status_code)
+                tracking.record_marked_view(request, response.status_code)
             except Exception:  # an analytics write must never break the page
                 logger.exception("Could not record a product view")
         return response
@@ -48,6 +48,6 @@ class ShopRecoMiddleware:
     @staticmethod
     def _flush(request: HttpRequest) -> None:
         try:
-            services.flush_impressions(request)
+            tracking.flush_impressions(request)
         except Exception:  # never lose the page over an analytics write
             logger.exception("Could not record recommendation impressions")

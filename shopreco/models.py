@@ -217,6 +217,46 @@ class ItemSimilarity(models.Model):
         return f"{self.product_id} ~ {self.similar_product_id}: {self.score:.3f}"
 
 
+class Reason(models.TextChoices):
+    """Why a product is on a list: one code per sentence shown to shoppers.
+
+    The pipeline stores the first four on personal rows (the shopper's own activity that led
+    there); serving adds the others. The API's ``reason_kind`` is :attr:`kind`."""
+
+    RATED = "rated", _("Rated")
+    BOUGHT = "bought", _("Bought")
+    CARTED = "carted", _("Carted")
+    VIEWED = "viewed", _("Viewed")
+    ALSO_BOUGHT = "also_bought", _("Also bought")
+    SIMILAR = "similar", _("Similar")
+    POPULAR = "popular", _("Popular")
+    TRENDING = "trending", _("Trending")
+    NEW = "new", _("New")
+    CATALOGUE = "catalogue", _("From the range")
+
+    @classmethod
+    def activity(cls) -> tuple[Reason, ...]:
+        """The codes that name the shopper's own activity, strongest first."""
+        return (cls.RATED, cls.BOUGHT, cls.CARTED, cls.VIEWED)
+
+    @classmethod
+    def for_event(cls, kind: str) -> Reason:
+        """The reason an event of ``kind`` gives: a rating "rated", an owned kind
+        (``OWNED_EVENT_KINDS``) "bought", a cart "carted", any other kind of
+        ``EVENT_WEIGHTS`` (a view, a wishlist) "viewed"."""
+        if kind == "rating":
+            return cls.RATED
+        if kind in reco_settings.OWNED_EVENT_KINDS:
+            return cls.BOUGHT
+        return cls.CARTED if kind == "cart" else cls.VIEWED
+
+    @property
+    def kind(self) -> str:
+        """The coarser code the API reports (a new product is trending, a catalogue fill
+        popular)."""
+        return {"new": "trending", "catalogue": "popular"}.get(self.value, self.value)
+
+
 class Recommendation(models.Model):
     """A precomputed personal recommendation of one run, with the reason shown to the user."""
 

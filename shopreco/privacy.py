@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
 
+from shopreco import cache
 from shopreco.adapter import get_adapter
 from shopreco.conf import reco_settings
 from shopreco.models import (
@@ -34,6 +35,7 @@ from shopreco.models import (
     Recommendation,
     RecomputeRun,
 )
+from shopreco.pipeline import runs
 
 logger = logging.getLogger("shopreco.privacy")
 
@@ -178,8 +180,6 @@ def erase_user_data(user: Any, *, session_key: str | None = None) -> dict[str, i
     with transaction.atomic():
         # Lock the runs in flight first: their activation waits for this commit and then
         # drops the user's list (it was computed from the data erased here).
-        from shopreco.pipeline import runs
-
         runs.lock_active_runs()
         Preference.objects.update_or_create(user=user, defaults={"data_erased_at": timezone.now()})
         counts = {
@@ -201,13 +201,11 @@ def erase_user_data(user: Any, *, session_key: str | None = None) -> dict[str, i
 
 def _after_user_change(user: Any, session_key: str | None = None) -> None:
     """Drop cached lists of the user (and of their browser session, if given)."""
-    from shopreco import services
-
     for key in (user, session_key):
         if not key:
             continue
         try:
-            services.invalidate_user(key)
+            cache.invalidate_user(key)
         except Exception:  # cache trouble must never undo or fail an erasure
             logger.exception("Could not invalidate cached recommendations of user %s", user.pk)
 
@@ -236,8 +234,6 @@ def set_preferences(user: Any, personalize: bool) -> dict[str, Any]:
     if not isinstance(personalize, bool):
         raise ValueError("personalize: must be true or false.")
     with transaction.atomic():
-        from shopreco.pipeline import runs
-
         runs.lock_active_runs()  # as in erase_user_data: a run in flight drops the list
         pref, _ = Preference.objects.select_for_update().get_or_create(user=user)
         if pref.personalize != personalize:

@@ -1,4 +1,8 @@
-"""Celery tasks: thin ``@shared_task`` wrappers over :mod:`shopreco.pipeline`.
+"""Celery tasks: thin ``@shared_task`` wrappers over :mod:`shopreco.pipeline`, and all
+dispatch: the pipeline computes and returns what must follow, this module enqueues it ("enqueue,
+or run here when Celery is eager" is :func:`_enqueue`, written once). Code above the pipeline
+(admin, API, commands, signal receivers) starts work through the functions here:
+:func:`request_full_recompute`, :func:`run_full_recompute`, :func:`request_user_refresh`.
 
 shopreco never creates a Celery app; the host's app (``demo_shop/celery.py`` is an example)
 discovers these. Suggested ``CELERY_BEAT_SCHEDULE`` for the host::
@@ -30,14 +34,19 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
-from celery import chain, chord, shared_task
+from celery import chain, chord, current_app, shared_task
+from celery.backends.base import DisabledBackend
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, transaction
 
-from shopreco import pipeline
-from shopreco.pipeline import refresh, runs
+from shopreco import pipeline, privacy
+from shopreco.conf import reco_settings
+from shopreco.models import RecomputeRun
+from shopreco.pipeline import runs
+from shopreco.serving import popularity
 
 log = logging.getLogger("shopreco.tasks")
 
@@ -45,6 +54,98 @@ TRANSIENT = (OperationalError, InterfaceError)
 MAX_RETRIES = 5
 
 COMMON: dict[str, Any] = {"bind": True, "acks_late": True, "max_retries": MAX_RETRIES}
+
+
+# --- dispatch -------------------------------------------------------------------------------
+
+
+def is_eager() -> bool:
+    """Whether tasks run in this process as they are sent (no worker, no broker)."""
+    return bool(current_app.conf.task_always_eager)
+
+
+def can_shard() -> bool:
+    """Chords need a result backend; without one the worker runs all stages itself."""
+    if is_eager():
+        return True
+    return not isinstance(current_app.backend, DisabledBackend)
+
+
+def _enqueue(task: Any, args: list, *, countdown: float | None = None,
+             refused: Callable[[Exception], None] | None = None) -> bool:
+    """Send ``task``; when the broker refuses, call ``refused(exc)`` (run it here, fail the
+    run, or leave it to a beat task) instead of failing the caller. Eager Celery runs the
+    task right here, so its errors are the task's and propagate."""
+    try:
+        task.apply_async(args=args, countdown=countdown, retry=False)
+        return True
+    except Exception as exc:
+        if is_eager():
+            raise
+        if refused is not None:
+            refused(exc)
+        else:
+            log.exception("could not enqueue %s%r", task.name, tuple(args))
+        return False
+
+
+def request_full_recompute() -> RecomputeRun:
+    """Coalesced request: the pending/running run if any, else a new run handed to Celery
+    after commit (runs eagerly in-process when no broker is configured). If the broker
+    refuses, the run is marked failed so it does not block the next request."""
+    run, created = pipeline.create_run()
+    if created:
+        run_id = run.pk
+
+        def refused(exc: Exception) -> None:
+            log.error("could not enqueue run #%s: %s", run_id, exc)
+            runs.fail_run(run_id, f"could not enqueue: {exc}")
+
+        transaction.on_commit(lambda: _enqueue(full_recompute, [run_id], refused=refused))
+    return run
+
+
+def run_full_recompute(run: RecomputeRun | None = None,
+                       progress: pipeline.stages.ProgressCallback | None = None) -> RecomputeRun:
+    """A full run in this process (no worker needed), then the refreshes of the shoppers
+    who were active meanwhile (see :func:`pipeline.run_full_recompute`)."""
+    run = pipeline.run_full_recompute(run, progress)
+    _catch_up(run)
+    return run
+
+
+def request_user_refresh(user_id: Any) -> None:
+    """Outbox row now, ``refresh_user`` after commit; debounced per user. Never waits on a
+    worker: if the broker refuses, the row stays and ``drain_pending_refreshes`` retries."""
+    if pipeline.note_refresh(user_id):
+        transaction.on_commit(lambda: _enqueue_refresh(user_id))
+
+
+def _enqueue_refresh(user_id: Any) -> None:
+    _enqueue(refresh_user, [user_id], countdown=float(reco_settings.REFRESH_DEBOUNCE_SECONDS),
+             refused=lambda exc: log.warning(
+                 "could not enqueue refresh for user %s (%s); left in the outbox", user_id, exc))
+
+
+def _catch_up(run: RecomputeRun) -> None:
+    for user_id in pipeline.catch_up(run):
+        transaction.on_commit(lambda user_id=user_id: _enqueue_refresh(user_id))
+
+
+def _after_activation(run: RecomputeRun) -> None:
+    """What follows a run that went live on a worker: catch-up refreshes, and housekeeping as
+    a task of its own (done here if the broker refuses it: it must happen)."""
+    _catch_up(run)
+
+    def here(exc: Exception) -> None:
+        log.error("could not enqueue housekeeping for run #%s (%s); running it here",
+                  run.pk, exc)
+        pipeline.housekeeping(run.pk)
+
+    _enqueue(housekeeping, [run.pk], refused=here)
+
+
+# --- tasks ----------------------------------------------------------------------------------
 
 
 def _backoff(retries: int) -> float:
@@ -76,15 +177,15 @@ def _guard(task, run_id: int | None, fn, *args):
 def full_recompute(self, run_id: int | None = None) -> int | None:
     """Start (or, from beat without a run id, request) a full recompute; returns the run id."""
     if run_id is None:
-        run = _guard(self, None, pipeline.request_full_recompute)
+        run = _guard(self, None, request_full_recompute)
         return run.pk if run is not None else None
 
     def start() -> None:
         plan = pipeline.start_run(run_id)
         if plan is None:
             return
-        if not pipeline.can_shard() or not plan["blocks"] or not plan["batches"]:
-            pipeline.run_stages_in_process(run_id, plan, defer_housekeeping=True)
+        if not can_shard() or not plan["blocks"] or not plan["batches"]:
+            _after_activation(pipeline.run_stages_in_process(run_id, plan))
             return
         canvas = chain(
             chord(
@@ -128,8 +229,11 @@ def recommend_batch(self, run_id: int, index: int, start: int, stop: int) -> str
              **COMMON)
 def activate_run(self, run_id: int) -> int | None:
     """Chord callback: bulk-write the results and make the run the served one."""
-    run = _guard(self, run_id, pipeline.finish_run, run_id, True)
-    return run.pk if run is not None else None
+    run = _guard(self, run_id, pipeline.finish_run, run_id)
+    if run is None:
+        return None
+    _after_activation(run)
+    return run.pk
 
 
 @shared_task(name="shopreco.tasks.housekeeping", soft_time_limit=1800, time_limit=1900,
@@ -150,9 +254,9 @@ def housekeeping(self, run_id: int | None = None) -> dict[str, Any]:
 def refresh_user(self, user_id: Any) -> None:
     """Recompute one shopper's list from the served run's similarities."""
     try:
-        refresh.refresh_user(user_id)
+        pipeline.refresh_user(user_id)
     except TRANSIENT as exc:
-        refresh.request_user_refresh_later(user_id)
+        pipeline.request_user_refresh_later(user_id)
         if self.request.retries < self.max_retries:
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
         raise
@@ -162,22 +266,21 @@ def refresh_user(self, user_id: Any) -> None:
              time_limit=360, **COMMON)
 def drain_pending_refreshes(self) -> int:
     """Beat: re-enqueue outbox refreshes whose task was lost (e.g. broker was down)."""
-    return refresh.drain_pending_refreshes()
+    users = pipeline.due_refreshes()
+    for user_id in users:
+        _enqueue_refresh(user_id)
+    return len(users)
 
 
 @shared_task(name="shopreco.tasks.refresh_rankings", soft_time_limit=300, time_limit=360,
              **COMMON)
 def refresh_rankings(self) -> int:
-    """Beat: rebuild the popularity rankings before they fall due (shopreco.services)."""
-    from shopreco import services
-
-    return services.refresh_rankings()
+    """Beat: rebuild the popularity rankings before they fall due."""
+    return popularity.refresh_rankings()
 
 
 @shared_task(name="shopreco.tasks.purge_old_events", soft_time_limit=1800, time_limit=1900,
              **COMMON)
 def purge_old_events(self) -> int:
     """Beat: delete events older than EVENT_RETENTION_DAYS (shopreco.privacy)."""
-    from shopreco import privacy
-
     return privacy.purge_old_events()

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from shopreco import services
+from shopreco import serving, tracking
 
 
 @csrf_exempt  # sendBeacon cannot send the CSRF header; it only touches the caller's own session
@@ -18,9 +18,9 @@ def click(request: HttpRequest) -> HttpResponse:
     product = request.POST.get("product", "")
     if not rec or not product:
         return JsonResponse({"error": "rec and product are required."}, status=400)
-    if not services.personalization_allowed(None, request):
+    if not serving.personalization_allowed(None, request):
         return HttpResponse(status=204)
-    if not services.remember_click(request, product, rec):
+    if not tracking.remember_click(request, product, rec):
         return JsonResponse({"error": "rec: unknown recommendation id for this product."},
                             status=400)
     return HttpResponse(status=204)

@@ -26,6 +26,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 
+from shopreco import serving
 from shopreco.adapter import get_adapter
 from shopreco.models import Impression
 
@@ -119,12 +120,10 @@ class SimilarProductsAdminMixin(_PanelMixin):
 
     @admin.display(description=_("Similar products"))
     def shopreco_similar_products(self, obj) -> str:
-        from shopreco import services
-
         lists = []
         for title, fetch in (
-            (_("You may also like (similar)"), services.similar_products),
-            (_("Customers who bought this also bought"), services.also_bought),
+            (_("You may also like (similar)"), serving.similar_products),
+            (_("Customers who bought this also bought"), serving.also_bought),
         ):
             reco_list = fetch(obj, self.shopreco_similar_limit)
             # A staff member opening the product page is not a shopper seeing a widget: drop
@@ -146,7 +145,7 @@ class SimilarProductsAdminMixin(_PanelMixin):
 
 class RecommendationPreviewAdminMixin(_PanelMixin):
     """"Preview recommendations" on the user change page: the list this user would see now,
-    with its reasons (``services.preview_for_user``: storefront filters, nothing logged)."""
+    with its reasons (``serving.preview_for_user``: storefront filters, nothing logged)."""
 
     shopreco_panel_field = "shopreco_recommendations_preview"
     shopreco_panel_title = _("Recommendations")
@@ -155,9 +154,7 @@ class RecommendationPreviewAdminMixin(_PanelMixin):
 
     @admin.display(description=_("Preview recommendations"))
     def shopreco_recommendations_preview(self, obj) -> str:
-        from shopreco import services
-
-        reco_list = services.preview_for_user(obj, self.shopreco_preview_limit)
+        reco_list = serving.preview_for_user(obj, self.shopreco_preview_limit)
         return render_to_string(
             self.shopreco_preview_template,
             {

@@ -25,6 +25,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from shopreco import tasks
 from shopreco.admin.charts import percent
 from shopreco.conf import get_product_model, reco_settings
 from shopreco.insights import metric_value, run_duration
@@ -418,15 +419,13 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
         )
 
     def recompute_view(self, request: HttpRequest) -> HttpResponse:
-        """POST: ``pipeline.request_full_recompute()`` (coalesced; eager without a broker)."""
+        """POST: ``tasks.request_full_recompute()`` (coalesced; eager without a broker)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_run_permission(request):
             raise PermissionDenied
-        from shopreco import pipeline
-
         try:
-            run = pipeline.request_full_recompute()
+            run = tasks.request_full_recompute()
         except Exception as exc:  # shown to the operator instead of a 500
             logger.exception("shopreco: recompute request failed")
             self.message_user(

@@ -34,7 +34,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from shopreco import services
+from shopreco import privacy, serving, tasks, tracking
 from shopreco.adapter import get_adapter
 from shopreco.api import schema as _schema  # noqa: F401 - registers the field extensions
 from shopreco.api.permissions import IsStaff
@@ -98,7 +98,7 @@ def _clean_query(serializer_class: type[serializers.Serializer], request: Reques
     query.is_valid(raise_exception=True)
     data = dict(query.validated_data)
     with service_errors():
-        data["limit"] = services.clean_limit(data.get("limit"))
+        data["limit"] = serving.clean_limit(data.get("limit"))
     if data.get("category") is not None:
         data["category"] = _clean_category(data["category"])
     return data
@@ -137,7 +137,7 @@ def _clean_category(value: str) -> Any:
         raise ValidationError({"category": ["Not a valid category."]}) from None
 
 
-def _etag(reco: services.RecoList) -> str:
+def _etag(reco: serving.RecoList) -> str:
     """A weak validator of the list's content (not of its recommendation id, which is new for
     every response): the same products, scores and reasons give the same ETag."""
     parts = [reco.widget, reco.source] + [
@@ -146,7 +146,7 @@ def _etag(reco: services.RecoList) -> str:
     return 'W/"' + hashlib.sha1("|".join(parts).encode()).hexdigest()[:32] + '"'
 
 
-def _list_response(request: Request, reco: services.RecoList, *, shared: bool) -> Response:
+def _list_response(request: Request, reco: serving.RecoList, *, shared: bool) -> Response:
     """The list, with HTTP caching: anonymous, session-less requests for lists that do not
     depend on the visitor may be cached by shared caches for ``CACHE_TIMEOUT`` seconds; all
     other lists are private and revalidated with the ETag."""
@@ -187,7 +187,7 @@ class SimilarProductsView(ShopRecoAPIView):
         product = _product_or_404(pk)
         params = _clean_query(CategoryQuerySerializer, request)
         with service_errors():
-            reco = services.similar_products(
+            reco = serving.similar_products(
                 product, params["limit"], request=request, category=params.get("category")
             )
         return _list_response(request, reco, shared=True)
@@ -207,7 +207,7 @@ class AlsoBoughtView(ShopRecoAPIView):
         product = _product_or_404(pk)
         params = _clean_query(ListQuerySerializer, request)
         with service_errors():
-            reco = services.also_bought(product, params["limit"], request=request)
+            reco = serving.also_bought(product, params["limit"], request=request)
         return _list_response(request, reco, shared=True)
 
     def get_queryset(self) -> models.QuerySet:
@@ -237,7 +237,7 @@ class RecommendationsView(ShopRecoAPIView):
         if not request.user.is_authenticated:
             who = request.session.session_key or request.user
         with service_errors():
-            reco = services.recommended_for(
+            reco = serving.recommended_for(
                 who, params["limit"], request=request, category=params.get("category")
             )
         return _list_response(request, reco, shared=False)
@@ -252,7 +252,7 @@ class PopularView(ShopRecoAPIView):
     def get(self, request: Request) -> Response:
         params = _clean_query(CategoryQuerySerializer, request)
         with service_errors():
-            reco = services.popular(
+            reco = serving.popular(
                 params["limit"], category=params.get("category"), request=request
             )
         return _list_response(request, reco, shared=True)
@@ -347,7 +347,7 @@ class EventView(ShopRecoAPIView):
         data = serializer.validated_data
         product = data["product"]
         with service_errors():
-            event = services.track(
+            event = tracking.track(
                 request, product, data["type"],
                 recommendation_id=data.get("recommendation_id") or None,
             )
@@ -393,9 +393,7 @@ class RecomputeView(ShopRecoAPIView):
         responses={202: RunSerializer, **AUTH_ERRORS},
     )
     def post(self, request: Request) -> Response:
-        from shopreco import pipeline
-
-        run = pipeline.request_full_recompute()
+        run = tasks.request_full_recompute()
         response = Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
         response["Location"] = reverse(
             "shopreco_api:run-detail", kwargs={"pk": run.pk}, request=request
@@ -435,7 +433,7 @@ class UserRecommendationsView(ShopRecoAPIView):
             raise Http404("No such user.")
         params = _clean_query(ListQuerySerializer, request)
         with service_errors():
-            reco = services.preview_for_user(user, params["limit"])
+            reco = serving.preview_for_user(user, params["limit"])
         context = {"request": request, "shopreco_adapter": get_adapter()}
         response = Response(RecoListSerializer(reco, context=context).data)
         patch_cache_control(response, private=True, no_store=True)
@@ -455,8 +453,6 @@ class MeExportView(ShopRecoAPIView):
         responses={200: OpenApiResponse(OpenApiTypes.OBJECT), **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
-        from shopreco import privacy
-
         data = privacy.export_user_data(request.user, session_key=request.session.session_key)
         response = Response(data)
         patch_cache_control(response, private=True, no_store=True)
@@ -471,8 +467,6 @@ class MeDataView(ShopRecoAPIView):
 
     @extend_schema(summary="Erase my data", responses={200: ErasureResultSerializer, **AUTH_ERRORS})
     def delete(self, request: Request) -> Response:
-        from shopreco import privacy
-
         counts = privacy.erase_user_data(request.user, session_key=request.session.session_key)
         return Response(ErasureResultSerializer({"deleted": counts}).data)
 
@@ -487,8 +481,6 @@ class MePreferencesView(ShopRecoAPIView):
         responses={200: PreferencesSerializer, **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
-        from shopreco import privacy
-
         prefs = privacy.get_preferences(request.user)
         return Response(PreferencesSerializer(prefs).data)
 
@@ -498,8 +490,6 @@ class MePreferencesView(ShopRecoAPIView):
         responses={200: PreferencesSerializer, **ERRORS, **AUTH_ERRORS},
     )
     def put(self, request: Request) -> Response:
-        from shopreco import privacy
-
         serializer = PreferencesSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         prefs = privacy.set_preferences(request.user, serializer.validated_data["personalize"])

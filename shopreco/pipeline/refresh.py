@@ -1,11 +1,12 @@
 """Per-user refresh: a new rating or event updates that shopper's list within seconds.
 
-The signal handler writes an outbox row (:class:`~shopreco.models.PendingRefresh`) in the
-same transaction as the rating/event and, on commit, enqueues ``shopreco.tasks.refresh_user``
-with a countdown of ``REFRESH_DEBOUNCE_SECONDS``. While the row exists no further task is
-enqueued for that user, so a burst of clicks costs one refresh, and since the task reads the
-data when it runs, the refresh sees the whole burst. If the broker was down, the row stays
-and ``drain_pending_refreshes`` (beat, every minute) picks it up.
+A new rating or event writes an outbox row (:class:`~shopreco.models.PendingRefresh`,
+:func:`note_refresh`) in the same transaction; ``shopreco.tasks`` then enqueues
+``refresh_user`` on commit with a countdown of ``REFRESH_DEBOUNCE_SECONDS``. While the row
+exists no further task is enqueued for that user, so a burst of clicks costs one refresh, and
+since the task reads the data when it runs, the refresh sees the whole burst. If the broker
+was down, the row stays and ``drain_pending_refreshes`` (beat, every minute) picks it up
+(:func:`due_refreshes`).
 
 The refresh recomputes the user's list exactly as the full run would, from the served
 run's files with the user's current row: the ranking score of EASE and of the item-based
@@ -25,6 +26,7 @@ import scipy.sparse as sp
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from shopreco import cache
 from shopreco.conf import reco_settings
 from shopreco.models import (
     Interaction,
@@ -34,38 +36,23 @@ from shopreco.models import (
     Recommendation,
     RecomputeRun,
 )
+from shopreco.pipeline import compute, files, runs, writer
+from shopreco.pipeline.matrix import Snapshot, load_snapshot
 
 log = logging.getLogger("shopreco.pipeline")
 
 
-def request_user_refresh(user_id: Any) -> None:
-    """Outbox row now, task after commit; debounced per user. Never waits on a worker."""
+def note_refresh(user_id: Any) -> bool:
+    """Put the user in the refresh outbox; True when they were not there yet (then a task
+    must be enqueued after commit; otherwise one is already on its way)."""
     if user_id is None:
-        return
+        return False
     try:
         with transaction.atomic():
             _row, created = PendingRefresh.objects.get_or_create(user_id=user_id)
     except IntegrityError:  # the user is being deleted in this transaction
-        return
-    if created:
-        transaction.on_commit(lambda: _enqueue(user_id))
-
-
-def _enqueue(user_id: Any) -> None:
-    from shopreco import tasks
-
-    try:
-        tasks.refresh_user.apply_async(
-            args=[user_id], countdown=float(reco_settings.REFRESH_DEBOUNCE_SECONDS), retry=False
-        )
-    except Exception:
-        from celery import current_app
-
-        if current_app.conf.task_always_eager:
-            raise
-        # Broker unreachable: the outbox row stays; drain_pending_refreshes retries it.
-        log.warning("could not enqueue refresh for user %s; left in the outbox", user_id,
-                    exc_info=True)
+        return False
+    return created
 
 
 def request_user_refresh_later(user_id: Any) -> None:
@@ -76,8 +63,9 @@ def request_user_refresh_later(user_id: Any) -> None:
         pass
 
 
-def drain_pending_refreshes(limit: int = 1000) -> int:
-    """Re-enqueue outbox rows whose task was lost (older than twice the debounce window)."""
+def due_refreshes(limit: int = 1000) -> list[Any]:
+    """Outbox rows whose task was lost (older than twice the debounce window): their users,
+    marked as requested now, for the caller to enqueue again."""
     cutoff = timezone.now() - timedelta(
         seconds=2 * float(reco_settings.REFRESH_DEBOUNCE_SECONDS) + 30
     )
@@ -85,10 +73,8 @@ def drain_pending_refreshes(limit: int = 1000) -> int:
         PendingRefresh.objects.filter(requested_at__lt=cutoff)
         .order_by("requested_at").values_list("user_id", flat=True)[:limit]
     )
-    for user_id in users:
-        PendingRefresh.objects.filter(user_id=user_id).update(requested_at=timezone.now())
-        _enqueue(user_id)
-    return len(users)
+    PendingRefresh.objects.filter(user_id__in=users).update(requested_at=timezone.now())
+    return users
 
 
 def refresh_user(user_id: Any) -> None:
@@ -105,22 +91,16 @@ def refresh_user(user_id: Any) -> None:
     latest = RecomputeRun.latest_succeeded()
     if latest is not None and latest.pk != run.pk:  # a new run went live meanwhile
         _refresh(latest, user_id)
-    from shopreco.services import invalidate_user
-
-    invalidate_user(user_id)  # the user's cached lists were built from the old rows
+    cache.invalidate_user(user_id)  # the user's cached lists were built from the old rows
 
 
 def _refresh(run: RecomputeRun, user_id: Any) -> None:
-    from shopreco import pipeline
-    from shopreco.pipeline import compute, runs, writer
-    from shopreco.pipeline.matrix import load_snapshot
-
     if Preference.objects.filter(user_id=user_id, personalize=False).exists():
         # Opted out: keep no personal list (serving shows popular lists only).
         Recommendation.objects.filter(run=run, user_id=user_id).delete()
         return
-    snap = pipeline.load_run_snapshot(run)
-    S = pipeline.load_run_similarity(run)
+    snap = files.load_run_snapshot(run)
+    S = files.load_run_similarity(run)
     params = run.params
     mine = load_snapshot(
         ratings=Rating.objects.filter(user_id=user_id),
@@ -135,7 +115,7 @@ def _refresh(run: RecomputeRun, user_id: Any) -> None:
         batch.users[:] = 0
     else:
         # item-based and EASE score row @ weights, which ignores every other user
-        model = compute.fit_model(row, S, params, ease_parts=pipeline.load_run_ease_parts(run))
+        model = compute.fit_model(row, S, params, ease_parts=files.load_run_ease_parts(run))
         batch = compute.recommend(model, row, params, np.array([0], dtype=np.int64))
     # Database keys of this list's products only (preparing every product's key took half
     # of a refresh on MovieLens); product indexes are renumbered into that short list.
@@ -169,8 +149,6 @@ def _with_row(snap, row, user_id: Any):
     """``snap`` with the user's row replaced by ``row`` (a 1-row snapshot in its columns),
     or added after the users if the run did not know them; returns (snapshot, row index).
     A row replaced in place leaves every other similarity exactly as the full run saw it."""
-    from shopreco.pipeline.matrix import Snapshot
-
     keys = [str(pk) for pk in snap.user_pks[: snap.n_users].tolist()]
     at = keys.index(str(user_id)) if str(user_id) in keys else snap.n_users
 
@@ -199,8 +177,6 @@ def _remap_row(mine, snap):
     Products unknown to the run (new since it was computed) are dropped: they have no
     similarities yet and reach the user through serving's fallback chain.
     """
-    from shopreco.pipeline.matrix import Snapshot
-
     n = snap.n_products
     index = {pk: j for j, pk in enumerate(snap.product_pks.tolist())}
     cols_of_mine = np.array(

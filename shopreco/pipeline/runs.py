@@ -30,11 +30,11 @@ from django.utils import timezone
 from shopreco.conf import get_product_model, reco_settings
 from shopreco.models import (
     ItemSimilarity,
-    PendingRefresh,
     Preference,
     Recommendation,
     RecomputeRun,
 )
+from shopreco.pipeline.storage import delete_run_files
 
 log = logging.getLogger("shopreco.pipeline")
 
@@ -179,8 +179,6 @@ def fail_run(run_id: int, error: Any) -> None:
         log.warning("shopreco run #%s failed: %s", run_id, text)
         try:
             delete_results(run_id)
-            from shopreco.pipeline.storage import delete_run_files
-
             delete_run_files(run_id, prefix=_prefix(run_id))
         except Exception:  # pragma: no cover - clean-up is best effort; prune retries it
             log.exception("could not clean up failed run #%s", run_id)
@@ -346,8 +344,6 @@ def prune(keep: int | None = None) -> list[int]:
     old = [pk for pk in finished.values_list("pk", flat=True)[max(keep, 1):]]
     if serving is not None and serving.pk in old:
         old.remove(serving.pk)
-    from shopreco.pipeline.storage import delete_run_files
-
     for pk in old:
         prefix = _prefix(pk)
         delete_results(pk)  # in chunks of one run: keeps each DELETE bounded
@@ -360,7 +356,3 @@ def _prefix(run_id: int) -> str | None:
     params = RecomputeRun.objects.filter(pk=run_id).values_list("params", flat=True).first()
     return (params or {}).get("snapshot_prefix")
 
-
-def outbox_users_since(when) -> list[Any]:
-    return list(PendingRefresh.objects.filter(requested_at__gte=when).values_list(
-        "user_id", flat=True))

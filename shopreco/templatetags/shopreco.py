@@ -1,6 +1,6 @@
 """``{% load shopreco %}``: recommendation widgets for the host's templates.
 
-Each widget tag calls the serving layer (``shopreco.services``) and renders an overridable
+Each widget tag calls the serving layer (:mod:`shopreco.serving`) and renders an overridable
 template under ``shopreco/widgets/`` (pass ``template="..."`` to use another one), like
 django-star-ratings' inclusion tags. The tags need the request in the context (page de-dup,
 the shopper, the session), so they fail loudly when the request context processor is missing.
@@ -20,19 +20,13 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import get_language
 
-from shopreco import services
+from shopreco import serving, tracking
 from shopreco.adapter import get_adapter
 from shopreco.models import new_recommendation_id
 
 register = template.Library()
 logger = logging.getLogger("shopreco.templatetags")
 
-DEFAULT_TEMPLATES = {
-    "similar": "shopreco/widgets/similar.html",
-    "for-you": "shopreco/widgets/for_you.html",
-    "popular": "shopreco/widgets/popular.html",
-    "also-bought": "shopreco/widgets/also_bought.html",
-}
 
 
 def _request(context: template.Context) -> Any:
@@ -59,7 +53,7 @@ def _click_url() -> str:
         return ""
 
 
-def _render(context: template.Context, reco: services.RecoList, template_name: str | None,
+def _render(context: template.Context, reco: serving.RecoList, template_name: str | None,
             title: str | None) -> SafeString:
     adapter = get_adapter()
     items = [
@@ -76,7 +70,8 @@ def _render(context: template.Context, reco: services.RecoList, template_name: s
         }
         for item in reco.items
     ]
-    tpl = context.template.engine.get_template(template_name or DEFAULT_TEMPLATES[reco.widget])
+    name = template_name or serving.LIST_KINDS[reco.widget].template
+    tpl = context.template.engine.get_template(name)
     values = {
         "reco": reco,
         "items": items,
@@ -96,16 +91,16 @@ def _widget(context: template.Context, widget: str, template_name: str | None,
     a recommendation widget must never take the host's page down with it (the error is
     logged)."""
     request = _request(context)
-    name = template_name or DEFAULT_TEMPLATES[widget]
+    name = template_name or serving.LIST_KINDS[widget].template
     variant = f"{name}|{title}|{get_language()}"
     try:
-        return services.widget_html(
+        return serving.widget_html(
             widget, lambda reco: _render(context, reco, template_name, title),
             variant=variant, request=request, **kwargs)
     except DatabaseError:
         logger.exception("shopreco widget %r: database error, rendered empty", widget)
-        reco = services.RecoList(widget=widget, recommendation_id=new_recommendation_id(),
-                                 items=[], source="unavailable")
+        reco = serving.RecoList(widget=widget, recommendation_id=new_recommendation_id(),
+                                items=[], source="unavailable")
         return _render(context, reco, template_name, title)
 
 
@@ -145,9 +140,23 @@ def popular_products(context: template.Context, limit: Any = None, template: str
 
 
 @register.simple_tag(takes_context=True)
+def shopreco_widget(context: template.Context, kind: str, product: Any = None,
+                    limit: Any = None, template: str | None = None, category: Any = None,
+                    title: str | None = None) -> SafeString:
+    """Any list kind by its name in ``shopreco.serving.LIST_KINDS``, a host's own included:
+    ``{% shopreco_widget "similar" product=product limit=4 %}``."""
+    if kind not in serving.LIST_KINDS:
+        raise ValueError(f"kind: one of {', '.join(serving.LIST_KINDS)}.")
+    if serving.LIST_KINDS[kind].needs_product and product is None:
+        raise ValueError("product: a product is required.")
+    return _widget(context, kind, template, title, product=product, limit=limit,
+                   category=category)
+
+
+@register.simple_tag(takes_context=True)
 def shopreco_track_view(context: template.Context, product: Any) -> str:
     """Declare that this page shows ``product`` (records a view; see ShopRecoMiddleware)."""
-    services.mark_viewed(_request(context), product)
+    tracking.mark_viewed(_request(context), product)
     return ""
 
 

@@ -119,12 +119,12 @@ def test_the_property_run_would_catch_a_500(monkeypatch, staff_headers):
     from hypothesis import given
     from schemathesis.core.failures import FailureGroup, ServerError
 
-    from shopreco import services
+    from shopreco import serving
 
     def crash(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(services, "popular", crash)
+    monkeypatch.setattr(serving, "popular", crash)
     operation = api_schema[f"{API}popular/"]["GET"]
 
     caught: list = []

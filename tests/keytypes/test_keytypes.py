@@ -108,10 +108,9 @@ def test_full_recompute_maps_results_back_to_these_keys(
         Rating.objects.create(user=shopper, product=disliked[i % 4], score=1)
         Interaction.objects.create(user=shopper, product=liked[(i + 1) % 4], kind="purchase")
 
-    if importlib.util.find_spec("shopreco.services") is not None:
-        from shopreco import services as serving
+    from shopreco import cache as shopreco_cache
 
-        monkeypatch.setattr(serving, "cache_is_shared", lambda: True)
+    monkeypatch.setattr(shopreco_cache, "is_shared", lambda: True)
     with django_capture_on_commit_callbacks(execute=True):
         run = pipeline.run_full_recompute()
 
@@ -152,7 +151,8 @@ def test_full_recompute_maps_results_back_to_these_keys(
                 stored = list(ItemSimilarity.objects.filter(run=run, kind=kind, product=p)
                               .order_by("-score", "similar_product_id")
                               .values_list("similar_product_id", "score"))
-                got = serving._cache().get(serving._neighbour_key(run.pk, kind, p.pk))
+                got = shopreco_cache.get_cache().get(
+                    shopreco_cache.neighbour_key(run.pk, kind, p.pk))
                 assert got == (None if KIND == "textpk" else stored), (kind, p.pk)
 
         # Cache keys stay valid for every backend (memcached refuses spaces and non-ASCII,

@@ -17,7 +17,7 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from shopreco import pipeline
+from shopreco import pipeline, tasks
 from shopreco.models import PendingRefresh, Rating, Recommendation, RecomputeRun
 
 from .test_pipeline import rows_of
@@ -153,7 +153,7 @@ def test_async_full_run_equals_in_process_run(algorithm, workers, shop):
     shop(sessions=4)
     workers.start()
     with override_settings(SHOPRECO={**SMALL_BLOCKS, "ALGORITHM": algorithm}):
-        run = pipeline.request_full_recompute()  # the run's params carry the settings
+        run = tasks.request_full_recompute()  # the run's params carry the settings
     done = wait_for(lambda: finished(run.pk), what="the async run")
     assert done.status == "succeeded", done.error
     # really sharded (EASE's dense solve is one block; its user batches shard)
@@ -169,10 +169,10 @@ def test_async_full_run_equals_in_process_run(algorithm, workers, shop):
 def test_second_request_during_a_run_is_coalesced(workers, shop):
     shop()
     workers.start(delay=0.5)
-    first = pipeline.request_full_recompute()
+    first = tasks.request_full_recompute()
     wait_for(lambda: RecomputeRun.objects.filter(pk=first.pk, status="running").exists(),
              what="the run to start")
-    second = pipeline.request_full_recompute()
+    second = tasks.request_full_recompute()
     assert second.pk == first.pk
     done = wait_for(lambda: finished(first.pk), what="the run")
     assert done.status == "succeeded", done.error
@@ -203,7 +203,7 @@ def test_killed_worker_leaves_previous_run_served_and_next_run_succeeds(workers,
     shop()
     previous = pipeline.run_full_recompute()
     victim = workers.start(delay=2.0)
-    doomed = pipeline.request_full_recompute()
+    doomed = tasks.request_full_recompute()
     wait_for(lambda: RecomputeRun.objects.filter(pk=doomed.pk, stage="similarities").exists(),
              what="the run to reach the similarity stage")
     workers.kill(victim)  # SIGKILL to the worker and its pool processes
@@ -212,7 +212,7 @@ def test_killed_worker_leaves_previous_run_served_and_next_run_succeeds(workers,
     assert RecomputeRun.latest_succeeded() == previous  # still served
     # the next request notices the missing heartbeat, fails the dead run, starts a new one
     time.sleep(3.5)
-    nxt = pipeline.request_full_recompute()
+    nxt = tasks.request_full_recompute()
     assert nxt.pk != doomed.pk
     doomed.refresh_from_db()
     assert doomed.status == "failed" and "heartbeat" in doomed.error

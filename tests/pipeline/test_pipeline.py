@@ -15,7 +15,8 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from shopreco import pipeline
+from shopreco import cache as shopreco_cache
+from shopreco import pipeline, tasks
 from shopreco.models import (
     Interaction,
     ItemSimilarity,
@@ -145,17 +146,17 @@ def test_neighbour_lists_are_cached_as_the_run_goes_live(
 
     from shopreco import services
 
-    monkeypatch.setattr(services, "cache_is_shared", lambda: True)
+    monkeypatch.setattr(shopreco_cache, "is_shared", lambda: True)
     _, products = shop()
     with django_capture_on_commit_callbacks(execute=True):
         run = pipeline.run_full_recompute()
-    cache = services._cache()
+    cache = shopreco_cache.get_cache()
     for kind in ("similar", "also_bought"):
         for p in products:
             stored = list(ItemSimilarity.objects.filter(run=run, kind=kind, product=p)
                           .order_by("-score", "similar_product_id")
                           .values_list("similar_product_id", "score"))
-            assert cache.get(services._neighbour_key(run.pk, kind, p.pk)) == stored
+            assert cache.get(shopreco_cache.neighbour_key(run.pk, kind, p.pk)) == stored
     assert ItemSimilarity.objects.filter(run=run, kind="similar").exists()
     services.popularity_ranking()  # the popular fill: shared, rebuilt every CACHE_TIMEOUT
     services.popularity_ranking(products[0].category)
@@ -170,19 +171,19 @@ def test_neighbour_lists_are_cached_only_in_a_cache_every_process_reads(
         shop, monkeypatch, django_capture_on_commit_callbacks, settings):
     """A worker's own memory cache (or a small database or file cache) would only waste
     the work or evict what serving needs: no warming there; nor before the commit."""
-    from shopreco import services
 
     shop()
     warmed = []
-    monkeypatch.setattr(services, "warm_neighbour_lists", lambda *a: warmed.append(a[:2]))
-    assert not services.cache_is_shared()  # the tests' LocMemCache
+    monkeypatch.setattr(shopreco_cache, "warm_neighbour_lists",
+                        lambda *a: warmed.append(a[:2]))
+    assert not shopreco_cache.is_shared()  # the tests' LocMemCache
     with django_capture_on_commit_callbacks(execute=True):
         pipeline.run_full_recompute()
     assert warmed == []
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
                                    "LOCATION": "shopreco_test_cache"}}
-    assert not services.cache_is_shared()
-    monkeypatch.setattr(services, "cache_is_shared", lambda: True)
+    assert not shopreco_cache.is_shared()
+    monkeypatch.setattr(shopreco_cache, "is_shared", lambda: True)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         run = pipeline.run_full_recompute()
     assert warmed == []  # not before the activation has committed
@@ -230,7 +231,7 @@ def test_sharded_run_through_tasks_equals_in_process_run(algorithm, shop,
     conf = {"ALGORITHM": algorithm}
     with override_settings(SHOPRECO={**conf, "BLOCK_SIZE": 7, "USER_BATCH_SIZE": 5}):
         with django_capture_on_commit_callbacks(execute=True):
-            eager = pipeline.request_full_recompute()  # eager chord: a task per block, batch
+            eager = tasks.request_full_recompute()  # eager chord: a task per block, batch
     eager.refresh_from_db()
     assert eager.status == RecomputeRun.Status.SUCCEEDED, eager.error
     # EASE's solve is one dense factorisation: one block; its user batches still shard
@@ -255,7 +256,7 @@ def test_baseline_similarities_run_sharded_as_in_process(similarity, shop,
     conf = {"ALGORITHM": "item", "SIMILARITY": similarity, "SHRINKAGE": 0}
     with override_settings(SHOPRECO={**conf, "BLOCK_SIZE": 7, "USER_BATCH_SIZE": 5}):
         with django_capture_on_commit_callbacks(execute=True):
-            eager = pipeline.request_full_recompute()
+            eager = tasks.request_full_recompute()
     eager.refresh_from_db()
     assert eager.status == RecomputeRun.Status.SUCCEEDED, eager.error
     assert eager.params["method"] == similarity
@@ -295,7 +296,7 @@ def test_failed_task_marks_the_run_failed(shop, monkeypatch,
 
     monkeypatch.setattr(pipeline, "compute_block", boom)
     with pytest.raises(ValueError), django_capture_on_commit_callbacks(execute=True):
-        pipeline.request_full_recompute()
+        tasks.request_full_recompute()
     run = RecomputeRun.objects.get()
     assert run.status == RecomputeRun.Status.FAILED and "bad block" in run.error
     assert RecomputeRun.latest_succeeded() is None
@@ -327,9 +328,9 @@ def test_empty_shop_gives_an_empty_succeeded_run():
 # ----------------------------------------------------------------------------- one at a time
 def test_second_request_is_coalesced(shop, monkeypatch):
     shop(n_users=4, n_products=12)
-    monkeypatch.setattr(pipeline, "_enqueue_full", lambda run_id: None)  # no worker picks it up
-    first = pipeline.request_full_recompute()
-    second = pipeline.request_full_recompute()
+    monkeypatch.setattr(tasks, "_enqueue", lambda *a, **k: True)  # no worker picks it up
+    first = tasks.request_full_recompute()
+    second = tasks.request_full_recompute()
     assert first.pk == second.pk and first.status == RecomputeRun.Status.PENDING
     with pytest.raises(pipeline.RecomputeInProgress) as info:
         pipeline.run_full_recompute()
@@ -339,11 +340,11 @@ def test_second_request_is_coalesced(shop, monkeypatch):
 
 def test_stale_run_is_marked_failed_and_next_run_starts(shop, monkeypatch):
     shop(n_users=4, n_products=12)
-    monkeypatch.setattr(pipeline, "_enqueue_full", lambda run_id: None)
-    dead = pipeline.request_full_recompute()
+    monkeypatch.setattr(tasks, "_enqueue", lambda *a, **k: True)
+    dead = tasks.request_full_recompute()
     RecomputeRun.objects.filter(pk=dead.pk).update(
         status="running", heartbeat_at=timezone.now() - timedelta(seconds=601))
-    fresh = pipeline.request_full_recompute()
+    fresh = tasks.request_full_recompute()
     assert fresh.pk != dead.pk
     dead.refresh_from_db()
     assert dead.status == RecomputeRun.Status.FAILED and "heartbeat" in dead.error
@@ -368,14 +369,14 @@ def test_concurrent_requests_create_one_run(shop, monkeypatch):
             or "mode=memory" in str(connection.settings_dict["NAME"]):
         pytest.skip("needs a file or server database shared between connections")
     shop(n_users=4, n_products=12)
-    monkeypatch.setattr(pipeline, "_enqueue_full", lambda run_id: None)
+    monkeypatch.setattr(tasks, "_enqueue", lambda *a, **k: True)
     barrier = threading.Barrier(4)
     got, errors = [], []
 
     def request():
         try:
             barrier.wait()
-            got.append(pipeline.request_full_recompute().pk)
+            got.append(tasks.request_full_recompute().pk)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
@@ -419,7 +420,7 @@ def test_refreshes_are_debounced_per_user(shop, django_capture_on_commit_callbac
                                           monkeypatch):
     users, products = shop(n_users=4, n_products=8)
     sent = []
-    monkeypatch.setattr("shopreco.pipeline.refresh._enqueue", sent.append)
+    monkeypatch.setattr(tasks, "_enqueue_refresh", sent.append)
     with django_capture_on_commit_callbacks(execute=True):
         for p in products[:5]:
             Interaction.objects.create(user=users[1], product=p, kind="view")
@@ -437,15 +438,13 @@ def test_deleting_a_user_with_ratings_does_not_queue_a_refresh(shop):
 
 def test_drain_requeues_lost_refreshes(shop, monkeypatch):
     users, _ = shop(n_users=4, n_products=8)
-    from shopreco.pipeline import refresh
-
     PendingRefresh.objects.all().delete()
     PendingRefresh.objects.create(user=users[2],
                                   requested_at=timezone.now() - timedelta(minutes=5))
     PendingRefresh.objects.create(user=users[3])  # recent: its task is still due
     sent = []
-    monkeypatch.setattr(refresh, "_enqueue", sent.append)
-    assert refresh.drain_pending_refreshes() == 1
+    monkeypatch.setattr(tasks, "_enqueue_refresh", sent.append)
+    assert tasks.drain_pending_refreshes() == 1
     assert sent == [users[2].pk]
 
 
@@ -471,7 +470,7 @@ def test_command_async_prints_the_run_id(shop, django_capture_on_commit_callback
 
 def test_command_wait_exits_non_zero_when_the_run_fails(monkeypatch):
     failed = RecomputeRun.objects.create(status="failed", stage="failed", error="worker died")
-    monkeypatch.setattr(pipeline, "request_full_recompute", lambda: failed)
+    monkeypatch.setattr(tasks, "request_full_recompute", lambda: failed)
     with pytest.raises(CommandError) as info:
         call_command("shopreco_recompute", "--async", "--wait", stdout=io.StringIO())
     assert info.value.returncode == 1

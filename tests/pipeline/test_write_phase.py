@@ -11,7 +11,8 @@ import pytest
 from django.db import DEFAULT_DB_ALIAS
 from django.test import RequestFactory, override_settings
 
-from shopreco import pipeline, services
+from shopreco import cache as shopreco_cache
+from shopreco import pipeline, services, tasks
 from shopreco.conf import get_product_model
 from shopreco.models import (
     Interaction,
@@ -24,6 +25,10 @@ from shopreco.models import (
 from shopreco.pipeline import runs, writer
 
 pytestmark = pytest.mark.django_db
+
+
+def cached_list(run_id: int, kind: str, pk) -> list | None:
+    return shopreco_cache.get_cache().get(shopreco_cache.neighbour_key(run_id, kind, pk))
 
 
 def _busiest_product(run: RecomputeRun):
@@ -87,11 +92,11 @@ def test_product_deleted_mid_run_leaves_no_rows_in_the_activated_run(
         assert _refs(RecomputeRun(pk=run_id), victim.pk)["similar_product"]
 
     _activate_after(delete, monkeypatch)
-    monkeypatch.setattr(services, "cache_is_shared", lambda: True)
+    monkeypatch.setattr(shopreco_cache, "is_shared", lambda: True)
     with django_capture_on_commit_callbacks() as callbacks:
         run = pipeline.run_full_recompute()
     for callback in callbacks:  # the warming of the serving cache, not the user refreshes
-        if callback.__module__ == "shopreco.pipeline":
+        if callback.__module__ == "shopreco.pipeline.stages":
             callback()
     # The lists cached for serving as the run went live match its rows: none for the
     # victim, and the victim in none of them.
@@ -100,10 +105,10 @@ def test_product_deleted_mid_run_leaves_no_rows_in_the_activated_run(
             stored = list(ItemSimilarity.objects.filter(run=run, kind=kind, product_id=pk)
                           .order_by("-score", "similar_product_id")
                           .values_list("similar_product_id", "score"))
-            cached = services._cache().get(services._neighbour_key(run.pk, kind, pk))
+            cached = cached_list(run.pk, kind, pk)
             assert cached in (None, stored), (kind, pk)
-        assert services._cache().get(services._neighbour_key(run.pk, kind, victim.pk)) is None
-    assert any(services._cache().get(services._neighbour_key(run.pk, "similar", pk))
+        assert cached_list(run.pk, kind, victim.pk) is None
+    assert any(cached_list(run.pk, "similar", pk)
                for pk in get_product_model().objects.values_list("pk", flat=True))
     assert run.status == RecomputeRun.Status.SUCCEEDED
     assert _refs(run, victim.pk) == {"product": 0, "similar_product": 0, "recommended": 0,
@@ -282,7 +287,6 @@ def test_failed_housekeeping_leaves_the_run_live(shop, monkeypatch):
 
 def test_celery_run_hands_housekeeping_to_its_own_task(shop, monkeypatch,
                                                        django_capture_on_commit_callbacks):
-    from shopreco import tasks
 
     shop()
     sent = []
@@ -294,7 +298,7 @@ def test_celery_run_hands_housekeeping_to_its_own_task(shop, monkeypatch,
 
     monkeypatch.setattr(tasks.housekeeping, "apply_async", spy)
     with django_capture_on_commit_callbacks(execute=True):
-        run = pipeline.request_full_recompute()  # eager Celery: the task runs right away
+        run = tasks.request_full_recompute()  # eager Celery: the task runs right away
     run.refresh_from_db()
     assert run.status == RecomputeRun.Status.SUCCEEDED, run.error
     assert sent == [[run.pk]]
@@ -303,7 +307,6 @@ def test_celery_run_hands_housekeeping_to_its_own_task(shop, monkeypatch,
 
 @override_settings(SHOPRECO={"KEEP_RUNS": 1})
 def test_housekeeping_task_from_beat_prunes_old_runs(shop, monkeypatch):
-    from shopreco import tasks
 
     shop(n_users=6, n_products=12)
     monkeypatch.setattr(runs, "prune", lambda keep=None: [])  # runs pile up, as if lost

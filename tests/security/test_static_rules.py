@@ -15,7 +15,7 @@ PACKAGE = ROOT / "shopreco"
 RAW_SQL_ALLOWED = {
     "shopreco/pipeline/runs.py": "pg_advisory_xact_lock / SQLite write lock for one-at-a-time runs",
     "shopreco/pipeline/writer.py": "PostgreSQL COPY and executemany for bulk result writes",
-    "shopreco/services.py": "the per-request state query (active run, preference): the ORM "
+    "shopreco/serving/request.py": "the per-request state query (active run, preference): the ORM "
     "took longer to compile it than the database to run it",
 }
 RAW_SQL_ATTRS = {"raw", "extra", "cursor", "execute", "executemany", "executescript"}

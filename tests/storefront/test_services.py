@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
+from shopreco import cache as shopreco_cache
 from shopreco import services
 from shopreco.models import (
     Impression,
@@ -18,6 +19,7 @@ from shopreco.models import (
     Recommendation,
     RecomputeRun,
 )
+from shopreco.serving import popularity
 
 ALL_PATHS = ("similar", "also-bought", "for-you", "popular")
 
@@ -326,7 +328,7 @@ def test_view_queues_a_refresh_only_when_refresh_on_view(shop, refresh_on_view,
 
     settings.SHOPRECO = {**settings.SHOPRECO, "REFRESH_ON_VIEW": refresh_on_view}
     sent = []
-    monkeypatch.setattr("shopreco.pipeline.refresh._enqueue", sent.append)
+    monkeypatch.setattr("shopreco.tasks._enqueue_refresh", sent.append)
     with django_capture_on_commit_callbacks(execute=True):
         Interaction.objects.create(user=shop.alice, product=shop.products[1], kind="view")
     assert sent == ([shop.alice.pk] if refresh_on_view else [])
@@ -372,7 +374,7 @@ def test_due_ranking_rebuilt_by_one_request_others_serve_the_previous_copy(
 
     cache = caches["default"]
     first = services.popularity_ranking()
-    key = services._ranking_key(None)
+    key = shopreco_cache.ranking_key(None)
     entry = cache.get(key)
     cache.set(key, {**entry, "fresh_until": 0})  # due for a rebuild
     Rating.objects.create(user=shop.alice, product=shop.products[9], score=5)
@@ -404,7 +406,7 @@ def test_beat_refreshes_the_rankings_shoppers_asked_for_before_they_fall_due(
     books = services.popularity_ranking(shop.books)  # built by a request: remembered
     Rating.objects.create(user=shop.alice, product=shop.products[9], score=5)
     Rating.objects.create(user=shop.alice, product=shop.products[4], score=5)  # a book
-    for key in (services._ranking_key(None), services._ranking_key(shop.books)):
+    for key in (shopreco_cache.ranking_key(None), shopreco_cache.ranking_key(shop.books)):
         cache.set(key, {**cache.get(key), "fresh_until": time.time() + 10})  # due soon
     assert services.refresh_rankings(local=True) == 2
     with django_assert_num_queries(0):  # fresh copies: no request-time build
@@ -412,33 +414,33 @@ def test_beat_refreshes_the_rankings_shoppers_asked_for_before_they_fall_due(
         again = services.popularity_ranking(shop.books)
     assert every[0][0] in (shop.products[9].pk, shop.products[4].pk)
     assert again[0][0] == shop.products[4].pk and again != books
-    assert cache.get(services._ranking_key(shop.books))["fresh_until"] > time.time() + 100
-    for key in (services._ranking_key(None), services._ranking_key(shop.books)):
+    assert cache.get(shopreco_cache.ranking_key(shop.books))["fresh_until"] > time.time() + 100
+    for key in (shopreco_cache.ranking_key(None), shopreco_cache.ranking_key(shop.books)):
         cache.set(key, {**cache.get(key), "fresh_until": 0})
-    assert cache.add(services._ranking_key(None) + ":lock", 1)  # a request is rebuilding
+    assert cache.add(shopreco_cache.ranking_key(None) + ":lock", 1)  # a request is rebuilding
     assert services.refresh_rankings(local=True) == 1  # only the category's
 
 
 def test_a_category_that_cannot_be_ranked_is_forgotten_not_fatal(shop, monkeypatch):
     services.popularity_ranking(shop.books)
     services.popularity_ranking(shop.games)
-    real = services._build_ranking
+    real = popularity.build_ranking
 
     def build(category):
-        if services._category_pk(category) == shop.books.pk:
+        if shopreco_cache.category_pk(category) == shop.books.pk:
             raise ValueError("category: gone")
         return real(category)
 
-    monkeypatch.setattr(services, "_build_ranking", build)
-    for key in (services._ranking_key(c) for c in (None, shop.books, shop.games)):
-        services._cache().delete(key)
+    monkeypatch.setattr(popularity, "build_ranking", build)
+    for key in (shopreco_cache.ranking_key(c) for c in (None, shop.books, shop.games)):
+        shopreco_cache.get_cache().delete(key)
     assert services.refresh_rankings(local=True) == 2  # all products and games
-    assert services._cache().get(services._RANKINGS_KNOWN_KEY) == [shop.games.pk]
+    assert shopreco_cache.get_cache().get(shopreco_cache.RANKINGS_KNOWN_KEY) == [shop.games.pk]
 
 
 def test_ranking_keys_cannot_collide():
     """No category key gives the catalogue-wide ranking's key, or another key's lock."""
-    keys = {services._ranking_key(c) for c in (None, "None", "x", "x:lock", "a b", "ä")}
+    keys = {shopreco_cache.ranking_key(c) for c in (None, "None", "x", "x:lock", "a b", "ä")}
     assert len(keys) == 6
-    assert services._ranking_key("x:lock") != services._ranking_key("x") + ":lock"
+    assert shopreco_cache.ranking_key("x:lock") != shopreco_cache.ranking_key("x") + ":lock"
     assert all(" " not in k and k.isascii() for k in keys)

@@ -109,7 +109,7 @@ def test_catalogue_receiver_is_bound_to_the_product_model_only():
     deletes for every model (the pipeline prunes hundreds of thousands of rows)."""
     from django.db.models.signals import post_delete, post_save
 
-    from shopreco import services
+    from shopreco import signals
     from shopreco.conf import get_product_model
     from shopreco.models import ItemSimilarity, Recommendation
 
@@ -117,7 +117,7 @@ def test_catalogue_receiver_is_bound_to_the_product_model_only():
         live = signal._live_receivers(sender)
         if isinstance(live, tuple):  # Django 5: (sync, async)
             live = [r for group in live for r in group]
-        return services._product_changed in live
+        return signals.product_changed in live
 
     product = get_product_model()
     assert bound(post_save, product) and bound(post_delete, product)

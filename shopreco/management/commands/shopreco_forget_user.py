@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from shopreco import privacy
+from shopreco import privacy, tasks
 
 
 class Command(BaseCommand):
@@ -98,7 +98,5 @@ class Command(BaseCommand):
         counts = privacy.erase_user_data(user)
         self.stdout.write(self.style.SUCCESS(f"Erased for {label}: {json.dumps(counts)}"))
         if options["recompute"]:
-            from shopreco import pipeline
-
-            run = pipeline.request_full_recompute()
+            run = tasks.request_full_recompute()
             self.stdout.write(f"Full recompute requested: run {run.pk}")

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from shopreco import pipeline, tasks
 from shopreco.models import RecomputeRun
 
 
@@ -35,19 +36,17 @@ class Command(BaseCommand):
                             help="Plain lines even on a terminal.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from shopreco import pipeline
-
         self.verbosity = int(options.get("verbosity", 1))
         self.tty = not options["no_progress"] and _isatty(self.stdout)
         if options["run_async"]:
-            run = pipeline.request_full_recompute()
+            run = tasks.request_full_recompute()
             self.stdout.write(str(run.pk))
             if options["wait"]:
                 self._follow(run.pk, options["poll"])
             return
         reporter = _Reporter(self, self.tty)
         try:
-            run = pipeline.run_full_recompute(progress=reporter)
+            run = tasks.run_full_recompute(progress=reporter)
         except pipeline.RecomputeInProgress as exc:
             reporter.close()
             self.stdout.write(f"Run #{exc.run.pk} is already {exc.run.status}; not starting "

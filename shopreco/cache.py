@@ -1,0 +1,220 @@
+"""The one owner of shopreco's cache: every key, version token, invalidation and warm-up.
+
+Serving reads through these helpers, the pipeline warms the cache as a run goes live, and
+signal receivers and privacy code invalidate through them, so none of them needs to import
+the serving package, and a change of key layout or of backend behaviour is made here only.
+
+Key families (all under ``shopreco:``, in ``SHOPRECO["CACHE_ALIAS"]``):
+
+- ``v:<viewer>`` and ``v:<viewer>:views``: per-viewer version tokens. Replacing one orphans
+  every cached list of that viewer (a random token rather than a counter, so an evicted key
+  can never bring an old version back); the ``:views`` token renews on views only, which
+  change just the recent-activity step of the for-you list.
+- ``nb:<run>:<kind>:<product>``: a run's stored neighbours of a product. A run's results never
+  change once live, so these are never invalidated: a new run has new keys.
+- ``pop-all``, ``pop:c<category>`` (and ``...:lock``), ``pop-known``: popularity rankings.
+- ``list:<hash>``: a served list's candidates, or its rendered HTML, per viewer version.
+- ``catalogue``: renewed on every product save or delete, so cached HTML never shows a stale
+  name or price.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.db import DatabaseCache
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.filebased import FileBasedCache
+from django.core.cache.backends.locmem import LocMemCache
+from django.db.models import Model
+
+from shopreco.conf import reco_settings
+
+# A run's neighbour lists never change; kept a day (a new run has new keys).
+NEIGHBOURS_TIMEOUT = 24 * 3600
+RANKINGS_KNOWN_KEY = "shopreco:pop-known"  # no category key looks like it
+CATALOGUE_VERSION_KEY = "shopreco:catalogue"
+_SAFE_KEY_PART = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Part of every list key: bumped when what a cached list holds changes shape, so entries
+# written by an older release are never unpickled into the new code.
+_LIST_FORMAT = "2"
+
+
+def get_cache() -> BaseCache:
+    """The cache shopreco serves from (``SHOPRECO["CACHE_ALIAS"]``)."""
+    return caches[reco_settings.CACHE_ALIAS]
+
+
+def key_part(value: Any) -> str:
+    """A value as part of a cache key that every backend accepts: as it is when it is a
+    short ASCII token without ``:`` (integer and UUID keys), else hashed. Text keys may
+    hold spaces or non-ASCII characters, which memcached refuses, or a ``:`` that could make
+    one key look like another's lock ("x:lock")."""
+    text = str(value)
+    if _SAFE_KEY_PART.fullmatch(text):
+        return text
+    return "h" + hashlib.sha1(text.encode()).hexdigest()
+
+
+def _new_token() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+# --- per-viewer version tokens --------------------------------------------------------------
+
+
+def viewer_key(user_id: Any = None, session_key: str = "") -> str:
+    """The cache identity of a viewer: ``u:<pk>``, ``s:<session key>`` or ``anon``."""
+    if user_id is not None:
+        return f"u:{user_id}"
+    if session_key:
+        return f"s:{session_key}"
+    return "anon"
+
+
+def version_key(viewer: str) -> str:
+    return f"shopreco:v:{key_part(viewer)}"
+
+
+def version(viewer: str) -> str:
+    """The viewer's current token (created on first use); ``"0"`` for nobody in particular."""
+    if viewer.startswith("anon"):
+        return "0"
+    cache = get_cache()
+    token = cache.get(version_key(viewer))
+    if token is None:
+        token = _new_token()
+        cache.add(version_key(viewer), token, timeout=None)
+        token = cache.get(version_key(viewer)) or token
+    return token
+
+
+def versions(viewer: str) -> tuple[str, str]:
+    """The viewer's list token and recent-views token, in one cache round trip (two on a
+    first visit, which creates them and keeps any racing winner)."""
+    if viewer.startswith("anon"):
+        return ("0", "0")
+    cache = get_cache()
+    keys = [version_key(viewer), version_key(viewer + ":views")]
+    tokens = cache.get_many(keys)
+    if len(tokens) < 2:
+        for key in keys:
+            if key not in tokens:
+                cache.add(key, _new_token(), timeout=None)
+        tokens = cache.get_many(keys)
+    return (tokens.get(keys[0]) or version(viewer),
+            tokens.get(keys[1]) or version(viewer + ":views"))
+
+
+def invalidate_user(user_or_key: Any) -> None:
+    """Drop every cached list of a user (instance or pk) or an anonymous session key.
+
+    Called on each rating, event and preference change; the pipeline and privacy code call it
+    after rewriting a user's data."""
+    if isinstance(user_or_key, str) and not user_or_key.isdigit():
+        key = f"s:{user_or_key}"
+    else:
+        key = f"u:{getattr(user_or_key, 'pk', user_or_key)}"
+    get_cache().set_many({version_key(key): _new_token(),
+                          version_key(key + ":views"): _new_token()}, timeout=None)
+
+
+def invalidate_viewer(user_id: Any, session_key: str = "") -> None:
+    """Renew the list token of a user or, for anonymous activity, of a session."""
+    key = viewer_key(user_id, session_key)
+    if key != "anon":
+        get_cache().set(version_key(key), _new_token(), timeout=None)
+
+
+def invalidate_viewer_views(user_id: Any, session_key: str = "") -> None:
+    """Renew only the recent-views token: a view changes just the for-you list's recent
+    step, so a browsing shopper's similar and also-bought lists stay cached."""
+    key = viewer_key(user_id, session_key)
+    if key != "anon":
+        get_cache().set(version_key(key + ":views"), _new_token(), timeout=None)
+
+
+# --- lists, rendered widgets and the catalogue token ----------------------------------------
+
+
+def list_key(*parts: Any) -> str:
+    """The key of a served list (or its HTML) made of ``parts``, hashed to a fixed length."""
+    raw = "|".join(str(p) for p in (_LIST_FORMAT, *parts))
+    return "shopreco:list:" + hashlib.sha1(raw.encode()).hexdigest()
+
+
+def catalogue_version() -> str:
+    """Renewed whenever a product is saved or deleted: cached widget HTML shows names and
+    prices, so it must not outlive a product edit."""
+    cache = get_cache()
+    token = cache.get(CATALOGUE_VERSION_KEY)
+    if token is None:
+        token = _new_token()
+        cache.add(CATALOGUE_VERSION_KEY, token, timeout=None)
+        token = cache.get(CATALOGUE_VERSION_KEY) or token
+    return token
+
+
+def renew_catalogue_version() -> None:
+    get_cache().set(CATALOGUE_VERSION_KEY, _new_token(), timeout=None)
+
+
+# --- neighbour lists and popularity rankings ------------------------------------------------
+
+
+def neighbour_key(run_id: int, kind: str, product_pk: Any) -> str:
+    return f"shopreco:nb:{run_id}:{kind}:{key_part(product_pk)}"
+
+
+def warm_neighbour_lists(run_id: int, kind: str,
+                         lists: Iterable[tuple[Any, list[tuple[Any, float]]]]) -> int:
+    """Cache a run's neighbour lists ([(product pk, [(pk, score), ...] best first)]) as it
+    goes live, so that no shopper's first view of a product after a run reads its list from
+    the database: one query fewer on that view, and no burst of list reads right after
+    activation. Returns the number of lists cached."""
+    cache = get_cache()
+    n, batch = 0, {}
+    for product_pk, rows in lists:
+        batch[neighbour_key(run_id, kind, product_pk)] = rows
+        if len(batch) >= 1000:
+            cache.set_many(batch, timeout=NEIGHBOURS_TIMEOUT)
+            n, batch = n + len(batch), {}
+    if batch:
+        cache.set_many(batch, timeout=NEIGHBOURS_TIMEOUT)
+        n += len(batch)
+    return n
+
+
+def category_pk(category: Any) -> Any:
+    return category.pk if isinstance(category, Model) else category
+
+
+def ranking_key(category: Any) -> str:
+    """The key of the popularity ranking of ``category`` (None: every product)."""
+    pk = category_pk(category)
+    if pk is None:  # all products: a key no category can have
+        return "shopreco:pop-all"
+    return f"shopreco:pop:c{key_part(pk)}"
+
+
+# --- what kind of cache this is -------------------------------------------------------------
+
+
+def is_private() -> bool:
+    """Whether the serving cache lives in this process only (or nowhere): what a worker puts
+    there, no web process reads."""
+    return isinstance(get_cache(), LocMemCache | DummyCache)
+
+
+def is_shared() -> bool:
+    """Whether the serving cache is one that all processes read and that holds many entries
+    (Redis, Memcached): warming it from a worker helps the web processes only then. Not a
+    per-process memory cache, and not the database or file caches, whose default
+    MAX_ENTRIES of 300 would evict the popularity rankings and locks instead."""
+    return not (is_private() or isinstance(get_cache(), DatabaseCache | FileBasedCache))

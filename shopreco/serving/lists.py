@@ -1,0 +1,223 @@
+"""The one serving path every list takes, whoever asks (tags, API, admin previews):
+
+plan (who, which run, what to skip, the cache key) -> candidates (the kind's own step, then
+the popular fill) -> load the products with every filter re-applied -> reasons -> the served
+list, its page de-duplication and its impression.
+
+Query budget per list (checked by tests): one request-level "state" query (active run id and
+the user's preference, memoised on the request), one query for the list (products joined
+in), one INSERT for the impression (written after the response with ShopRecoMiddleware).
+Personal and popular lists are cached per viewer, keyed by the active run id and the
+viewer's version tokens (:mod:`shopreco.cache`); a cache hit costs one query to re-check
+availability and ownership of the cached products instead of the list query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from shopreco import cache
+from shopreco.conf import reco_settings
+from shopreco.models import Impression, new_recommendation_id
+from shopreco.serving import kinds
+from shopreco.serving.popularity import popular_candidates
+from shopreco.serving.products import load_products
+from shopreco.serving.reasons import reason_kind, reason_text
+from shopreco.serving.request import (
+    Viewer,
+    clean_limit,
+    gpc,
+    json_pk,
+    memo,
+    state,
+    to_pk,
+    versions,
+    viewer_from,
+)
+from shopreco.serving.types import Candidate, RecoItem, RecoList
+
+
+@dataclass
+class Plan:
+    """Everything decided before the list is read: who, which run, what to skip, cache key."""
+
+    widget: str
+    limit: int
+    viewer: Viewer
+    allowed: bool
+    run_id: int | None
+    memo: dict
+    shown: set
+    skip: set
+    n: int
+    key_parts: tuple
+    product: Any
+    category: Any
+    dedupe: bool
+    request: Any
+    _key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The per-viewer cache key of the list; reads the viewer's version tokens (one cache
+        round trip per request), so only paths that cache per viewer pay for it."""
+        if self._key is None:
+            version, views_version = versions(self.viewer.key, self.memo)
+            self._key = cache.list_key(*self.key_parts[:3], version,
+                                       views_version if self.widget == "for-you" else "",
+                                       *self.key_parts[3:])
+        return self._key
+
+
+def plan(widget: str, *, limit: Any, product: Any = None, user: Any = None,
+         request: Any = None, category: Any = None, exclude: Iterable[Any] = (),
+         dedupe: bool = True, ignore_gpc: bool = False) -> Plan:
+    kind = kinds.get(widget)
+    if kind.needs_product and product is None:
+        raise ValueError("product: a product is required.")
+    limit = clean_limit(limit)
+    viewer = viewer_from(user, request)
+    allowed = (ignore_gpc or not gpc(request)) and (
+        viewer.user is None or state(viewer.user, request)[1]
+    )
+    if not allowed:
+        viewer = Viewer()  # popular lists only, nothing personal, nothing tracked
+    run_id = state(viewer.user, request)[0]
+    scratch = memo(request)
+    shown: set = scratch.get("shown", set()) if dedupe else set()
+    skip = {to_pk(x) for x in exclude}
+    if product is not None:
+        skip.add(product.pk)
+    n = limit + len(shown) + 4
+    key_parts = (widget, getattr(product, "pk", ""), viewer.key, run_id,
+                 cache.category_pk(category), sorted(map(str, skip)), n)
+    return Plan(widget, limit, viewer, allowed, run_id, scratch, shown, skip, n, key_parts,
+                product, category, dedupe, request)
+
+
+def serve(widget: str, *, limit: Any = None, product: Any = None, user: Any = None,
+          request: Any = None, category: Any = None, exclude: Iterable[Any] = (),
+          log: bool = True, use_cache: bool = True, dedupe: bool = True,
+          ignore_gpc: bool = False) -> RecoList:
+    """The list of kind ``widget`` (a name of :data:`shopreco.serving.kinds.LIST_KINDS`)."""
+    p = plan(widget, limit=limit, product=product, user=user, request=request,
+             category=category, exclude=exclude, dedupe=dedupe, ignore_gpc=ignore_gpc)
+    use_cache = use_cache and kinds.get(widget).per_viewer
+    cands = cache.get_cache().get(p.key) if use_cache else None
+    return materialise(p, cands, log=log, use_cache=use_cache)
+
+
+def materialise(plan: Plan, cands: list[Candidate] | None, *, log: bool = True,
+                use_cache: bool = True, objs: dict | None = None, checked: set = frozenset(),
+                rejected: set = frozenset(), rec_id: str | None = None) -> RecoList:
+    """The list for ``plan`` from cached candidates (or computed now), with objects loaded
+    and every filter re-applied. ``objs``: products already loaded on this request (checked
+    ones, and reason products); ``checked``/``rejected``: pks that passed/failed the
+    availability and ownership check on this request."""
+    widget, limit, viewer = plan.widget, plan.limit, plan.viewer
+    product, category, skip, shown, n = plan.product, plan.category, plan.skip, plan.shown, plan.n
+    objs = dict(objs or {})
+    unchecked = set(objs) - set(checked)  # reason products: shown by name, never as items
+    if cands is None:
+        need = limit + len(shown)
+        cands = kinds.get(widget).candidates(plan, objs)
+        if len(cands) < need:
+            have = skip | {c.pk for c in cands}
+            cands += popular_candidates(viewer, n - len(cands), category, have, objs)
+        if use_cache:
+            cache.get_cache().set(plan.key, cands, timeout=reco_settings.CACHE_TIMEOUT)
+
+    chosen = [c for c in cands if c.pk not in shown and c.pk not in rejected][: limit + 4]
+    # Objects not loaded by the list query (a cache hit, or the recent step) are loaded now,
+    # re-checking availability and ownership; reason products are looked up by pk.
+    if product is not None:
+        objs[product.pk] = product
+    load = {c.pk for c in chosen if c.pk not in objs or c.pk in unchecked}
+    if load:
+        reasons = {c.reason_pk for c in chosen} - set(objs) - load
+        loaded = load_products(load, viewer, also=reasons)
+        objs.update(loaded)
+        chosen = [c for c in chosen if c.pk in objs and (c.pk not in loaded
+                                                          or loaded[c.pk]._shopreco_ok)]
+    reasons = {c.reason_pk for c in chosen[:limit]} - set(objs) - {None}
+    if reasons:
+        objs.update(load_products((), also=reasons))
+    chosen = chosen[:limit]
+    if len(chosen) < limit:
+        # Page de-dup or a stale cache ate the margin: top up from the popular ranking.
+        have = skip | shown | {c.pk for c in chosen}
+        chosen += popular_candidates(viewer, limit - len(chosen), category, have, objs)
+
+    items = [
+        RecoItem(
+            product=objs[c.pk],
+            score=c.score,
+            reason=reason_text(c.code, objs[c.pk], objs.get(c.reason_pk)),
+            reason_kind=reason_kind(c.code),
+            reason_product=objs.get(c.reason_pk),
+        )
+        for c in chosen
+    ]
+    source = chosen[0].source if chosen else "popular"
+    rec_id = rec_id or new_recommendation_id()
+    served(plan, [c.pk for c in chosen], rec_id, log=log)
+    return RecoList(widget=widget, recommendation_id=rec_id, items=items, source=source)
+
+
+def served(plan: Plan, pks: list, rec_id: str, *, log: bool) -> None:
+    """Page de-dup and the impression of a list just served."""
+    if plan.dedupe and plan.request is not None:
+        plan.memo.setdefault("shown", set()).update(pks)
+    if log and reco_settings.LOG_IMPRESSIONS and pks:
+        impression = Impression(
+            recommendation_id=rec_id,
+            widget=plan.widget,
+            user=plan.viewer.user if plan.allowed else None,
+            session_key=plan.viewer.session_key if plan.allowed else "",
+            products=[json_pk(pk) for pk in pks],
+        )
+        if plan.memo.get("middleware"):
+            # ShopRecoMiddleware writes all impressions of the page in one INSERT afterwards.
+            plan.memo.setdefault("impressions", []).append(impression)
+        else:
+            impression.save()
+
+
+# --- the public list functions --------------------------------------------------------------
+
+
+def similar_products(product: Any, limit: Any = None, *, user: Any = None, request: Any = None,
+                     category: Any = None, exclude: Iterable[Any] = ()) -> RecoList:
+    """"You may also like": the product's CF neighbours, then popular in its category."""
+    return serve("similar", limit=limit, product=product, user=user, request=request,
+                 category=category, exclude=exclude)
+
+
+def also_bought(product: Any, limit: Any = None, *, user: Any = None, request: Any = None,
+                exclude: Iterable[Any] = ()) -> RecoList:
+    """"Customers who bought this also bought": co-purchase neighbours, then popular."""
+    return serve("also-bought", limit=limit, product=product, user=user, request=request,
+                 exclude=exclude)
+
+
+def recommended_for(user_or_session: Any, limit: Any = None, *, request: Any = None,
+                    category: Any = None, exclude: Iterable[Any] = ()) -> RecoList:
+    """Personal list -> item-based from recent activity (anonymous sessions too) -> popular."""
+    return serve("for-you", limit=limit, user=user_or_session, request=request,
+                 category=category, exclude=exclude)
+
+
+def popular(limit: Any = None, *, category: Any = None, user: Any = None, request: Any = None,
+            exclude: Iterable[Any] = ()) -> RecoList:
+    """Popular and trending products (time-decayed), optionally within one category."""
+    return serve("popular", limit=limit, user=user, request=request, category=category,
+                 exclude=exclude)
+
+
+def preview_for_user(user: Any, limit: Any = None) -> RecoList:
+    """What ``user`` would see in "Recommended for you", for staff: same filters and chain,
+    not cached, not logged, no page de-dup."""
+    return serve("for-you", limit=limit, user=user, request=None, log=False, use_cache=False,
+                 dedupe=False)

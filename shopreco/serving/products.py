@@ -1,0 +1,112 @@
+"""Loading the host's products for a list, with every business rule applied in SQL: the
+adapter's availability, an optional category, and the viewer's owned products excluded.
+
+Availability and ownership are checked on the candidate rows only (``pk IN ...``): a
+correlated check over the whole catalogue made PostgreSQL scan every product."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet, Value
+
+from shopreco.adapter import DefaultAdapter, get_adapter
+from shopreco.cache import category_pk
+from shopreco.conf import get_product_model, reco_settings
+from shopreco.models import Rating
+from shopreco.serving.request import Viewer
+
+
+def available_pks() -> QuerySet:
+    return get_adapter().available().values("pk")
+
+
+def category_filter(prefix: str, category: Any) -> dict[str, Any]:
+    """Filter keywords restricting ``prefix`` products to ``category`` (none for None)."""
+    if category is None:
+        return {}
+    cf = get_adapter().category_field()
+    if cf is None:
+        raise ValueError("category: the product model has no category field (see the adapter).")
+    return {f"{prefix}{cf}": category_pk(category)}
+
+
+def owned_exclusions(qs: QuerySet, path: str, viewer: Viewer) -> QuerySet:
+    """Exclude, in SQL, products the viewer already rated or bought (EXCLUDE_OWNED)."""
+    if not reco_settings.EXCLUDE_OWNED or not viewer.identified:
+        return qs
+    subs = viewer.owned_subqueries
+    if subs is None:  # built once per viewer: the same subqueries serve every query
+        owned_kinds = list(reco_settings.OWNED_EVENT_KINDS)
+        subs = [viewer.events().filter(kind__in=owned_kinds).values("product")]
+        if viewer.user is not None:
+            subs.append(Rating.objects.filter(user=viewer.user).values("product"))
+        viewer.owned_subqueries = subs
+    owned = Q()
+    for sub in subs:
+        owned |= Q(**{f"{path}__in": sub})
+    return qs.exclude(owned)
+
+
+def select_related_paths(prefix: str) -> list[str]:
+    """Paths to select_related so reasons ("Popular in <category>") need no extra query."""
+    cf = get_adapter().category_field()
+    model = get_product_model()
+    if cf and model._meta.get_field(cf).is_relation:
+        return [f"{prefix}__{cf}" if prefix else cf]
+    return [prefix] if prefix else []
+
+
+def with_related(qs: QuerySet) -> QuerySet:
+    paths = select_related_paths("")
+    return qs.select_related(*paths) if paths else qs
+
+
+def category_key_of(product: Any) -> Any:
+    """The product's category as a key (its pk for a relation), read without a query."""
+    adapter = get_adapter()
+    cf = adapter.category_field()
+    if not cf:
+        return None
+    field = get_product_model()._meta.get_field(cf)
+    if field.is_relation and type(adapter).get_category is DefaultAdapter.get_category:
+        return getattr(product, field.attname)
+    return category_pk(adapter.get_category(product))
+
+
+def load_in_order(candidates: list[Any], need: int, viewer: Viewer, category: Any,
+                  objs: dict) -> list[Any]:
+    """The first ``need`` of ``candidates`` (pks, in order) that are available, in
+    ``category`` and not owned by the viewer, in ONE query over the candidates' primary keys.
+    Loading all candidates at once costs about the same as loading only the first ``need``
+    and topping up, and less than ordering them in SQL (a CASE per candidate), so the short
+    list is cut in Python (bench/profile_api.py)."""
+    if not candidates or need <= 0:
+        return []
+    model = get_product_model()
+    qs = get_adapter().available(model._default_manager.filter(pk__in=candidates))
+    qs = owned_exclusions(qs.filter(**category_filter("", category)), "pk", viewer)
+    loaded = {p.pk: p for p in with_related(qs)}
+    objs.update(loaded)
+    return [pk for pk in candidates if pk in loaded][:need]
+
+
+def load_products(pks: Iterable[Any], viewer: Viewer | None = None,
+                  also: Iterable[Any] = ()) -> dict[Any, Any]:
+    """Products ``pks`` that are still available and not owned by ``viewer``, plus the ``also``
+    products (reasons, shown by name whatever their state), in ONE query. Each loaded product
+    carries ``_shopreco_ok``: whether it passed the checks."""
+    pks, also = set(pks), set(also) - {None}
+    if not pks and not also:
+        return {}
+    model = get_product_model()
+    ok = get_adapter().available(model._default_manager.filter(pk__in=list(pks)))
+    if viewer is not None:
+        ok = owned_exclusions(ok, "pk", viewer)
+    if also:
+        qs = model._default_manager.filter(pk__in=list(pks | also)).annotate(
+            _shopreco_ok=Exists(ok.filter(pk=OuterRef("pk"))))
+    else:
+        qs = ok.annotate(_shopreco_ok=Value(True))
+    return {p.pk: p for p in with_related(qs) if p.pk in also or p._shopreco_ok}

@@ -1,0 +1,188 @@
+"""Who a list is for, and the request state every list needs: the served run and whether
+this shopper may be personalised, read once per request and memoised on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connections, router
+from django.db.models import Model, QuerySet
+
+from shopreco import cache
+from shopreco.conf import get_product_model, reco_settings
+from shopreco.models import Interaction, Preference, RecomputeRun
+
+_MEMO_ATTR = "_shopreco_memo"
+
+
+def clean_limit(limit: Any) -> int:
+    """Validate a list length from a tag argument or query string; ``None`` means the default."""
+    if limit is None or limit == "":
+        return int(reco_settings.DEFAULT_LIMIT)
+    high = int(reco_settings.MAX_LIMIT)
+    if isinstance(limit, bool):
+        raise ValueError(f"limit: must be an integer between 1 and {high}.")
+    try:
+        value = int(str(limit).strip()) if not isinstance(limit, int) else limit
+    except (TypeError, ValueError):
+        raise ValueError(f"limit: must be an integer between 1 and {high}.") from None
+    if not 1 <= value <= high:
+        raise ValueError(f"limit: must be an integer between 1 and {high}, not {value}.")
+    return value
+
+
+def json_pk(pk: Any) -> Any:
+    return pk if isinstance(pk, int | str) else str(pk)
+
+
+def to_pk(value: Any) -> Any:
+    """A product, or a primary key in any form, as the model's native pk value."""
+    if isinstance(value, Model):
+        return value.pk
+    return get_product_model()._meta.pk.to_python(value)
+
+
+def base_request(request: Any) -> Any:
+    """The Django HttpRequest behind a DRF Request (the memo lives there)."""
+    return getattr(request, "_request", request)
+
+
+def memo(request: Any) -> dict:
+    """Per-request scratch space: state, version tokens, products shown on the page (for
+    de-duplication across widgets), queued impressions and the marked view."""
+    if request is None:
+        return {}
+    base = base_request(request)
+    found = getattr(base, _MEMO_ATTR, None)
+    if found is None:
+        found = {"shown": set()}
+        try:
+            setattr(base, _MEMO_ATTR, found)
+        except AttributeError:  # pragma: no cover - exotic request objects
+            pass
+    return found
+
+
+def is_user(obj: Any) -> bool:
+    return obj is not None and getattr(obj, "is_authenticated", False) and obj.pk is not None
+
+
+def session_key(request: Any, create: bool = False) -> str:
+    session = getattr(request, "session", None) if request is not None else None
+    if session is None:
+        return ""
+    if not session.session_key and create:
+        session.save()
+    return session.session_key or ""
+
+
+class Viewer:
+    """Who the list is for: a user, an anonymous session, or nobody in particular."""
+
+    def __init__(self, user: Any = None, session_key: str = "") -> None:
+        self.user = user if is_user(user) else None
+        self.session_key = "" if self.user else (session_key or "")
+        self.owned_subqueries: list | None = None  # built once, see candidates
+
+    @property
+    def key(self) -> str:
+        return cache.viewer_key(self.user.pk if self.user is not None else None,
+                                self.session_key)
+
+    @property
+    def identified(self) -> bool:
+        return self.user is not None or bool(self.session_key)
+
+    def events(self) -> QuerySet:
+        if self.user is not None:
+            return Interaction.objects.filter(user=self.user)
+        if self.session_key:
+            return Interaction.objects.filter(user__isnull=True, session_key=self.session_key)
+        return Interaction.objects.none()
+
+
+def viewer_from(user: Any, request: Any) -> Viewer:
+    """The viewer of a user, a session key (a string) or, when ``user`` is None, the request."""
+    if isinstance(user, str):
+        return Viewer(None, user)
+    if user is None and request is not None:
+        user = getattr(request, "user", None)
+    if is_user(user):
+        return Viewer(user)
+    return Viewer(None, session_key(request))
+
+
+def _state_sql(connection: Any) -> str:
+    """The state query: active run id and the user's preference, hand-written because the ORM
+    spends longer compiling it (two correlated subqueries) than the database runs it.
+    Identifiers come from model metadata; values are bound parameters."""
+    qn = connection.ops.quote_name
+    run_table = qn(RecomputeRun._meta.db_table)
+    run_id = qn(RecomputeRun._meta.pk.column)
+    run_kind = qn(RecomputeRun._meta.get_field("kind").column)
+    run_status = qn(RecomputeRun._meta.get_field("status").column)
+    run_finished = qn(RecomputeRun._meta.get_field("finished_at").column)
+    pref_table = qn(Preference._meta.db_table)
+    pref_value = qn(Preference._meta.get_field("personalize").column)
+    pref_user = qn(Preference._meta.get_field("user").column)
+    return (
+        f"SELECT (SELECT {run_id} FROM {run_table} WHERE {run_kind} = %s AND {run_status} = %s"
+        f" ORDER BY {run_finished} DESC, {run_id} DESC LIMIT 1),"
+        f" (SELECT {pref_value} FROM {pref_table} WHERE {pref_user} = %s LIMIT 1)"
+    )
+
+
+def state(user: Any, request: Any) -> tuple[int | None, bool]:
+    """(active run id, personalize preference), read with ONE query and memoised per request.
+
+    No cache: a newly activated run or a changed preference takes effect on the next request.
+    The run is the latest succeeded full run (RecomputeRun.latest_succeeded()'s order)."""
+    scratch = memo(request)
+    user_pk = user.pk if is_user(user) else None
+    cached = scratch.get(("state", user_pk))
+    if cached is not None:
+        return cached
+    connection = connections[router.db_for_read(RecomputeRun)]
+    with connection.cursor() as cursor:
+        cursor.execute(_state_sql(connection), [
+            RecomputeRun.Kind.FULL.value, RecomputeRun.Status.SUCCEEDED.value, user_pk,
+        ])
+        run_id, pers = cursor.fetchone()
+    found = (run_id, pers is None or bool(pers))
+    if request is not None:
+        scratch[("state", user_pk)] = found
+    return found
+
+
+def active_run_id(request: Any = None) -> int | None:
+    """Id of the run being served (the latest succeeded full run), memoised per request."""
+    return state(None, request)[0]
+
+
+def gpc(request: Any) -> bool:
+    """Whether the browser sends Sec-GPC: 1 and HONOR_GPC is on."""
+    if request is None or not reco_settings.HONOR_GPC:
+        return False
+    headers = getattr(request, "headers", None)
+    return bool(headers) and headers.get("Sec-GPC", "").strip() == "1"
+
+
+def personalization_allowed(user: Any, request: Any = None) -> bool:
+    """False when the user opted out (Preference.personalize) or the browser sends Sec-GPC: 1
+    and HONOR_GPC is on: such visitors get popular lists only and nothing is tracked."""
+    if gpc(request):
+        return False
+    if user is None and request is not None:
+        user = getattr(request, "user", None)
+    if not is_user(user):
+        return True
+    return state(user, request)[1]
+
+
+def versions(viewer_key: str, scratch: dict) -> tuple[str, str]:
+    """The viewer's list and recent-views tokens, read once per request (one cache round
+    trip for all widgets of a page)."""
+    got = scratch.get(("versions", viewer_key))
+    if got is None:
+        got = scratch[("versions", viewer_key)] = cache.versions(viewer_key)
+    return got
