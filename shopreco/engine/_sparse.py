@@ -184,25 +184,6 @@ def topk_mask(vals, cols, counts, k) -> np.ndarray:
     return keep
 
 
-def _topk_dense(rows, cols, vals, n_rows, n_cols, k):
-    """Dense path for well-filled blocks: a threshold per row from np.partition.
-
-    Selects exactly the same entries as :func:`_topk_sorted`.
-    """
-    key = np.full((n_rows, n_cols), -np.inf)
-    key[rows, cols] = vals
-    kk = min(k, n_cols)
-    thr = -np.partition(-key, kk - 1, axis=1)[:, kk - 1]
-    above = key > thr[:, None]
-    tie = key == thr[:, None]
-    need = kk - above.sum(axis=1)
-    tie_rank = np.cumsum(tie, axis=1)
-    sel = above | (tie & (tie_rank <= need[:, None]))
-    sel &= key > -np.inf
-    r, c = np.nonzero(sel)
-    return r.astype(np.int64), c.astype(np.int64), key[r, c]
-
-
 def topk_dense_block(D: np.ndarray, k: int | None, drop_offset: int | None = None):
     """Top-k of each row of a dense block (0 = no entry) as canonical CSR.
 
