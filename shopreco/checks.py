@@ -10,6 +10,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
 from shopreco.conf import ALGORITHMS, DEFAULTS
+from shopreco.engine.similarity import method_names
 
 
 @register(Tags.models, "shopreco")
@@ -122,6 +123,12 @@ def _model_errors(user: dict) -> list:
         errors.append(Error(
             f"SHOPRECO['ALGORITHM'] = {algorithm!r} is not a ranking model.",
             hint=f"Choose one of {', '.join(map(repr, ALGORITHMS))}.", id="shopreco.E008"))
+    similarity = user.get("SIMILARITY", DEFAULTS["SIMILARITY"])
+    choices = ("auto", *method_names("item"))
+    if similarity not in choices:
+        errors.append(Error(
+            f"SHOPRECO['SIMILARITY'] = {similarity!r} is not an item similarity.",
+            hint=f"Choose one of {', '.join(map(repr, choices))}.", id="shopreco.E008"))
     lam = user.get("EASE_LAMBDA", DEFAULTS["EASE_LAMBDA"])
     if lam != "auto" and not (_number(lam) and lam > 0):
         errors.append(Error(

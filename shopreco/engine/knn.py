@@ -38,10 +38,12 @@ from ._sparse import (
 )
 from .baseline import Baselines, fit_baselines
 from .similarity import (
-    BASELINE_METHODS,
+    IMPLICIT_METHOD,
     check_support_shrinkage,
     item_similarity,
     prepare,
+    resolve_similarity,
+    similarity_method,
     user_similarity,
 )
 
@@ -69,11 +71,15 @@ def tfidf_weight(R) -> sp.csr_matrix:
 
 
 class _NeighbourModel:
-    """Shared fit/predict/recommend; subclasses fix the orientation."""
+    """Shared fit/predict/recommend; subclasses fix the orientation.
+
+    What "auto" / None arguments become comes from the similarity's record
+    (:data:`~shopreco.engine.similarity.SIMILARITY_METHODS`), and which similarity "auto"
+    is from :func:`~shopreco.engine.similarity.resolve_similarity`: no method name is tested
+    here, so a new similarity needs no change to the models."""
 
     _kind = "item"
     _auto_tfidf = False
-    _rating_method = "pearson_baseline"
 
     def __init__(
         self,
@@ -125,14 +131,6 @@ class _NeighbourModel:
         self.support_shrinkage = support_shrinkage
 
     # ------------------------------------------------------------------ fit
-    def _resolve_method(self, R: sp.csr_matrix) -> str:
-        if self.similarity != "auto":
-            return self.similarity
-        binary = R.nnz == 0 or bool(np.all(R.data == R.data[0]))
-        # Binary (implicit) data has no scale to centre: cosine. Ratings: a similarity of
-        # baseline residuals (the class's _rating_method, see its docstring).
-        return "cosine" if binary else self._rating_method
-
     def fit(self, R, similarity: sp.spmatrix | None = None) -> _NeighbourModel:
         """Fit on ``R`` (users x items, ratings or implicit weights).
 
@@ -142,8 +140,10 @@ class _NeighbourModel:
         R = as_csr(R)
         self.R_ = R
         self.n_users_, self.n_items_ = R.shape
-        method = self.method_ = self._resolve_method(R)
-        self.implicit_ = method == "cosine" and self.similarity == "auto"
+        # "auto": cosine on binary data, the kind's rating method on ratings
+        method = self.method_ = resolve_similarity(self.similarity, R, self._kind)
+        spec = similarity_method(method)
+        self.implicit_ = method == IMPLICIT_METHOD and self.similarity == "auto"
         weighting = self.weighting
         if weighting == "auto":
             weighting = "tfidf" if self.implicit_ and self._auto_tfidf else "none"
@@ -151,21 +151,18 @@ class _NeighbourModel:
         for cache in ("_baselines", "_pred_state", "_pos_table", "_rank_m", "_rank_t"):
             self.__dict__.pop(cache, None)
         centering = self.centering
+        # "auto" / None arguments take the method's record (cosine_baseline shrinks by
+        # support instead of co-counts: see ItemKNN's docstring)
         if centering == "auto":
-            centering = "baseline" if method in BASELINE_METHODS else "mean"
+            centering = "baseline" if spec.needs_baselines else "mean"
         self.centering_ = centering
         shrink = self.shrinkage
-        if shrink is None:
-            # cosine_baseline shrinks by support instead (see ItemKNN's docstring)
-            shrink = 100.0 if method == "pearson_baseline" else 0.0
-        self.shrinkage_ = float(shrink)
+        self.shrinkage_ = float(spec.shrinkage if shrink is None else shrink)
         self.max_neighbours_ = self._resolve_store(method)
         damp = self.damping
-        if damp == "auto":
-            damp = 0.5 if method in BASELINE_METHODS else 0.0
-        self.damping_ = float(damp)
+        self.damping_ = float(spec.damping if damp == "auto" else damp)
         pos = self.positive_only
-        self.positive_only_ = (method in BASELINE_METHODS) if pos == "auto" else bool(pos)
+        self.positive_only_ = spec.positive_only if pos == "auto" else bool(pos)
         n_obj = self.n_items_ if self._kind == "item" else self.n_users_
         if similarity is not None:
             S = sp.csr_matrix(similarity, dtype=np.float64)
@@ -243,13 +240,14 @@ class _NeighbourModel:
         return self._pos_table
 
     def _resolve_store(self, method: str) -> int | None:
-        """Neighbours stored per object. "auto": ``k`` for cosine, whose only use is the
-        ranking score over the k nearest; ``max(k, 200)`` otherwise, because rating
-        prediction looks in the stored list for the k most similar neighbours *the user
-        rated* and a list cut at k rarely holds k of them (see the class docstring)."""
+        """Neighbours stored per object. "auto": ``k`` for a ranking similarity (the
+        record's ``ranking_only``: cosine), whose only use is the ranking score over the k
+        nearest; ``max(k, 200)`` otherwise, because rating prediction looks in the stored
+        list for the k most similar neighbours *the user rated* and a list cut at k rarely
+        holds k of them (see the class docstring)."""
         if self.max_neighbours != "auto":
             return self.max_neighbours
-        return self.k if method == "cosine" else max(self.k, 200)
+        return self.k if similarity_method(method).ranking_only else max(self.k, 200)
 
     def _object_means(self, R: sp.csr_matrix) -> np.ndarray:
         axis = 0 if self._kind == "item" else 1
@@ -262,7 +260,7 @@ class _NeighbourModel:
         fn = item_similarity if self._kind == "item" else user_similarity
         if self.weighting_ == "tfidf":
             R = tfidf_weight(R)
-        base = self.baselines_ if method in BASELINE_METHODS else None
+        base = self.baselines_ if similarity_method(method).needs_baselines else None
         P = prepare(R, method, kind=self._kind, baselines=base,
                     support_shrinkage=self.support_shrinkage)
         return fn(P, method=method, shrinkage=self.shrinkage_, k=self.max_neighbours_,
@@ -468,7 +466,6 @@ class ItemKNN(_NeighbourModel):
 
     _kind = "item"
     _auto_tfidf = True
-    _rating_method = "cosine_baseline"
 
     def _scores(self, users: np.ndarray) -> sp.csr_matrix:
         return self._weights(users) @ self._rank

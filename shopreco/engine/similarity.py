@@ -21,6 +21,12 @@ denominator -> 0, the diagonal is not stored since nothing is its own neighbour)
   for ratings: one plain sparse product (the fused top-k kernel, no co-count product) and
   a better RMSE than the co-count shrunk ``pearson_baseline`` on MovieLens (bench/).
 
+Each method is one record (:class:`SimilarityMethod`) in :data:`SIMILARITY_METHODS`: its
+centring (none, the compared object's mean, the user's mean, the baseline) and its norm
+(over the co-rated set or the full vectors) make the formula above, and its defaults are
+what the neighbourhood models take with it. Code reads the record, never the name, so a
+new method is one record.
+
 With ``shrinkage`` every similarity is multiplied by n_common / (n_common + shrinkage);
 with ``k`` only the k largest values of each row are kept (ties: smaller column first).
 With ``positive_only`` values <= 0 are dropped before the top k: rating prediction over
@@ -67,14 +73,127 @@ except ImportError:  # pragma: no cover - exercised only where it is not install
 # non-negative data or with positive_only (set False to force the scipy path).
 USE_FUSED_TOPN = True
 
-ITEM_METHODS = ("pearson", "adjusted_cosine", "cosine", "pearson_baseline", "cosine_baseline")
-USER_METHODS = ("pearson", "cosine", "pearson_baseline", "cosine_baseline")
-_RESTRICTED = ("pearson", "adjusted_cosine", "pearson_baseline")
-_COSINE = ("cosine", "cosine_baseline")  # full-vector norms: one product of unit vectors
-BASELINE_METHODS = ("pearson_baseline", "cosine_baseline")  # centred on mu + b_u + b_i
 # beta of cosine_baseline's support shrinkage when prepare() is not given one: RMSE on
 # MovieLens latest-small (5 folds, two seeds) was best between 10 and 20, worse at 5 and 0
 DEFAULT_SUPPORT_SHRINKAGE = 10.0
+
+KINDS = ("item", "user")
+_CENTRINGS = ("none", "object_mean", "user_mean", "baseline")
+_NORMS = ("co_rated", "full")
+
+
+@dataclass(frozen=True)
+class SimilarityMethod:
+    """One similarity method: how :func:`prepare` transforms the ratings, which kernel
+    computes it, and the defaults a neighbourhood model takes with it.
+
+    The record is the only description of a method: ``prepare``, the kernels and
+    ``ItemKNN`` / ``UserKNN`` read it instead of testing names, so a new method is one
+    record in :data:`SIMILARITY_METHODS`; its formula follows from ``centring`` and
+    ``norm`` (see the module docstring for the published ones).
+
+    - ``centring``: what each rating is centred on before the product. "none";
+      "object_mean": the compared object's mean, item or user (pearson); "user_mean": the
+      rating's user's mean whatever is compared (adjusted cosine); "baseline": the ALS
+      baseline mu + b_u + b_i.
+    - ``norm``: "co_rated": norms over the co-rated set (one block-sparse product that also
+      yields the co-counts); "full": unit vectors over all ratings (one plain product, which
+      the fused top-k kernel computes, and the only norm the support shrinkage keeps).
+    - ``kinds``: what it may compare ("item", "user").
+    - ``support_shrinkage``: beta :func:`prepare` uses when given None ("full" norm only).
+    - ``shrinkage``, ``damping``, ``positive_only``: what ``ItemKNN`` / ``UserKNN`` take for
+      their None / "auto" arguments (co-count shrinkage, the prediction's damping, positive
+      neighbours only); a model predicting around the baseline centres on it too.
+    - ``ranking_only``: made for top-N ranking (implicit data): a model stores ``k``
+      neighbours per object, the ranking score's; otherwise ``max(k, 200)``, because rating
+      prediction looks in the stored list for the k most similar neighbours the user rated.
+    """
+
+    name: str
+    centring: str
+    norm: str
+    kinds: tuple[str, ...] = KINDS
+    support_shrinkage: float = 0.0
+    shrinkage: float = 0.0
+    damping: float = 0.0
+    positive_only: bool = False
+    ranking_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.centring not in _CENTRINGS:
+            raise ValueError(f"centring must be one of {_CENTRINGS}, got {self.centring!r}")
+        if self.norm not in _NORMS:
+            raise ValueError(f"norm must be one of {_NORMS}, got {self.norm!r}")
+        if not self.kinds or not set(self.kinds) <= set(KINDS):
+            raise ValueError(f"kinds must be a non-empty subset of {KINDS}, got {self.kinds!r}")
+        check_support_shrinkage(self.support_shrinkage)
+        if self.support_shrinkage and self.norm != "full":
+            raise ValueError("support_shrinkage needs norm='full'")
+
+    @property
+    def needs_baselines(self) -> bool:
+        """Centred on the ALS baselines, which must be fitted first."""
+        return self.centring == "baseline"
+
+    @property
+    def centred(self) -> bool:
+        """Centres the ratings: on data without a rating scale it measures nothing useful."""
+        return self.centring != "none"
+
+
+def check_support_shrinkage(value: float) -> None:
+    """Refuse a support shrinkage that is not a finite number >= 0 (strings and booleans
+    included, which numpy would take or fail on with a TypeError)."""
+    if isinstance(value, str | bytes | bool) or not np.isfinite(value) or value < 0:
+        raise ValueError(f"support_shrinkage must be a finite number >= 0, got {value!r}")
+
+
+# The similarity methods by name, in the order error messages list them.
+SIMILARITY_METHODS: dict[str, SimilarityMethod] = {m.name: m for m in (
+    SimilarityMethod("pearson", "object_mean", "co_rated"),
+    SimilarityMethod("adjusted_cosine", "user_mean", "co_rated", kinds=("item",)),
+    SimilarityMethod("cosine", "none", "full", ranking_only=True),
+    # Koren's KNNBaseline recipe: co-count shrinkage 100
+    SimilarityMethod("pearson_baseline", "baseline", "co_rated", shrinkage=100.0,
+                     damping=0.5, positive_only=True),
+    SimilarityMethod("cosine_baseline", "baseline", "full",
+                     support_shrinkage=DEFAULT_SUPPORT_SHRINKAGE, damping=0.5,
+                     positive_only=True),
+)}
+
+# What similarity="auto" means. Binary (implicit) data has no scale to centre: cosine.
+# Ratings: a similarity of baseline residuals, per kind (see ItemKNN's and UserKNN's
+# docstrings for why they differ).
+IMPLICIT_METHOD = "cosine"
+RATING_METHODS = {"item": "cosine_baseline", "user": "pearson_baseline"}
+
+
+def method_names(kind: str | None = None) -> tuple[str, ...]:
+    """Names of the registered methods (those that compare ``kind`` if given)."""
+    return tuple(n for n, m in SIMILARITY_METHODS.items() if kind is None or kind in m.kinds)
+
+
+def similarity_method(name: str, kind: str | None = None) -> SimilarityMethod:
+    """The record of method ``name``; a ValueError naming the choices (for ``kind`` if
+    given) when there is none."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be 'item' or 'user', got {kind!r}")
+    spec = SIMILARITY_METHODS.get(name) if isinstance(name, str) else None
+    if spec is None or (kind is not None and kind not in spec.kinds):
+        where = f" for {kind} similarity" if kind is not None else ""
+        raise ValueError(f"method must be one of {method_names(kind)}{where}, got {name!r}")
+    return spec
+
+
+def resolve_similarity(method: str, R, kind: str = "item") -> str:
+    """The method that ``method`` stands for on ``R`` (users x items) in a model of
+    ``kind``: "auto" is :data:`IMPLICIT_METHOD` on binary data (every stored value equal)
+    and the kind's :data:`RATING_METHODS` entry on ratings; a registered name stands for
+    itself (anything else: ValueError naming the choices)."""
+    if method == "auto":
+        binary = R.nnz == 0 or bool(np.all(R.data == R.data[0]))
+        method = IMPLICIT_METHOD if binary else RATING_METHODS.get(kind, method)
+    return similarity_method(method, kind).name
 
 
 @dataclass(frozen=True)
@@ -85,10 +204,12 @@ class Prepared:
     ``kind="item"``, users for ``kind="user"``. ``left`` is objects x raters, ``right``
     raters x objects. For the restricted-norm methods ``left_sq``/``right_sq`` hold the
     squared centred values; ``left_bin``/``right_bin`` the binary pattern (built on first
-    use: plain cosine without shrinkage never needs it).
+    use: plain cosine without shrinkage never needs it). ``spec`` is the method's record:
+    the kernels read it, so blocks prepared under it stay one method whatever the registry
+    holds later.
     """
 
-    method: str
+    spec: SimilarityMethod
     kind: str
     n_objects: int
     left: sp.csr_matrix
@@ -97,6 +218,11 @@ class Prepared:
     right_sq: sp.csr_matrix | None
     binary: bool
     nonneg: bool = False
+
+    @property
+    def method(self) -> str:
+        """The method's name."""
+        return self.spec.name
 
     @cached_property
     def left_bin(self) -> sp.csr_matrix:
@@ -146,37 +272,36 @@ def prepare(
 ) -> Prepared:
     """Centre / normalise ``R`` (users x items) once for ``method``; O(nnz).
 
-    ``kind="item"`` compares columns (items), ``kind="user"`` rows (users). For the
-    baseline methods the ALS baselines are fitted here unless given. ``support_shrinkage``
-    (beta, cosine methods only) scales each object's unit vector by sqrt(n / (n + beta)):
-    None means 10 for ``cosine_baseline`` and 0 (none) for ``cosine``. It is folded into
-    the vectors, not applied per pair, so the product stays one plain sparse product.
+    ``method`` names a record of :data:`SIMILARITY_METHODS`. ``kind="item"`` compares
+    columns (items), ``kind="user"`` rows (users). For the baseline methods the ALS
+    baselines are fitted here unless given. ``support_shrinkage`` (beta, "full"-norm
+    methods only: cosine, cosine_baseline) scales each object's unit vector by
+    sqrt(n / (n + beta)): None means the record's (10 for ``cosine_baseline``, 0 = none for
+    ``cosine``). It is folded into the vectors, not applied per pair, so the product stays
+    one plain sparse product.
     """
-    if kind not in ("item", "user"):
-        raise ValueError(f"kind must be 'item' or 'user', got {kind!r}")
-    allowed = ITEM_METHODS if kind == "item" else USER_METHODS
-    if method not in allowed:
-        raise ValueError(f"method must be one of {allowed} for {kind} similarity, got {method!r}")
+    spec = similarity_method(method, kind)
     if support_shrinkage is None:
-        support_shrinkage = DEFAULT_SUPPORT_SHRINKAGE if method == "cosine_baseline" else 0.0
+        support_shrinkage = spec.support_shrinkage
     check_support_shrinkage(support_shrinkage)
-    if support_shrinkage and method not in _COSINE:
+    if support_shrinkage and spec.norm != "full":
         # a restricted correlation would divide the scale out again
-        raise ValueError(f"support_shrinkage applies to {_COSINE}, not {method!r}")
+        full = tuple(n for n, m in SIMILARITY_METHODS.items() if m.norm == "full")
+        raise ValueError(f"support_shrinkage applies to {full}, not {method!r}")
     R = as_csr(R, copy=False)  # read only: every transform below builds new matrices
-    if method in BASELINE_METHODS:
+    if spec.centring == "baseline":
         b = baselines if baselines is not None else fit_baselines(R)
         R = with_data(R, R.data - b.of_entries(R))
-    elif method == "adjusted_cosine":
+    elif spec.centring == "user_mean":
         # centre each rating on its user's mean
         R = with_data(R, R.data - _row_means(R)[row_ids(R)])
     # X: raters x objects
     X = R if kind == "item" else R.T.tocsr()
     X.sort_indices()
     binary = bool(X.nnz) and bool(np.all(X.data == X.data[0]))
-    if method == "pearson":
+    if spec.centring == "object_mean":
         X = with_data(X, X.data - _col_means(X)[X.indices])
-    elif method in _COSINE:
+    if spec.norm == "full":
         # norms from the object-major copy: a sequential reduceat, not a bincount scatter
         XT = X.T.tocsr()
         XT.sort_indices()
@@ -191,23 +316,14 @@ def prepare(
             inv *= np.sqrt(lens / (lens + support_shrinkage))
         X = with_data(X, X.data * inv[X.indices])
         XT = with_data(XT, XT.data * np.repeat(inv, lens))
-    if method not in _COSINE:
+        X2 = X2T = None
+    else:
         XT = X.T.tocsr()
         XT.sort_indices()
-    if method in _RESTRICTED:
         X2 = with_data(X, X.data**2)
         X2T = X2.T.tocsr()
-    else:
-        X2 = X2T = None
     nonneg = bool(X.nnz == 0 or X.data.min() >= 0)
-    return Prepared(method, kind, X.shape[1], XT, X, X2T, X2, binary, nonneg)
-
-
-def check_support_shrinkage(value: float) -> None:
-    """Refuse a support shrinkage that is not a finite number >= 0 (strings and booleans
-    included, which numpy would take or fail on with a TypeError)."""
-    if isinstance(value, str | bytes | bool) or not np.isfinite(value) or value < 0:
-        raise ValueError(f"support_shrinkage must be a finite number >= 0, got {value!r}")
+    return Prepared(spec, kind, X.shape[1], XT, X, X2T, X2, binary, nonneg)
 
 
 def _row_means(M: sp.csr_matrix) -> np.ndarray:
@@ -266,7 +382,7 @@ def _restricted_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: in
 def _block_rows(P: Prepared, start: int, stop: int, shrinkage: float, k: int | None,
                 positive_only: bool = False):
     """Similarity rows [start, stop) of one sub-block (no further splitting)."""
-    if P.method in _RESTRICTED:
+    if P.spec.norm == "co_rated":
         return _restricted_rows(P, start, stop, shrinkage, k, positive_only)
     num = P.left[start:stop] @ P.right
     if positive_only and not P.nonneg:
@@ -301,7 +417,7 @@ def _values_at(M: sp.csr_matrix, r: np.ndarray, c: np.ndarray, n: int) -> np.nda
 
 def _sub_blocks(P: Prepared, start: int, stop: int) -> list[tuple[int, int]]:
     """Split [start, stop) so that each dense scratch block has at most DENSE_BLOCK_CELLS."""
-    cells = DENSE_BLOCK_CELLS // 4 if P.method in _RESTRICTED else DENSE_BLOCK_CELLS
+    cells = DENSE_BLOCK_CELLS // 4 if P.spec.norm == "co_rated" else DENSE_BLOCK_CELLS
     step = max(1, cells // max(P.n_objects, 1))
     return [(a, min(a + step, stop)) for a in range(start, stop, step)]
 
@@ -318,7 +434,7 @@ def _similarity_rows(
 ) -> sp.csr_matrix:
     # the kernel's threshold of 0 drops exactly what positive_only drops, and on
     # non-negative data nothing else
-    if (USE_FUSED_TOPN and _sp_matmul_topn is not None and P.method in _COSINE
+    if (USE_FUSED_TOPN and _sp_matmul_topn is not None and P.spec.norm == "full"
             and shrinkage == 0 and k is not None and (P.nonneg or positive_only)
             and stop > start):
         return _fused_cosine_topk(P, start, stop, k, _n_threads(n_jobs))
@@ -537,8 +653,8 @@ def user_similarity(
     n_jobs: int | None = None,
     positive_only: bool = False,
 ) -> sp.csr_matrix:
-    """User x user similarity (CSR): ``pearson`` (default), ``cosine`` or
-    ``pearson_baseline``; a prepared ``R`` brings its own method."""
+    """User x user similarity (CSR): ``pearson`` by default, or any method of
+    :data:`SIMILARITY_METHODS` that compares users; a prepared ``R`` brings its own."""
     k = _check(shrinkage, k)
     P = _resolve(R, method, "user", "pearson")
     return _similarity_rows(P, 0, P.n_objects, float(shrinkage), k, n_jobs, positive_only)

@@ -18,16 +18,13 @@ from django.core.exceptions import ImproperlyConfigured
 from shopreco.conf import ALGORITHMS, reco_settings
 from shopreco.engine import EASE, ItemKNN, UserKNN, prepare, tfidf_weight
 from shopreco.engine.similarity import (
-    ITEM_METHODS,
+    IMPLICIT_METHOD,
     item_similarity,
     item_similarity_block,
+    similarity_method,
     user_similarity_block,
 )
 from shopreco.pipeline.matrix import REASONS, Snapshot, preferences
-
-# every item similarity but plain cosine centres the values (on means or baselines): on a
-# shop without explicit ratings they fall back to cosine
-CENTRED = tuple(m for m in ITEM_METHODS if m != "cosine")
 
 
 def run_params() -> dict[str, Any]:
@@ -65,16 +62,19 @@ def resolve_method(params: dict[str, Any], snap: Snapshot) -> str:
     "auto" is the top-N choice: cosine over TF-IDF weighted preferences (implicit's TFIDF
     item-item model), shrunk by co-occurrence (SHRINKAGE), which keeps a pair seen together
     once or twice from outranking well-supported neighbours on sparse shop data. A centred
-    method ranks by rating values, as the engine's rating-prediction recipe does; on a shop
-    with no explicit ratings at all it falls back to cosine: centring a shopper's uniform
-    pseudo-ratings (all views, say) on their mean would erase exactly the co-view signal
-    such a shop has.
+    method (its record's ``centred``) ranks by rating values, as the engine's
+    rating-prediction recipe does; on a shop with no explicit ratings at all it falls back
+    to cosine: centring a shopper's uniform pseudo-ratings (all views, say) on their mean
+    would erase exactly the co-view signal such a shop has. An unknown name is a ValueError
+    naming the choices.
     """
     if params["algorithm"] == "ease":
         return "ease"
     method = params["similarity"]
-    if method == "auto" or (snap.n_ratings == 0 and method in CENTRED):
-        return "cosine"
+    if method == "auto":
+        return IMPLICIT_METHOD
+    if snap.n_ratings == 0 and similarity_method(method, "item").centred:
+        return IMPLICIT_METHOD
     return method
 
 
