@@ -15,6 +15,8 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
+from shopreco.engine import MODELS
+
 DEFAULTS: dict[str, Any] = {
     # Explicit ratings: allowed range and whether half stars (x.5) are accepted.
     "RATING_MIN": 1.0,
@@ -84,8 +86,8 @@ DEFAULTS: dict[str, Any] = {
     "API_PRODUCT_SERIALIZER": "shopreco.api.serializers.ProductSerializer",
 }
 
-# Ranking models of the recompute pipeline (SHOPRECO["ALGORITHM"]).
-ALGORITHMS = ("ease", "item", "user")
+# Ranking models of the recompute pipeline (SHOPRECO["ALGORITHM"]): the engine's registry.
+ALGORITHMS = tuple(MODELS)
 
 # Options holding dotted paths that are imported on access.
 IMPORT_STRINGS = {"ADAPTER", "API_PRODUCT_SERIALIZER"}

@@ -111,7 +111,8 @@ def fit(snap: Snapshot, params: dict[str, Any]) -> tuple[Any, sp.csr_matrix]:
     parts = [compute.similarity_block(snap, params, a, b, shared=shared, n_jobs=None)
              for a, b in compute.blocks_for(snap, params)]
     S = compute.assemble(parts, snap.n_products)
-    ease_parts = shared.parts() if params["method"] == "ease" else None
+    # a model whose weights are the similarity (EASE) scores with its stored parts
+    ease_parts = shared.parts() if compute.model_of(params).learns_similarity else None
     model = compute.fit_model(snap, S, params, ease_parts=ease_parts,
                               user_rows=(0, snap.n_users))
     return model, S

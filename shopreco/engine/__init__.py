@@ -1,14 +1,16 @@
 """shopreco's recommendation engine: numpy/scipy only, no Django.
 
 Matrices in, arrays out: similarities (whole or by row block), neighbourhood models,
-popularity and offline evaluation (:mod:`shopreco.engine.evaluate`). Similarity methods are
-records of a registry (:data:`SIMILARITY_METHODS`): a new one is one record.
+popularity and offline evaluation (:mod:`shopreco.engine.evaluate`). Extension points are
+registries of records: similarity methods (:data:`SIMILARITY_METHODS`) and ranking models
+(:data:`MODELS`); a new one is its code and one record.
 """
 
 from .baseline import Baselines, fit_baselines
 from .ease import EASE, auto_lambda, ease_weights
 from .knn import ItemKNN, UserKNN, tfidf_weight
 from .popularity import popularity
+from .registry import MODELS, RankingModel, ranking_model
 from .similarity import (
     SIMILARITY_METHODS,
     Prepared,
@@ -29,6 +31,9 @@ __all__ = [
     "ease_weights",
     "ItemKNN",
     "UserKNN",
+    "MODELS",
+    "RankingModel",
+    "ranking_model",
     "SIMILARITY_METHODS",
     "SimilarityMethod",
     "similarity_method",

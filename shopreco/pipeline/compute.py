@@ -15,8 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 from django.core.exceptions import ImproperlyConfigured
 
-from shopreco.conf import ALGORITHMS, reco_settings
-from shopreco.engine import EASE, ItemKNN, UserKNN, prepare, tfidf_weight
+from shopreco.conf import reco_settings
+from shopreco.engine import EASE, MODELS, RankingModel, prepare, ranking_model, tfidf_weight
 from shopreco.engine.similarity import (
     IMPLICIT_METHOD,
     item_similarity,
@@ -30,9 +30,9 @@ from shopreco.pipeline.matrix import REASONS, Snapshot, preferences
 def run_params() -> dict[str, Any]:
     """Settings frozen into the run at request time, so every task of a run agrees."""
     algorithm = str(reco_settings.ALGORITHM)
-    if algorithm not in ALGORITHMS:
+    if algorithm not in MODELS:
         raise ImproperlyConfigured(
-            f"SHOPRECO['ALGORITHM'] = {algorithm!r}: choose one of {', '.join(ALGORITHMS)}."
+            f"SHOPRECO['ALGORITHM'] = {algorithm!r}: choose one of {', '.join(MODELS)}."
         )
     k = int(reco_settings.NEIGHBOURS)
     n_similar = int(reco_settings.SIMILAR_PER_PRODUCT)
@@ -56,8 +56,14 @@ def run_params() -> dict[str, Any]:
     }
 
 
+def model_of(params: dict[str, Any]) -> RankingModel:
+    """The engine's record of the run's ranking model: what the functions below switch on."""
+    return ranking_model(params["algorithm"])
+
+
 def resolve_method(params: dict[str, Any], snap: Snapshot) -> str:
-    """The item similarity actually used for this data: "ease" for the EASE model.
+    """The item similarity actually used for this data: the model's name for a model whose
+    fitted weights are the similarity (EASE: "ease").
 
     "auto" is the top-N choice: cosine over TF-IDF weighted preferences (implicit's TFIDF
     item-item model), shrunk by co-occurrence (SHRINKAGE), which keeps a pair seen together
@@ -68,8 +74,9 @@ def resolve_method(params: dict[str, Any], snap: Snapshot) -> str:
     would erase exactly the co-view signal such a shop has. An unknown name is a ValueError
     naming the choices.
     """
-    if params["algorithm"] == "ease":
-        return "ease"
+    model = model_of(params)
+    if model.learns_similarity:
+        return model.name
     method = params["similarity"]
     if method == "auto":
         return IMPLICIT_METHOD
@@ -88,15 +95,15 @@ def ranks_by_ratings(params: dict[str, Any]) -> bool:
 
 def weights(snap: Snapshot, params: dict[str, Any]) -> sp.csr_matrix:
     """The users x products matrix the run's model ranks with (see matrix.preferences)."""
-    if params["algorithm"] == "item" and ranks_by_ratings(params):
+    if model_of(params).ranks_with_similarity and ranks_by_ratings(params):
         return snap.R
     return preferences(snap)
 
 
-def _ease(params: dict[str, Any], **kw: Any) -> EASE:
-    return EASE(lambda_=params["ease_lambda"], max_items=params["ease_max_items"],
-                max_neighbours=None, tail_k=params["stored_neighbours"],
-                beta=params["popularity_penalty"], **kw)
+def _ease(model: RankingModel, params: dict[str, Any], **kw: Any) -> Any:
+    return model.estimator(lambda_=params["ease_lambda"], max_items=params["ease_max_items"],
+                           max_neighbours=None, tail_k=params["stored_neighbours"],
+                           beta=params["popularity_penalty"], **kw)
 
 
 def prepared(snap: Snapshot, params: dict[str, Any]) -> Any:
@@ -107,8 +114,9 @@ def prepared(snap: Snapshot, params: dict[str, Any]) -> Any:
     only task of its stage (the other workers wait for it), and a different thread count
     would change the last bits of the weights, so sharded and in-process runs would differ.
     """
-    if params["method"] == "ease":
-        return _ease(params).fit(preferences(snap))
+    model = model_of(params)
+    if model.learns_similarity:
+        return _ease(model, params).fit(preferences(snap))
     X = snap.R if ranks_by_ratings(params) else tfidf_weight(preferences(snap))
     return prepare(X, params["method"], kind="item")
 
@@ -124,7 +132,7 @@ def user_batches(n_users: int, batch_size: int) -> list[tuple[int, int]]:
 def blocks_for(snap: Snapshot, params: dict[str, Any]) -> list[tuple[int, int]]:
     """Similarity row blocks, one task each: EASE's solve is one dense factorisation,
     which does not split, so it is one block (the user batches still shard)."""
-    if params["method"] == "ease":
+    if not model_of(params).sharded:
         return blocks(snap.n_products, max(snap.n_products, 1))
     return blocks(snap.n_products, params["block_size"])
 
@@ -135,7 +143,7 @@ def similarity_block(snap: Snapshot, params: dict[str, Any], start: int, stop: i
     For EASE: the largest positive weights of each item (the "similar" list: what a shopper
     who has only that item is shown next) with the tail's scaled cosine rows."""
     P = shared if shared is not None else prepared(snap, params)
-    if isinstance(P, EASE):
+    if model_of(params).learns_similarity:
         return P.similar_matrix(params["stored_neighbours"])[start:stop]
     return item_similarity_block(P, start, stop, shrinkage=params["shrinkage"],
                                  k=params["stored_neighbours"], n_jobs=n_jobs)
@@ -239,22 +247,24 @@ def fit_model(snap: Snapshot, S: sp.csr_matrix, params: dict[str, Any],
     similarity ``S``; for EASE the dense head weights (``ease_parts``: head, weights, tail);
     for the user-based model the similarity rows of users [start, stop) (``user_rows``),
     computed here against every user of ``snap`` (``shared``: :func:`user_prepared`)."""
+    model = model_of(params)
     X = weights(snap, params)
-    if params["method"] == "ease":
+    if model.learns_similarity:
         head, W, tail = ease_parts
-        return EASE.from_parts(X, head, W, tail, tail_k=params["stored_neighbours"])
-    if params["algorithm"] == "user":
+        return model.estimator.from_parts(X, head, W, tail, tail_k=params["stored_neighbours"])
+    if model.neighbours == "user":
         start, stop = user_rows if user_rows is not None else (0, X.shape[0])
         P = shared if shared is not None else user_prepared(snap)
         rows = user_similarity_block(P, start, stop, k=params["k"], n_jobs=1)
         n = X.shape[0]
         full = sp.vstack([sp.csr_matrix((start, n)), rows, sp.csr_matrix((n - stop, n))],
                          format="csr")
-        return UserKNN(similarity="cosine", k=params["k"], max_neighbours=params["k"],
-                       n_jobs=1, weighting="none").fit(X, similarity=full)
-    model = ItemKNN(similarity=params["method"], k=params["k"], shrinkage=params["shrinkage"],
-                    max_neighbours=params["stored_neighbours"], n_jobs=1)
-    return model.fit(X, similarity=S)
+        return model.estimator(similarity="cosine", k=params["k"], max_neighbours=params["k"],
+                               n_jobs=1, weighting="none").fit(X, similarity=full)
+    return model.estimator(similarity=params["method"], k=params["k"],
+                           shrinkage=params["shrinkage"],
+                           max_neighbours=params["stored_neighbours"], n_jobs=1
+                           ).fit(X, similarity=S)
 
 
 def recommend(model: Any, snap: Snapshot, params: dict[str, Any],

@@ -1,19 +1,24 @@
-"""The engine's registry of similarity methods: records, read by code that never tests a
-name, so a new method is one record (the toy record below proves it)."""
+"""The engine's registries: similarity methods and ranking models are records, read by code
+that never tests a name, so a new one is one record (the toy records below prove it)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from shopreco.engine import (
+    EASE,
+    MODELS,
     SIMILARITY_METHODS,
     ItemKNN,
+    RankingModel,
     SimilarityMethod,
     UserKNN,
     fit_baselines,
     item_similarity,
     prepare,
+    ranking_model,
     resolve_similarity,
     similarity_method,
     user_similarity,
@@ -181,3 +186,64 @@ def test_the_toy_record_is_gone_after_the_test():
     from shopreco import checks
 
     assert [e.id for e in checks._model_errors({"SIMILARITY": TOY.name})] == ["shopreco.E008"]
+
+
+# ---------------------------------------------------------------------- ranking models
+def test_the_model_registry():
+    assert list(MODELS) == ["ease", "item", "user"]
+    assert all(name == m.name for name, m in MODELS.items())
+    ease, item, user = MODELS["ease"], MODELS["item"], MODELS["user"]
+    assert (ease.estimator, item.estimator, user.estimator) == (EASE, ItemKNN, UserKNN)
+    assert ease.learns_similarity and not ease.sharded and not ease.predicts_ratings
+    assert item.ranks_with_similarity and item.sharded and item.predicts_ratings
+    assert user.neighbours == "user" and not user.ranks_with_similarity and user.sharded
+    from shopreco.conf import ALGORITHMS
+
+    assert ALGORITHMS == tuple(MODELS)
+    with pytest.raises(ValueError, match="ease, item, user") as err:
+        ranking_model("svd")
+    assert "svd" in str(err.value)
+    with pytest.raises(ValueError, match="neighbours"):
+        RankingModel("bad", ItemKNN, neighbours="shop")
+    with pytest.raises(ValueError, match="neighbours must be 'item'"):
+        RankingModel("bad", UserKNN, neighbours="user", learns_similarity=True)
+
+
+class _ToyItemKNN(ItemKNN):
+    """An item kNN no code knows by name."""
+
+
+class _ToyEASE(EASE):
+    """An EASE no code knows by name."""
+
+
+@pytest.mark.parametrize(("toy", "like"), [
+    (RankingModel("toy_item", _ToyItemKNN), "item"),
+    (RankingModel("toy_user", UserKNN, neighbours="user"), "user"),
+    (RankingModel("toy_ease", _ToyEASE, learns_similarity=True, predicts_ratings=False),
+     "ease"),
+], ids=["item", "user", "ease"])
+def test_a_new_model_is_one_record(toy, like, monkeypatch, settings):
+    """A registered model runs through the pipeline's compute functions and the offline
+    evaluation exactly as the model it copies: they read the record, not the name."""
+    from shopreco import evaluation
+    from shopreco.pipeline import compute
+    from shopreco.pipeline.matrix import Snapshot
+
+    monkeypatch.setitem(MODELS, toy.name, toy)
+    settings.SHOPRECO = {**settings.SHOPRECO, "ALGORITHM": toy.name, "SIMILARITY": "pearson"}
+    params = compute.run_params()  # the name is accepted: the registry is read per call
+    assert params["algorithm"] == toy.name
+    rng = np.random.default_rng(0)
+    R = sp.random(60, 30, density=0.2, random_state=1, format="csr")
+    R.data = rng.integers(1, 6, R.nnz).astype(float)
+    snap = Snapshot.from_ratings(R)
+    got = evaluation.evaluate(snap, k=5, params=params, return_lists=True)
+    want = evaluation.evaluate(snap, k=5, params={**params, "algorithm": like},
+                               return_lists=True)
+    assert got["params"]["method"] == (toy.name if toy.learns_similarity else "pearson")
+    assert got["metrics"] == want["metrics"]
+    np.testing.assert_array_equal(got["lists"], want["lists"])
+    n_blocks = len(compute.blocks_for(snap, {**params, "block_size": 7}))
+    assert n_blocks == (1 if toy.learns_similarity else 5)
+    assert type(evaluation.fit(snap, dict(params))[0]) is toy.estimator
