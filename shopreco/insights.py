@@ -29,10 +29,17 @@ from typing import Any
 from django.db.models import Count, OuterRef, Subquery
 
 from shopreco.adapter import get_adapter
-from shopreco.conf import get_product_model
-from shopreco.models import Impression, Interaction, Rating, Recommendation, RecomputeRun
+from shopreco.conf import get_product_model, reco_settings
+from shopreco.models import (
+    CART_KIND,
+    VIEW_KIND,
+    Impression,
+    Interaction,
+    Rating,
+    Recommendation,
+    RecomputeRun,
+)
 
-CLICK, CART, PURCHASE = "view", "cart", "purchase"
 UNATTRIBUTED = "(unknown widget)"
 
 # Offline metrics charted over time: canonical key -> label. Evaluation runs may spell the keys
@@ -248,25 +255,28 @@ def online_metrics(since: datetime | None = None, until: datetime | None = None)
     for row in impressions.values("widget").annotate(n=Count("id")).order_by():
         widget(row["widget"]).impressions = row["n"]
 
+    owned = list(reco_settings.OWNED_EVENT_KINDS)  # purchases, whatever the shop calls them
     widget_of = Impression.objects.filter(recommendation_id=OuterRef("recommendation_id"))
     attributed = (
-        events.filter(recommendation_id__isnull=False, kind__in=(CLICK, CART, PURCHASE))
+        events.filter(recommendation_id__isnull=False, kind__in=(VIEW_KIND, CART_KIND, *owned))
         .exclude(recommendation_id="")
         .annotate(shown_in=Subquery(widget_of.values("widget")[:1]))
     )
     for row in attributed.values("shown_in", "kind").annotate(n=Count("id")).order_by():
-        attr = {CLICK: "clicks", CART: "carts", PURCHASE: "purchases"}[row["kind"]]
+        attr = ("clicks" if row["kind"] == VIEW_KIND else "carts" if row["kind"] == CART_KIND
+                else "purchases")
         target = widget(row["shown_in"])
         setattr(target, attr, getattr(target, attr) + row["n"])
 
     # Revenue: purchases counted per product, priced once per product through the adapter.
     all_purchases = {
         row["product"]: row["n"]
-        for row in events.filter(kind=PURCHASE).values("product").annotate(n=Count("id")).order_by()
+        for row in events.filter(kind__in=owned).values("product")
+        .annotate(n=Count("id")).order_by()
     }
     by_widget: dict[str | None, dict[Any, int]] = defaultdict(dict)
     for row in (
-        attributed.filter(kind=PURCHASE)
+        attributed.filter(kind__in=owned)
         .values("shown_in", "product")
         .annotate(n=Count("id"))
         .order_by()

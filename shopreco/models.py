@@ -217,6 +217,15 @@ class ItemSimilarity(models.Model):
         return f"{self.product_id} ~ {self.similar_product_id}: {self.score:.3f}"
 
 
+# The two event kinds shopreco itself names: a product page view (recorded by
+# ``mark_viewed``; a recommendation's click when it carries a recommendation id), and the
+# cart, the one kind with an explanation of its own ("Because you added X to your cart").
+# Every kind's weight, these included, comes from EVENT_WEIGHTS; OWNED_EVENT_KINDS say which
+# kinds mean "bought".
+VIEW_KIND = "view"
+CART_KIND = "cart"
+
+
 class Reason(models.TextChoices):
     """Why a product is on a list: one code per sentence shown to shoppers.
 
@@ -248,7 +257,7 @@ class Reason(models.TextChoices):
             return cls.RATED
         if kind in reco_settings.OWNED_EVENT_KINDS:
             return cls.BOUGHT
-        return cls.CARTED if kind == "cart" else cls.VIEWED
+        return cls.CARTED if kind == CART_KIND else cls.VIEWED
 
     @property
     def kind(self) -> str:

@@ -22,7 +22,7 @@ from django.dispatch import receiver
 
 from shopreco import cache, tasks
 from shopreco.conf import reco_settings
-from shopreco.models import Interaction, Preference, Rating
+from shopreco.models import VIEW_KIND, Interaction, Preference, Rating
 
 
 @receiver(post_save, sender=Rating, dispatch_uid="shopreco.rating_saved")
@@ -45,7 +45,7 @@ def rating_deleted(sender: Any, instance: Rating, origin: Any = None, **kwargs: 
 @receiver(post_save, sender=Interaction, dispatch_uid="shopreco.interaction_saved")
 def interaction_saved(sender: Any, instance: Interaction, created: bool = False,
                       raw: bool = False, **kwargs: Any) -> None:
-    is_view = instance.kind == "view"
+    is_view = instance.kind == VIEW_KIND
     if is_view:
         cache.invalidate_viewer_views(instance.user_id, instance.session_key)
     else:

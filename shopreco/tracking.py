@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from shopreco.conf import reco_settings
-from shopreco.models import Impression, Interaction
+from shopreco.models import VIEW_KIND, Impression, Interaction
 from shopreco.serving.request import is_user, memo, personalization_allowed, session_key
 
 SESSION_ATTRIBUTION_KEY = "shopreco_rec"
@@ -102,7 +102,7 @@ def mark_viewed(request: Any, product: Any) -> Interaction | None:
     if reco_settings.VIEW_TRACKING == "middleware" and scratch.get("middleware"):
         scratch["viewed"] = product
         return None
-    return track(request, product, "view", _rec_from_query(request))
+    return track(request, product, VIEW_KIND, _rec_from_query(request))
 
 
 def _rec_from_query(request: Any) -> str | None:
@@ -138,4 +138,4 @@ def record_marked_view(request: Any, response_status: int) -> Interaction | None
     product = memo(request).pop("viewed", None)
     if product is None or response_status >= 400:
         return None
-    return track(request, product, "view", _rec_from_query(request))
+    return track(request, product, VIEW_KIND, _rec_from_query(request))

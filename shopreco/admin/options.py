@@ -34,6 +34,7 @@ from shopreco.models import (
     Interaction,
     ItemSimilarity,
     Rating,
+    Reason,
     Recommendation,
     RecomputeRun,
 )
@@ -152,11 +153,10 @@ class ReasonFilter(admin.SimpleListFilter):
 
     title = _("reason")
     parameter_name = "reason"
-    codes = ("rated", "bought", "carted", "viewed")
 
     def lookups(self, request: HttpRequest,
                 model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [(code, code) for code in self.codes]
+        return [(reason.value, reason.label) for reason in Reason.activity()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(reason=self.value()) if self.value() else queryset

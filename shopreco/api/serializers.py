@@ -21,7 +21,7 @@ from rest_framework import serializers
 
 from shopreco.adapter import get_adapter
 from shopreco.conf import get_product_model, key_field, reco_settings
-from shopreco.models import Rating, RecomputeRun, validate_rating_score
+from shopreco.models import Rating, Reason, RecomputeRun, validate_rating_score
 
 
 def to_pk(model: type[models.Model], value: Any) -> Any:
@@ -210,7 +210,8 @@ class RecoItemSerializer(serializers.Serializer):
     score = serializers.FloatField()
     reason = serializers.CharField(allow_blank=True)
     reason_kind = serializers.CharField(
-        help_text="rated, bought, carted, viewed, also_bought, similar, popular or trending."
+        help_text="Why the product is listed: "
+        + ", ".join(dict.fromkeys(r.kind for r in Reason)) + "."
     )
 
     def get_fields(self) -> dict[str, serializers.Field]:

@@ -40,13 +40,11 @@ from django.db.models import Count, Max, QuerySet
 from numpy.typing import DTypeLike
 
 from shopreco.conf import reco_settings
-from shopreco.models import Interaction, Rating
+from shopreco.models import Interaction, Rating, Reason
 
 # Reason codes stored per cell; lower is stronger. Names are the Recommendation.reason codes.
-REASONS = ("rated", "bought", "carted", "viewed")
+REASONS = tuple(r.value for r in Reason.activity())
 RATED, BOUGHT, CARTED, VIEWED = range(4)
-# The event kind explained as "added to your cart"; it still needs a weight in EVENT_WEIGHTS.
-CART_KIND = "cart"
 
 
 @dataclass
@@ -168,14 +166,9 @@ def preferences(snap: Snapshot) -> sp.csr_matrix:
 
 
 def event_reason(kind: str) -> int:
-    """Reason code of an event kind: owned kinds (``OWNED_EVENT_KINDS``) read as "bought",
-    :data:`CART_KIND` as "carted", any other kind as "viewed": the mildest explanation, true
-    of any product a shopper acted on."""
-    if kind in reco_settings.OWNED_EVENT_KINDS:
-        return BOUGHT
-    if kind == CART_KIND:
-        return CARTED
-    return VIEWED
+    """Reason code (index into :data:`REASONS`) of an event kind, by
+    :meth:`Reason.for_event <shopreco.models.Reason.for_event>`, the one rule serving uses too."""
+    return REASONS.index(Reason.for_event(kind))
 
 
 def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = None,

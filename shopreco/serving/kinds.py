@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from shopreco.models import ItemSimilarity
 from shopreco.serving.candidates import (
@@ -15,10 +14,8 @@ from shopreco.serving.candidates import (
     product_candidates,
     recent_candidates,
 )
+from shopreco.serving.plan import Plan
 from shopreco.serving.types import Candidate
-
-if TYPE_CHECKING:
-    from shopreco.serving.lists import Plan
 
 
 @dataclass(frozen=True)

@@ -15,86 +15,25 @@ availability and ownership of the cached products instead of the list query.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from shopreco import cache
 from shopreco.conf import reco_settings
 from shopreco.models import Impression, new_recommendation_id
 from shopreco.serving import kinds
+from shopreco.serving.plan import Plan, make_plan
 from shopreco.serving.popularity import popular_candidates
 from shopreco.serving.products import load_products
 from shopreco.serving.reasons import reason_kind, reason_text
-from shopreco.serving.request import (
-    Viewer,
-    clean_limit,
-    gpc,
-    json_pk,
-    memo,
-    state,
-    to_pk,
-    versions,
-    viewer_from,
-)
+from shopreco.serving.request import json_pk
 from shopreco.serving.types import Candidate, RecoItem, RecoList
 
 
-@dataclass
-class Plan:
-    """Everything decided before the list is read: who, which run, what to skip, cache key."""
-
-    widget: str
-    limit: int
-    viewer: Viewer
-    allowed: bool
-    run_id: int | None
-    memo: dict
-    shown: set
-    skip: set
-    n: int
-    key_parts: tuple
-    product: Any
-    category: Any
-    dedupe: bool
-    request: Any
-    _key: str | None = None
-
-    @property
-    def key(self) -> str:
-        """The per-viewer cache key of the list; reads the viewer's version tokens (one cache
-        round trip per request), so only paths that cache per viewer pay for it."""
-        if self._key is None:
-            version, views_version = versions(self.viewer.key, self.memo)
-            self._key = cache.list_key(*self.key_parts[:3], version,
-                                       views_version if self.widget == "for-you" else "",
-                                       *self.key_parts[3:])
-        return self._key
-
-
-def plan(widget: str, *, limit: Any, product: Any = None, user: Any = None,
-         request: Any = None, category: Any = None, exclude: Iterable[Any] = (),
-         dedupe: bool = True, ignore_gpc: bool = False) -> Plan:
-    kind = kinds.get(widget)
-    if kind.needs_product and product is None:
+def plan(widget: str, *, limit: Any, product: Any = None, **kwargs: Any) -> Plan:
+    """The plan of a list of kind ``widget``, checked against the kind's record."""
+    if kinds.get(widget).needs_product and product is None:
         raise ValueError("product: a product is required.")
-    limit = clean_limit(limit)
-    viewer = viewer_from(user, request)
-    allowed = (ignore_gpc or not gpc(request)) and (
-        viewer.user is None or state(viewer.user, request)[1]
-    )
-    if not allowed:
-        viewer = Viewer()  # popular lists only, nothing personal, nothing tracked
-    run_id = state(viewer.user, request)[0]
-    scratch = memo(request)
-    shown: set = scratch.get("shown", set()) if dedupe else set()
-    skip = {to_pk(x) for x in exclude}
-    if product is not None:
-        skip.add(product.pk)
-    n = limit + len(shown) + 4
-    key_parts = (widget, getattr(product, "pk", ""), viewer.key, run_id,
-                 cache.category_pk(category), sorted(map(str, skip)), n)
-    return Plan(widget, limit, viewer, allowed, run_id, scratch, shown, skip, n, key_parts,
-                product, category, dedupe, request)
+    return make_plan(widget, limit=limit, product=product, **kwargs)
 
 
 def serve(widget: str, *, limit: Any = None, product: Any = None, user: Any = None,
