@@ -67,6 +67,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from shopreco.conf import get_product_model, reco_settings
+from shopreco.models import Interaction, Rating
 
 FORMATS = ("csv", "movielens", "online-retail")
 DEFAULT_USER_PREFIX = "ext-"
@@ -496,8 +497,6 @@ class _Importer:
 
     def __init__(self, report: ImportReport, product_field: str, user_prefix: str,
                  round_scores: bool) -> None:
-        from shopreco.models import Interaction, Rating
-
         self.Rating, self.Interaction = Rating, Interaction
         self.report = report
         self.model = get_product_model()

@@ -27,9 +27,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Count, OuterRef, Subquery
+from django.utils import timezone
 
 from shopreco.adapter import get_adapter
 from shopreco.conf import get_product_model, reco_settings
+from shopreco.engine.evaluate import gini
 from shopreco.models import (
     CART_KIND,
     VIEW_KIND,
@@ -306,8 +308,6 @@ def online_metrics(since: datetime | None = None, until: datetime | None = None)
 
 
 def default_since(days: int = 30, now: datetime | None = None) -> datetime:
-    from django.utils import timezone
-
     return (now or timezone.now()) - timedelta(days=days)
 
 
@@ -359,8 +359,6 @@ class Concentration:
 def served_concentration(run: RecomputeRun | None = None, k: int = 10) -> Concentration:
     """How concentrated the top ``k`` of ``run``'s personal lists are (see the module
     docstring): what the popularity penalty (``POPULARITY_PENALTY``) trades against."""
-    from shopreco.engine.evaluate import gini
-
     run = _served_run(run)
     if run is None:
         return Concentration(k, None, None, None)

@@ -12,13 +12,13 @@ from django.contrib.admin import AdminSite
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.translation import gettext_lazy as _
 
+from shopreco.admin.views import InsightsView
+
 APP_LABEL = "shopreco"
 URL_NAME = "shopreco_insights"
 
 
 def insights_urls(site: AdminSite) -> list[URLPattern]:
-    from shopreco.admin.views import InsightsView
-
     view = site.admin_view(InsightsView.as_view(admin_site=site))
     return [path(f"{APP_LABEL}/insights/", view, name=URL_NAME)]
 

@@ -15,6 +15,7 @@ from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, _get_sidecar_url
 
+from shopreco.api.serializers import pk_schema
 from shopreco.api.throttling import DEFAULT_THROTTLES
 from shopreco.conf import get_product_model, reco_settings
 
@@ -23,8 +24,6 @@ class ProductKeyFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "shopreco.api.serializers.ProductKeyField"
 
     def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
-        from shopreco.api.serializers import pk_schema
-
         schema = pk_schema(get_product_model())
         schema["description"] = "Primary key of a product."
         return schema

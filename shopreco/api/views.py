@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, models, transaction
 from django.http import Http404
@@ -363,8 +364,6 @@ class EventView(ShopRecoAPIView):
 
 
 def _has_session_cookie(request: Request) -> bool:
-    from django.conf import settings
-
     return settings.SESSION_COOKIE_NAME in request.COOKIES
 
 

@@ -18,14 +18,17 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Count
 from django.utils import timezone
 
 from shopreco import evaluation, importing
-from shopreco.conf import ALGORITHMS
+from shopreco.adapter import get_adapter
+from shopreco.conf import ALGORITHMS, get_product_model
 from shopreco.engine import ItemKNN, UserKNN
 from shopreco.engine.evaluate import cross_validate
-from shopreco.models import RecomputeRun
-from shopreco.pipeline.matrix import Snapshot
+from shopreco.models import Recommendation, RecomputeRun
+from shopreco.pipeline import compute
+from shopreco.pipeline.matrix import Snapshot, load_snapshot
 
 TABLE_KEYS = [
     "rmse", "mae", "precision@{k}", "recall@{k}", "f1@{k}", "ndcg@{k}", "map@{k}",
@@ -88,9 +91,6 @@ def read_ratings_file(path: str, fmt: str) -> tuple[sp.csr_matrix, np.ndarray | 
 
 def _category_coverage(recs: np.ndarray | None, product_pks: np.ndarray) -> float | None:
     """Share of the catalogue's categories reached by the lists ``recs`` (product indices)."""
-    from shopreco.adapter import get_adapter
-    from shopreco.conf import get_product_model
-
     field = get_adapter().category_field()
     if not field:
         return None
@@ -108,10 +108,6 @@ def explanation_shares(k: int) -> dict[str, float]:
     """How often each explanation type is shown: the share of reason codes ("rated",
     "bought", ...) among the top-k items of every personal list of the run being served.
     Items without a reason count as "none", so the shares always add up to 1."""
-    from django.db.models import Count
-
-    from shopreco.models import Recommendation
-
     run = RecomputeRun.latest_succeeded()
     if run is None:
         return {}
@@ -174,8 +170,6 @@ class Command(BaseCommand):
             snap = Snapshot.from_ratings(R, times)
             source = str(opts["ratings"])
         else:
-            from shopreco.pipeline.matrix import load_snapshot
-
             snap = load_snapshot(times=timed)
             product_pks = snap.product_pks
             source = "shop"
@@ -190,8 +184,6 @@ class Command(BaseCommand):
             name = ItemKNN.__name__ if params["algorithm"] == "item" else UserKNN.__name__
         else:
             params.update(test_fraction=opts["test_fraction"], last_n=opts["last_n"])
-            from shopreco.pipeline import compute
-
             run_params = compute.run_params()
             if opts["algorithm"]:
                 run_params["algorithm"] = opts["algorithm"]
