@@ -3,6 +3,7 @@ names and readers, shared by the stages and the per-user refresh."""
 
 from __future__ import annotations
 
+from shopreco.engine import MODELS
 from shopreco.models import RecomputeRun
 from shopreco.pipeline import compute, storage
 from shopreco.pipeline.matrix import Snapshot
@@ -11,7 +12,9 @@ from shopreco.pipeline.matrix import Snapshot
 SNAPSHOT = "snapshot"
 SIMILARITY = "similarity"
 ALSO_BOUGHT = "also_bought"
-EASE_PARTS = "ease"  # EASE's dense head weights and tail: batches and refreshes score with them
+# The fitted weights of a model that learns its similarity (EASE's dense head and its tail):
+# batches and refreshes score with them.
+EASE_PARTS = "ease"
 
 
 def run_file(run: RecomputeRun, base: str) -> str:
@@ -43,9 +46,11 @@ def load_run_similarity(run: RecomputeRun | int):
 
 
 def load_run_ease_parts(run: RecomputeRun | int) -> tuple | None:
-    """(head, dense weights, tail) of an EASE run, once per process; None for other models."""
+    """(head, dense weights, tail) of a run whose model learns its similarity (EASE), once per
+    process; None for other models."""
     run = get_run(run)
-    if run.params.get("method") != "ease":
+    model = MODELS.get(run.params.get("algorithm", ""))
+    if model is None or not model.learns_similarity:
         return None
     return storage.cached(run_file(run, EASE_PARTS), lambda data: (
         compute.ease_parts_from_arrays(storage.arrays_from_bytes(data))))

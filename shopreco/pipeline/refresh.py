@@ -107,7 +107,7 @@ def _refresh(run: RecomputeRun, user_id: Any) -> None:
         events=Interaction.objects.filter(user_id=user_id),
     )
     row = _remap_row(mine, snap)
-    if params.get("algorithm") == "user":
+    if compute.model_of(params).neighbours == "user":
         # user-based: the shopper's current row in the run's matrix, compared with everyone
         row, at = _with_row(snap, row, user_id)
         model = compute.fit_model(row, S, params, user_rows=(at, at + 1))

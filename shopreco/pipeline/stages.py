@@ -120,7 +120,7 @@ def compute_block(run_id: int, index: int, start: int, stop: int,
     P = _prepared_cache(f"{files.run_file(run, files.SNAPSHOT)}:{params['method']}",
                         lambda: compute.prepared(snap, params))
     S = compute.similarity_block(snap, params, start, stop, shared=P, n_jobs=n_jobs)
-    if params["method"] == "ease" and index == 0:
+    if compute.model_of(params).learns_similarity and index == 0:
         name = storage.save_bytes(files.run_file(run, files.EASE_PARTS),
                                   storage.arrays_to_bytes(compress=False,
                                                           **compute.ease_parts_to_arrays(P)))
@@ -153,7 +153,7 @@ _model_cache: dict[str, Any] = {}
 def _model(run: RecomputeRun, snap: Snapshot, start: int, stop: int):
     """The run's ranking model, once per worker process (batches of a run share it); the
     user-based model is made per batch (it holds only the batch's similarity rows)."""
-    if run.params["algorithm"] == "user":
+    if compute.model_of(run.params).neighbours == "user":
         P = _prepared_cache(f"{files.run_file(run, files.SNAPSHOT)}:users",
                             lambda: compute.user_prepared(snap))
         return compute.fit_model(snap, files.load_run_similarity(run), run.params,

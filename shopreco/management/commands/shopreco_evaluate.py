@@ -24,7 +24,7 @@ from django.utils import timezone
 from shopreco import evaluation, importing
 from shopreco.adapter import get_adapter
 from shopreco.conf import ALGORITHMS, get_product_model
-from shopreco.engine import ItemKNN, UserKNN
+from shopreco.engine import MODELS
 from shopreco.engine.evaluate import cross_validate
 from shopreco.models import Recommendation, RecomputeRun
 from shopreco.pipeline import compute
@@ -157,9 +157,12 @@ class Command(BaseCommand):
             raise CommandError("--test-fraction must be between 0 and 1")
         if opts["last_n"] < 1:
             raise CommandError("--last-n must be at least 1")
-        if protocol == "cv" and opts["algorithm"] == "ease":
-            raise CommandError("--protocol cv measures rating prediction: --algorithm item "
-                               "or user (EASE ranks, it does not predict ratings)")
+        if protocol == "cv" and opts["algorithm"] and not (
+                MODELS[opts["algorithm"]].predicts_ratings):
+            predicting = [name for name, model in MODELS.items() if model.predicts_ratings]
+            raise CommandError(f"--protocol cv measures rating prediction: --algorithm "
+                               f"{' or '.join(predicting)} ({opts['algorithm']} ranks, it "
+                               f"does not predict ratings)")
         timed = protocol in ("temporal", "next-item")
         product_pks = None
         if opts["ratings"]:
@@ -181,7 +184,7 @@ class Command(BaseCommand):
         if protocol == "cv":
             params["folds"] = opts["folds"]
             params["algorithm"] = opts["algorithm"] or "item"
-            name = ItemKNN.__name__ if params["algorithm"] == "item" else UserKNN.__name__
+            name = MODELS[params["algorithm"]].estimator.__name__
         else:
             params.update(test_fraction=opts["test_fraction"], last_n=opts["last_n"])
             run_params = compute.run_params()
@@ -196,7 +199,7 @@ class Command(BaseCommand):
         folds = None
         try:
             if protocol == "cv":
-                cls = ItemKNN if params["algorithm"] == "item" else UserKNN
+                cls = MODELS[params["algorithm"]].estimator
                 result = cross_validate(cls, snap.R, folds=opts["folds"], seed=opts["seed"],
                                         k=opts["k"])
                 folds = result.pop("folds")
