@@ -181,7 +181,7 @@ def synthetic_interactions(
     while total < nnz:
         u = np.minimum(np.searchsorted(user_cdf, rng.random(draw)), n_users - 1)
         i = np.minimum(np.searchsorted(item_cdf, rng.random(draw)), n_items - 1)
-        cells = np.sort(u.astype(np.int64) * n_items + i)  # np.unique hashes: 5x slower here
+        cells = np.sort(u.astype(np.int64) * n_items + i)  # np.unique hashes: slower here
         cells = cells[np.concatenate(([True], cells[1:] != cells[:-1]))]
         bit = (cells & 7).astype(np.uint8)
         fresh = cells[((seen[cells >> 3] >> bit) & 1) == 0]

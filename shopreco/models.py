@@ -195,10 +195,10 @@ class ItemSimilarity(models.Model):
         settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+",
         db_constraint=False,
     )
-    # No index either: no serving query looks rows up by neighbour, and the random-order
-    # inserts into it were a fifth of the similarity COPY (~0.4 s of 1.9 s for MovieLens).
+    # No index either: no serving query looks rows up by neighbour, and its random-order
+    # inserts were a large share of the similarity COPY (bench/bench_pipeline.py).
     # The price: deleting a product scans the table for its neighbour rows (the cascade),
-    # about 60 ms per 600k rows (three runs of MovieLens).
+    # linear in the table's rows, paid on a delete rather than on every recompute.
     similar_product = models.ForeignKey(
         settings.SHOPRECO_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+",
         db_constraint=False, db_index=False,

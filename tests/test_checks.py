@@ -10,6 +10,8 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from shopreco.checks import check_settings
+from shopreco.conf import ALGORITHMS
+from shopreco.engine.similarity import method_names
 
 
 def messages(**overrides) -> list:
@@ -94,8 +96,21 @@ def test_e008_ranking_model_options(conf):
     assert next(iter(conf)) in found[0].msg
 
 
+@pytest.mark.parametrize(("key", "choices"), [
+    ("ALGORITHM", ALGORITHMS),
+    ("SIMILARITY", ("auto", *method_names("item"))),
+])
+def test_e008_unknown_name_lists_the_choices(key, choices):
+    found = messages(SHOPRECO={key: "nope"})
+    assert [m.id for m in found] == ["shopreco.E008"]
+    assert key in found[0].msg and "'nope'" in found[0].msg
+    for choice in choices:  # the hint names every valid value, so the fix is a copy away
+        assert repr(choice) in found[0].hint
+
+
 @pytest.mark.parametrize("conf", [{"ALGORITHM": "user"}, {"EASE_LAMBDA": 250},
-                                  {"POPULARITY_PENALTY": 0}])
+                                  {"POPULARITY_PENALTY": 0}, {"SIMILARITY": "auto"},
+                                  {"SIMILARITY": "cosine_baseline"}])
 def test_good_ranking_model_options_pass(conf):
     assert messages(SHOPRECO=conf) == []
 

@@ -66,9 +66,9 @@ def with_data(M: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
 
 
 def take_where(mask: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``tuple(a[mask] for a in arrays)``, several times faster: numpy's boolean indexing
-    branches per element (slow on the irregular masks of similarity rows); the positions
-    are found once and gathered with ``take``."""
+    """``tuple(a[mask] for a in arrays)``, faster: numpy's boolean indexing branches per
+    element (slow on the irregular masks of similarity rows); the positions are found once
+    and gathered with ``take``."""
     idx = np.flatnonzero(mask)
     return tuple(a.take(idx) for a in arrays)
 
@@ -118,17 +118,6 @@ def row_sums(mask: np.ndarray, lens: np.ndarray) -> np.ndarray:
     return cs[ends] - cs[ends - lens]
 
 
-def _topk_sorted(rows, cols, vals, n_rows, k):
-    """General path: sort each row by (value desc, column asc) and keep the first k."""
-    order = np.lexsort((cols, -vals, rows))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    starts = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=starts[1:])
-    rank = np.arange(rows.size) - starts[rows]
-    keep = rank < k
-    return rows[keep], cols[keep], vals[keep]
-
-
 def topk_mask(vals, cols, counts, k) -> np.ndarray:
     """Mask of the entries holding the k largest values of each row, ties at the k-th
     value to the smaller column. Entries are grouped by row, ``counts[r]`` of them for
@@ -136,7 +125,7 @@ def topk_mask(vals, cols, counts, k) -> np.ndarray:
 
     Each long row's k-th largest value comes from ``np.partition`` over the long rows
     padded into 2-D arrays by length bucket (powers of two, so padding at most doubles; a
-    partition of values is several times faster than argpartition); entries are then
+    partition of values moves no index array, unlike argpartition); entries are then
     kept by comparison with their row's threshold: no sort of the whole set.
     """
     n_rows = counts.size
@@ -201,7 +190,7 @@ def topk_dense_block(D: np.ndarray, k: int | None, drop_offset: int | None = Non
     if k is None or k >= n:
         r, c = np.nonzero(D)
         return _csr_from_sorted(r, c, D[r, c], b, n)
-    # negated keys with a small kth: numpy's introselect is several times faster so
+    # negated keys, so that kth is small (k - 1, not n - k): numpy's introselect is faster so
     key = np.where(D != 0, -D, np.inf)
     cand = np.argpartition(key, k - 1, axis=1)[:, :k]
     np.negative(key, out=key)

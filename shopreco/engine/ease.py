@@ -47,7 +47,7 @@ _PRUNE_ROWS = 512
 
 # Below this many items the solve runs on one BLAS thread: a multithreaded LAPACK call on a
 # small matrix costs more in thread wake-ups than it saves, and on a busy machine (a worker
-# pool sharing the cores) it can be many times slower than one thread.
+# pool sharing the cores) it can be much slower than one thread.
 SMALL_SOLVE = 2048
 
 

@@ -59,8 +59,8 @@ def tfidf_weight(R) -> sp.csr_matrix:
 
     Users are the documents and items the terms (implicit's TFIDFRecommender weighting):
     heavy users, who co-rate almost everything, count less in item similarities than
-    focused ones. On MovieLens latest-small as binary feedback this lifted the default
-    ItemKNN from P@10 0.2712 / NDCG@10 0.2697 (plain cosine) to 0.2987 / 0.3006.
+    focused ones. On MovieLens latest-small as binary feedback it ranked better than plain
+    cosine (bench/bench_engine.py, section b).
     """
     R = as_csr(R)
     n_items = R.shape[1]
@@ -228,7 +228,7 @@ class _NeighbourModel:
 
         The table is context-major (cell ctx * n_obj + obj): one pair's neighbours are
         looked up in one context's line, close together, instead of one line apart each
-        (a third of the predict time on MovieLens went to those cache misses)."""
+        (the cache misses of the object-major layout dominated predict)."""
         if "_pos_table" not in self.__dict__:
             (n_obj, n_ctx), keys, _ = self._prediction_state()
             table = None
@@ -442,26 +442,24 @@ class ItemKNN(_NeighbourModel):
       each item's vector shrunk by its support, sqrt(n / (n + 10)); baseline centring,
       positive neighbours only); binary implicit data -> ``cosine`` over TF-IDF weighted
       interactions (``weighting="auto"`` -> :func:`tfidf_weight`), which measured best for
-      top-N. On MovieLens latest-small (5 folds, two split seeds) ``cosine_baseline`` had
-      RMSE 0.8449 / 0.8435 against 0.8469 / 0.8465 for KNNBaseline's recipe
-      (``pearson_baseline`` with co-count shrinkage 100, still available), and it is one
-      plain sparse product that the fused top-k kernel computes: fit about 1.7 times
-      faster. The support shrinkage (``support_shrinkage``: beta of the cosine methods,
-      None = the method's default, 10 for ``cosine_baseline`` and none for ``cosine``;
-      other methods refuse it at fit) stands in for the co-count shrinkage, which would
-      need a second product per pair: 0.8467 with 5, 0.8449 with 10, 0.8448 with 20;
-      without either, 0.8554.
+      top-N. On MovieLens latest-small ``cosine_baseline`` predicted better than
+      KNNBaseline's recipe (``pearson_baseline`` with co-count shrinkage 100, still
+      available; bench/RESULTS.md, rating prediction), and it is one plain sparse product
+      that the fused top-k kernel computes, so it also fits faster. The support shrinkage
+      (``support_shrinkage``: beta of the cosine methods, None = the method's default, 10
+      for ``cosine_baseline`` and none for ``cosine``; other methods refuse it at fit)
+      stands in for the co-count shrinkage, which would need a second product per pair;
+      without either the RMSE is clearly worse.
     - ``k``: neighbours per prediction and per item in the ranking score.
     - ``damping`` ("auto": 0.5 with the baseline similarities, else 0 = issue 3's formula): added
       to the prediction's denominator, so a correction resting on a few weak neighbours
-      shrinks toward the baseline. On MovieLens latest-small (2 folds) RMSE 0.8535 -> 0.8474.
+      shrinks toward the baseline; on MovieLens latest-small it lowered the RMSE.
     - ``max_neighbours`` ("auto": ``k`` for cosine, ``max(k, 200)`` for the rating
       similarities): similarities stored per item (top values), bounding memory
       at items x max_neighbours; ``None`` stores all (exact formula, small catalogues
-      only). On MovieLens latest-small (5 folds) with ``pearson_baseline`` RMSE was 0.8473
-      with 100, 0.8470 with 200, 0.8471 with 300 and 0.8472 with 500 (UserKNN: 0.8494 with
-      200, 0.8493 with 500; ``cosine_baseline``: 0.8482 with 100, 0.8449 with 200), and
-      predict time grows with the store: 200 predicts about twice as fast as 500.
+      only). On MovieLens latest-small the RMSE stops improving at about 200 stored
+      neighbours (``cosine_baseline`` still gains up to there), while predict time keeps
+      growing with the store.
     """
 
     _kind = "item"
@@ -518,7 +516,7 @@ class UserKNN(_NeighbourModel):
     ``explain`` returns neighbour users; reasons in ``recommend_with_reasons`` are the
     user's own item most shared with the neighbour who contributed most. Ratings default
     to ``pearson_baseline`` (co-count shrinkage 100): for users ``cosine_baseline``
-    measured worse on MovieLens latest-small (RMSE 0.8533 against 0.8494).
+    measured worse on MovieLens latest-small.
     """
 
     _kind = "user"

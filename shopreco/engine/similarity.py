@@ -30,7 +30,7 @@ new method is one record.
 With ``shrinkage`` every similarity is multiplied by n_common / (n_common + shrinkage);
 with ``k`` only the k largest values of each row are kept (ties: smaller column first).
 With ``positive_only`` values <= 0 are dropped before the top k: rating prediction over
-positive neighbours never reads them, and the top-k pass then has half the entries.
+positive neighbours never reads them, and the top-k pass then has fewer entries to rank.
 
 Sharding: :func:`item_similarity_block` returns rows [start, stop) and is bitwise equal to
 the same rows of :func:`item_similarity` whatever the block boundaries, because each row
@@ -202,9 +202,9 @@ class Prepared:
 
     Objects compared are the columns of the original orientation: items for
     ``kind="item"``, users for ``kind="user"``. ``left`` is objects x raters, ``right``
-    raters x objects. For the restricted-norm methods ``left_sq``/``right_sq`` hold the
-    squared centred values; ``left_bin``/``right_bin`` the binary pattern (built on first
-    use: plain cosine without shrinkage never needs it). ``spec`` is the method's record:
+    raters x objects. ``left_bin``/``right_bin`` (the binary pattern) and the packed
+    blocks of the restricted-norm kernel are built on first use, from ``left``/``right``:
+    a method whose kernel never reads them pays no copy. ``spec`` is the method's record:
     the kernels read it, so blocks prepared under it stay one method whatever the registry
     holds later.
     """
@@ -214,9 +214,6 @@ class Prepared:
     n_objects: int
     left: sp.csr_matrix
     right: sp.csr_matrix
-    left_sq: sp.csr_matrix | None
-    right_sq: sp.csr_matrix | None
-    binary: bool
     nonneg: bool = False
 
     @property
@@ -239,8 +236,9 @@ class Prepared:
         """``(order, right[:, order])``: objects by descending number of raters.
 
         A row of a sparse product accumulates into a dense array indexed by column; with
-        the popular columns first, the busy part of that array stays in the closest cache
-        (the fused cosine kernel is ~15% faster on the 5M synthetic benchmark)."""
+        the popular columns first, the busy part of that array stays in the closest cache,
+        which speeds up the fused cosine kernel on power-law data (bench/bench_engine.py,
+        section c)."""
         order = np.argsort(-np.diff(self.left.indptr), kind="stable")
         return order, self.left[order].T.tocsr()  # the transpose comes back sorted
 
@@ -298,7 +296,6 @@ def prepare(
     # X: raters x objects
     X = R if kind == "item" else R.T.tocsr()
     X.sort_indices()
-    binary = bool(X.nnz) and bool(np.all(X.data == X.data[0]))
     if spec.centring == "object_mean":
         X = with_data(X, X.data - _col_means(X)[X.indices])
     if spec.norm == "full":
@@ -316,14 +313,11 @@ def prepare(
             inv *= np.sqrt(lens / (lens + support_shrinkage))
         X = with_data(X, X.data * inv[X.indices])
         XT = with_data(XT, XT.data * np.repeat(inv, lens))
-        X2 = X2T = None
     else:
         XT = X.T.tocsr()
         XT.sort_indices()
-        X2 = with_data(X, X.data**2)
-        X2T = X2.T.tocsr()
     nonneg = bool(X.nnz == 0 or X.data.min() >= 0)
-    return Prepared(spec, kind, X.shape[1], XT, X, X2T, X2, binary, nonneg)
+    return Prepared(spec, kind, X.shape[1], XT, X, nonneg)
 
 
 def _row_means(M: sp.csr_matrix) -> np.ndarray:
@@ -456,12 +450,12 @@ def _similarity_rows(
 
 def _FUSED_TOPS(k: int) -> tuple:  # noqa: N802 - a tunable, patched by the benchmarks
     """Widths asked of the fused kernel in turn. A row is settled when its tie group at
-    the k-th value fits in the width; binary data has many equal cosines: on 5M synthetic
-    interactions (k=50) a first width of k + 2 left 3.8k of 20k rows to a second pass
-    (~0.5 s of ~3.9 s), k + 10 none, at the same kernel time. So k + max(10, k/4) first;
-    4k (at least twice the first width, so that it is wider for small k) for the rows
-    still tied; None = whole rows, for tie groups wider still. A width reaching the number
-    of objects also means whole rows."""
+    the k-th value fits in the width; binary data has many equal cosines, so a first width
+    just past k leaves many rows to a costly second pass, while a few more columns settle
+    nearly all of them at no visible cost in the kernel (bench/bench_engine.py, section c,
+    with this function patched). So k + max(10, k/4) first; 4k (at least twice the first
+    width, so that it is wider for small k) for the rows still tied; None = whole rows, for
+    tie groups wider still. A width reaching the number of objects also means whole rows."""
     first = k + max(10, k // 4)
     return (first, max(4 * k, 2 * first), None)
 
@@ -470,8 +464,8 @@ def _balanced_rows(work: np.ndarray, threads: int) -> np.ndarray | None:
     """Row order for a kernel that gives each of ``threads`` threads an equal contiguous
     run of rows (OpenMP's static schedule): None (keep the order) when its runs carry about
     equal ``work``; otherwise the rows dealt busiest first, round-robin, into one run per
-    thread (a shop whose old product ids are its popular ones would leave one thread most
-    of the work: 1.5x the time on the 5M synthetic set sorted that way)."""
+    thread (a shop whose old product ids are its popular ones would otherwise leave one
+    thread most of the work, and the others idle)."""
     b = work.size
     if threads > 1 and b >= threads:
         run = -(-b // threads)

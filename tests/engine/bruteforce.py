@@ -1,7 +1,8 @@
 """Loop-per-pair reference implementations of issue 3's formulas, for the tests only.
 
 Deliberately naive: plain Python loops over dense arrays with an explicit "rated" mask,
-written straight from the formulas so they share no code with the engine.
+written straight from the formulas so they share no code with the engine (the one
+vectorised helper, :func:`topk_sorted`, sorts whole rows where the engine partitions).
 """
 
 from __future__ import annotations
@@ -106,6 +107,18 @@ def user_sim(R, method, shrinkage=0.0, baseline=None, support=0.0):
                 S[u, v] = (pair_sim(a, ma, b, mb, ca, cb, shrinkage, restricted=False)
                            * _support(sum(ma), support) * _support(sum(mb), support))
     return S
+
+
+def topk_sorted(rows, cols, vals, n_rows, k):
+    """Top-k of (row, column, value) entries by a full sort of each row (value desc, column
+    asc): the selection the engine's partition-based top-k must reproduce."""
+    order = np.lexsort((cols, -vals, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    starts = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=starts[1:])
+    rank = np.arange(rows.size) - starts[rows]
+    keep = rank < k
+    return rows[keep], cols[keep], vals[keep]
 
 
 def topk_dense(S, k):

@@ -91,10 +91,11 @@ def test_each_record_describes_what_is_computed(name, kind):
     R = random_ratings(3, integer=False)
     P = prepare(R, name, kind=kind)
     assert P.spec is spec and P.method == name
-    assert (P.left_sq is None) == (spec.norm == "full")  # the kernel the norm chooses
     fn = item_similarity if kind == "item" else user_similarity
-    np.testing.assert_allclose(fn(R, name, shrinkage=1.5).toarray(),
+    np.testing.assert_allclose(fn(P, shrinkage=1.5).toarray(),
                                record_sim(R, spec, kind, 1.5), atol=1e-9, rtol=0)
+    # the kernel the norm chooses: only the restricted one builds the packed blocks
+    assert ("left_packed" in vars(P)) == (spec.norm == "co_rated")
 
 
 @pytest.mark.parametrize("name", list(SIMILARITY_METHODS))

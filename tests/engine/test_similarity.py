@@ -186,7 +186,7 @@ def test_dense_and_sorted_top_k_paths_agree():
     D = M.toarray()
     _assert_bitwise(_sparse.topk_dense_block(D, 4), a)
     rows, cols = _sparse.row_ids(M), M.indices.astype(np.int64)
-    r, c, v = _sparse._topk_sorted(rows, cols, M.data, 30, 4)
+    r, c, v = bf.topk_sorted(rows, cols, M.data, 30, 4)
     b = sp.csr_matrix((v, (r, c)), shape=M.shape)
     np.testing.assert_array_equal(a.toarray(), b.toarray())
 
@@ -415,7 +415,7 @@ def test_top_k_rows_match_a_full_sort_and_leave_the_input_alone():
         keep = M.data != 0
         if off is not None:
             keep &= cols != rows + off
-        r, c, v = _sparse._topk_sorted(rows[keep], cols[keep], M.data[keep], m, k)
+        r, c, v = bf.topk_sorted(rows[keep], cols[keep], M.data[keep], m, k)
         want = sp.csr_matrix((v, (r, c)), shape=M.shape)
         assert got.has_sorted_indices
         _assert_bitwise(got, want)
