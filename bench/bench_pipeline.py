@@ -102,7 +102,7 @@ def _wait_ready(app, proc: subprocess.Popen, log: Path, timeout: float = 60) -> 
 
 def _sharded_run(db_url: str):
     from demo_shop.celery import app
-    from shopreco import pipeline
+    from shopreco import tasks
 
     broker = _broker_url()
     app.conf.update(task_always_eager=False, broker_url=broker, result_backend=broker)

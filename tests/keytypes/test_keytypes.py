@@ -140,7 +140,6 @@ def test_full_recompute_maps_results_back_to_these_keys(
 
     services = importlib.util.find_spec("shopreco.services")
     if services is not None:
-        from shopreco import services as serving
         from shopreco.services import similar_products
 
         # The lists cached as the run went live hold keys of this type, in the database's

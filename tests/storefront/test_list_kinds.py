@@ -7,7 +7,7 @@ import re
 import pytest
 from django.template import RequestContext, Template
 
-from shopreco import serving, services
+from shopreco import services, serving
 from shopreco.models import Impression, Reason
 from shopreco.serving.kinds import LIST_KINDS, ListKind
 from shopreco.serving.types import Candidate
