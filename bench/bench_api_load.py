@@ -62,7 +62,7 @@ LOGGING = {"version": 1, "disable_existing_loggers": False,
 '''
 
 
-def _require_services() -> None:
+def _require_services(redis_url: str = REDIS_URL) -> None:
     import psycopg
     import redis
 
@@ -71,7 +71,7 @@ def _require_services() -> None:
     except Exception as exc:  # noqa: BLE001
         raise common.DataMissing(f"skipped: PostgreSQL unavailable ({exc})") from exc
     try:
-        redis.Redis.from_url(REDIS_URL).ping()
+        redis.Redis.from_url(redis_url).ping()
     except Exception as exc:  # noqa: BLE001
         raise common.DataMissing(f"skipped: Redis unavailable ({exc})") from exc
     for tool in ("gunicorn", "locust", "celery"):
@@ -87,15 +87,16 @@ def _ensure_database() -> None:
             c.execute(f'CREATE DATABASE "{DB_NAME}"')
 
 
-def _env(settings_dir: Path, fixture: Path | None = None) -> dict[str, str]:
+def _env(settings_dir: Path, fixture: Path | None = None, redis_url: str = REDIS_URL,
+         extra_path: tuple[str, ...] = ()) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DATABASE_URL=PG_URL,
-        CACHE_URL=REDIS_URL,
-        CELERY_BROKER_URL=REDIS_URL,
+        CACHE_URL=redis_url,
+        CELERY_BROKER_URL=redis_url,
         DJANGO_SETTINGS_MODULE="bench_api_settings",
         DJANGO_DEBUG="0",
-        PYTHONPATH=os.pathsep.join([str(settings_dir), str(REPO)]),
+        PYTHONPATH=os.pathsep.join([str(settings_dir), *extra_path, str(REPO)]),
     )
     if fixture is not None:
         env["BENCH_API_FIXTURE"] = str(fixture)
@@ -221,6 +222,67 @@ def _read_failures(prefix: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def run_load(*, users: int, duration: int, workers: int, worker_nice: int, think: str,
+             settings_text: str = SETTINGS_MODULE, redis_url: str = REDIS_URL,
+             extra_env: dict[str, str] | None = None, extra_path: tuple[str, ...] = (),
+             log_name: str = "api_load_logs") -> dict:
+    """The load machinery, shared with bench_serving: prepare the PostgreSQL database (seed
+    MovieLens and recompute on first use), start gunicorn and the Celery worker with the
+    settings module ``settings_text``, run locust headless (bench/locustfile_api.py; the
+    ``extra_env`` reaches servers and locust), stop everything. Returns locust's stats rows
+    and failures, the fixture data and the load averages before and after."""
+    _require_services(redis_url)
+    movielens = common.require_data("ml-latest-small")
+    _ensure_database()
+    tmp = Path(tempfile.mkdtemp(prefix="api-load-"))
+    (tmp / "bench_api_settings.py").write_text(settings_text)
+    os.environ.update(_env(tmp, redis_url=redis_url, extra_path=extra_path))
+    sys.path[:0] = [str(tmp), *extra_path]
+    data = _prepare(movielens)
+    fixture = tmp / "fixture.json"
+    fixture.write_text(json.dumps(data))
+    env = _env(tmp, fixture, redis_url=redis_url, extra_path=extra_path)
+    wait_min, wait_max = (float(x) for x in think.split("-"))
+    env.update(BENCH_API_WAIT_MIN=str(wait_min), BENCH_API_WAIT_MAX=str(wait_max),
+               **(extra_env or {}))
+
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()  # our db only: cold serving cache, empty queue
+    port = _free_port()
+    log_dir = common.OUT_DIR / log_name
+    log_dir.mkdir(parents=True, exist_ok=True)
+    bin_dir = Path(sys.executable).parent
+    procs: list[subprocess.Popen] = []
+    try:
+        procs += start_servers(env, port, workers, log_dir, worker_nice=worker_nice)
+        base = f"http://127.0.0.1:{port}"
+        _wait_http(f"{base}/api/reco/popular/")
+        for pk in data["products"][:50]:  # warm every worker a little, like a live shop
+            urllib.request.urlopen(f"{base}/api/reco/products/{pk}/similar/", timeout=10).read()
+        load_before = common.load_average()
+        prefix = tmp / "locust"
+        locust = subprocess.run(
+            [str(bin_dir / "locust"), "-f", str(BENCH_DIR / "locustfile_api.py"),
+             "--headless", "--users", str(users), "--spawn-rate", str(users),
+             "--run-time", f"{duration}s", "--host", base, "--csv", str(prefix),
+             "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=duration + 120,
+        )
+        (log_dir / "locust.log").write_text(locust.stdout + locust.stderr)
+        if locust.returncode != 0:
+            print(locust.stdout[-3000:], locust.stderr[-3000:])
+            raise RuntimeError(f"locust exited with {locust.returncode}")
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+    result = {"stats": _read_stats(prefix), "failures": _read_failures(prefix), "data": data,
+              "load_before": load_before, "load_after": common.load_average(),
+              "wait": (wait_min, wait_max)}
+    shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=50)
@@ -233,55 +295,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="think time between a shopper's requests, seconds (min-max)")
     args = parser.parse_args(argv)
 
-    _require_services()
-    movielens = common.require_data("ml-latest-small")
-    _ensure_database()
-    tmp = Path(tempfile.mkdtemp(prefix="api-load-"))
-    (tmp / "bench_api_settings.py").write_text(SETTINGS_MODULE)
-    os.environ.update(_env(tmp))
-    sys.path.insert(0, str(tmp))
     started = time.perf_counter()
-    data = _prepare(movielens)
-    fixture = tmp / "fixture.json"
-    fixture.write_text(json.dumps(data))
-    env = _env(tmp, fixture)
-    wait_min, wait_max = (float(x) for x in args.think.split("-"))
-    env.update(BENCH_API_WAIT_MIN=str(wait_min), BENCH_API_WAIT_MAX=str(wait_max))
-
-    import redis
-
-    redis.Redis.from_url(REDIS_URL).flushdb()  # our db only: cold serving cache, empty queue
-    port = _free_port()
-    log_dir = common.OUT_DIR / "api_load_logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    bin_dir = Path(sys.executable).parent
-    procs: list[subprocess.Popen] = []
-    try:
-        procs += start_servers(env, port, args.workers, log_dir, worker_nice=args.worker_nice)
-        base = f"http://127.0.0.1:{port}"
-        _wait_http(f"{base}/api/reco/popular/")
-        for pk in data["products"][:50]:  # warm every worker a little, like a live shop
-            urllib.request.urlopen(f"{base}/api/reco/products/{pk}/similar/", timeout=10).read()
-        load_before = common.load_average()
-        prefix = tmp / "locust"
-        locust = subprocess.run(
-            [str(bin_dir / "locust"), "-f", str(BENCH_DIR / "locustfile_api.py"),
-             "--headless", "--users", str(args.users), "--spawn-rate", str(args.users),
-             "--run-time", f"{args.duration}s", "--host", base, "--csv", str(prefix),
-             "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=args.duration + 120,
-        )
-        (log_dir / "locust.log").write_text(locust.stdout + locust.stderr)
-        if locust.returncode != 0:
-            print(locust.stdout[-3000:], locust.stderr[-3000:])
-            raise RuntimeError(f"locust exited with {locust.returncode}")
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
-
-    load_after = common.load_average()
-    stats = _read_stats(prefix)
-    failures = _read_failures(prefix)
+    run = run_load(users=args.users, duration=args.duration, workers=args.workers,
+                   worker_nice=args.worker_nice, think=args.think)
+    data, load_before, load_after = run["data"], run["load_before"], run["load_after"]
+    wait_min, wait_max = run["wait"]
+    stats, failures = run["stats"], run["failures"]
     rows, total = [], None
     for row in stats:
         if row["Name"] == "Aggregated":
@@ -354,7 +373,6 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     common.emit_result({"api_load": {"requests": n_requests, "rps": rps,
                                      "errors": n_failures}})
-    shutil.rmtree(tmp, ignore_errors=True)
     return 0 if n_failures == 0 else 1
 
 

@@ -5,6 +5,10 @@ from the shop's sign-in page). Reads: similar products, recommendations, popular
 bought, own ratings. Writes: events that carry the recommendation id of a list just served
 (a credited click), and ratings. Reads the fixture written by bench_api_load.py
 ($BENCH_API_FIXTURE): tokens, product and category keys.
+
+With BENCH_API_BARE=1 (bench_serving.py, whose URLconf serves it) shoppers also read the bare
+DRF view ``bench-bare/products/{pk}/similar/`` as often as ``similar/``, for a side-by-side
+tail; the number of requests per second stays the same (one per think time per shopper).
 """
 
 from __future__ import annotations
@@ -56,6 +60,18 @@ class _Shopper(FastHttpUser):
     def similar(self) -> None:
         self._list(f"{API}products/{random.choice(PRODUCTS)}/similar/",
                    "GET products/{pk}/similar/", limit=6)
+
+    if os.environ.get("BENCH_API_BARE") == "1":
+        @task(30)
+        def bare_similar(self) -> None:
+            with self.client.get(f"/bench-bare/products/{random.choice(PRODUCTS)}/similar/",
+                                 params={"limit": 6}, headers=self.headers,
+                                 name="GET bench-bare/products/{pk}/similar/",
+                                 catch_response=True) as response:
+                if response.status_code != 200:
+                    response.failure(f"HTTP {response.status_code}")
+                elif not response.json()["results"]:
+                    response.failure("empty list")
 
     @task(25)
     def recommendations(self) -> None:
