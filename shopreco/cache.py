@@ -16,11 +16,15 @@ Key families (all under ``shopreco:``, in ``SHOPRECO["CACHE_ALIAS"]``):
 - ``list:<hash>``: a served list's candidates, or its rendered HTML, per viewer version.
 - ``catalogue``: renewed on every product save or delete, so cached HTML never shows a stale
   name or price.
+- ``served-run``: the id of the run being served, so anonymous requests need no query to
+  find it. Dropped whenever a run is activated, saved or deleted; kept briefly in a cache
+  private to one process, which other processes' activations cannot reach.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import uuid
 from collections.abc import Iterable
@@ -36,10 +40,16 @@ from django.db.models import Model
 
 from shopreco.conf import reco_settings
 
+logger = logging.getLogger("shopreco.cache")
+
 # A run's neighbour lists never change; kept a day (a new run has new keys).
 NEIGHBOURS_TIMEOUT = 24 * 3600
 RANKINGS_KNOWN_KEY = "shopreco:pop-known"  # no category key looks like it
 CATALOGUE_VERSION_KEY = "shopreco:catalogue"
+SERVED_RUN_KEY = "shopreco:served-run"
+# How long a served run id is trusted in a cache private to one process (a run activated by
+# a worker clears only the worker's own copy); a shared cache is cleared by the activation.
+SERVED_RUN_PRIVATE_TIMEOUT = 5
 _SAFE_KEY_PART = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Part of every list key: bumped when what a cached list holds changes shape, so entries
 # written by an older release are never unpickled into the new code.
@@ -163,6 +173,40 @@ def catalogue_version() -> str:
 
 def renew_catalogue_version() -> None:
     get_cache().set(CATALOGUE_VERSION_KEY, _new_token(), timeout=None)
+
+
+# --- the served run -------------------------------------------------------------------------
+
+
+def served_run() -> tuple[bool, int | None]:
+    """(found, run id) of the run being served, as last read from the database; not found
+    when the cache cannot answer (the caller reads the database)."""
+    try:
+        got = get_cache().get(SERVED_RUN_KEY)
+    except Exception:  # noqa: BLE001 - an optimisation: the database answers instead
+        logger.warning("cache unavailable: reading the served run from the database",
+                       exc_info=True)
+        return False, None
+    return (False, None) if got is None else (True, got["run"])
+
+
+def remember_served_run(run_id: int | None) -> None:
+    timeout = (SERVED_RUN_PRIVATE_TIMEOUT if is_private()
+               else int(reco_settings.CACHE_TIMEOUT))
+    try:
+        get_cache().set(SERVED_RUN_KEY, {"run": run_id}, timeout=timeout)
+    except Exception:  # noqa: BLE001 - an optimisation
+        logger.warning("cache unavailable: served run not remembered", exc_info=True)
+
+
+def forget_served_run() -> None:
+    """A run went live, or a run row changed: the next request reads the database. Never
+    fails its caller (an activation must not be undone by a cache outage); a cache that
+    cannot be reached cannot serve a stale id either, and a private one expires it soon."""
+    try:
+        get_cache().delete(SERVED_RUN_KEY)
+    except Exception:  # noqa: BLE001 - see above
+        logger.warning("cache unavailable: served run id not dropped", exc_info=True)
 
 
 # --- neighbour lists and popularity rankings ------------------------------------------------

@@ -9,6 +9,8 @@
 - Ratings, events and preferences renew the viewer's cache tokens, so cached lists never
   outlive what they were built from; a view renews only the recent-activity token.
 - A product save or delete renews the catalogue token of cached widget HTML.
+- A run saved or deleted (an admin's edit, a test's fixture) drops the cached served run id;
+  the pipeline's activation, a queryset update, drops it itself.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from django.dispatch import receiver
 
 from shopreco import cache, tasks
 from shopreco.conf import reco_settings
-from shopreco.models import VIEW_KIND, Interaction, Preference, Rating
+from shopreco.models import VIEW_KIND, Interaction, Preference, Rating, RecomputeRun
 
 
 @receiver(post_save, sender=Rating, dispatch_uid="shopreco.rating_saved")
@@ -59,6 +61,12 @@ def interaction_saved(sender: Any, instance: Interaction, created: bool = False,
 @receiver(post_save, sender=Preference, dispatch_uid="shopreco.preference_saved")
 def preference_saved(sender: Any, instance: Preference, **kwargs: Any) -> None:
     cache.invalidate_viewer(instance.user_id)
+
+
+@receiver(post_save, sender=RecomputeRun, dispatch_uid="shopreco.run_saved")
+@receiver(post_delete, sender=RecomputeRun, dispatch_uid="shopreco.run_deleted")
+def run_changed(sender: Any, **kwargs: Any) -> None:
+    cache.forget_served_run()
 
 
 def product_changed(sender: Any, **kwargs: Any) -> None:

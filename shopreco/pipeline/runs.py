@@ -27,6 +27,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
 from django.db.models import F, Model, Q
 from django.utils import timezone
 
+from shopreco import cache
 from shopreco.conf import get_product_model, reco_settings
 from shopreco.models import (
     ItemSimilarity,
@@ -330,6 +331,11 @@ def activate(run_id: int, values: dict[str, Any], product_keys: Sequence[Any] = 
             heartbeat_at=timezone.now(),
             **values,
         )
+        if updated:
+            # Now for this process (and tests, which never commit), and again after the
+            # commit, in case a request re-read the old run in between.
+            cache.forget_served_run()
+            transaction.on_commit(cache.forget_served_run, using=_db())
     return bool(updated)
 
 

@@ -133,15 +133,22 @@ def _state_sql(connection: Any) -> str:
 
 
 def state(user: Any, request: Any) -> tuple[int | None, bool]:
-    """(active run id, personalize preference), read with ONE query and memoised per request.
+    """(active run id, personalize preference), memoised per request.
 
-    No cache: a newly activated run or a changed preference takes effect on the next request.
-    The run is the latest succeeded full run (RecomputeRun.latest_succeeded()'s order)."""
+    For a signed-in shopper ONE query reads both: a changed preference takes effect on the
+    next request. Anyone else needs only the run id, which the cache keeps until a run is
+    activated (:func:`shopreco.cache.served_run`). The run is the latest succeeded full run
+    (RecomputeRun.latest_succeeded()'s order)."""
     scratch = memo(request)
     user_pk = user.pk if is_user(user) else None
     cached = scratch.get(("state", user_pk))
     if cached is not None:
         return cached
+    if user_pk is None:
+        found, run_id = cache.served_run()
+        if found:
+            scratch[("state", None)] = (run_id, True)
+            return run_id, True
     connection = connections[router.db_for_read(RecomputeRun)]
     with connection.cursor() as cursor:
         cursor.execute(_state_sql(connection), [
@@ -149,6 +156,7 @@ def state(user: Any, request: Any) -> tuple[int | None, bool]:
         ])
         run_id, pers = cursor.fetchone()
     found = (run_id, pers is None or bool(pers))
+    cache.remember_served_run(run_id)
     if request is not None:
         scratch[("state", user_pk)] = found
     return found
