@@ -6,6 +6,7 @@ Every shop models products differently; rather than a dozen settings, the host s
 
 from __future__ import annotations
 
+import functools
 import warnings
 from decimal import Decimal
 from typing import Any
@@ -15,6 +16,7 @@ from django.db.models import Model, QuerySet
 from shopreco.conf import get_product_model, reco_settings
 
 
+@functools.cache
 def _has_field(model: type[Model], name: str) -> bool:
     return any(f.name == name for f in model._meta.get_fields())
 

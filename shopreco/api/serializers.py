@@ -167,9 +167,14 @@ class ProductSerializer(serializers.Serializer):
 
     def _absolute(self, url: str) -> str:
         request = self.context.get("request")
-        if url and request is not None and url.startswith("/"):
+        if not url or request is None or not url.startswith("/"):
+            return url
+        if url.startswith("//"):
             return request.build_absolute_uri(url)
-        return url
+        origin = self.context.get("_shopreco_origin")
+        if origin is None:  # scheme and host, once per response rather than once per URL
+            origin = self.context["_shopreco_origin"] = request.build_absolute_uri("/")[:-1]
+        return origin + url
 
     def get_name(self, obj: models.Model) -> str:
         return self.adapter.get_name(obj)

@@ -3,6 +3,7 @@ live or a run row changes; a cache that cannot answer costs only the query."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -72,3 +73,29 @@ def test_other_runs_do_not_displace_the_served_one(shop, rf, status):
     services.active_run_id(rf.get("/"))
     RecomputeRun.objects.create(status=status)
     assert services.active_run_id(rf.get("/")) == shop.run.pk
+
+
+def test_a_product_list_loads_only_what_it_can_show(shop, rf, product_factory,
+                                                    django_assert_max_num_queries):
+    """Rows are loaded for the first candidates only; when filters reject some, the next
+    ones are looked at, in order, until the list is full."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    page = shop.products[0]
+    extra = [product_factory(f"Extra {i}", category=shop.books) for i in range(12)]
+    ItemSimilarity.objects.bulk_create(
+        ItemSimilarity(run=shop.run, kind="also_bought", product=page, similar_product=p,
+                       score=2.0 - i / 100) for i, p in enumerate(extra))
+    services.also_bought(page, 2, request=rf.get("/"))  # the state, rankings: warm
+    with CaptureQueriesContext(connection) as seen:
+        listed = services.also_bought(page, 2, request=rf.get("/"), exclude=())
+    assert [i.pk for i in listed] == [extra[0].pk, extra[1].pk]
+    loads = [re.findall(r"IN \(([^)]*)\)", q["sql"]) for q in seen.captured_queries]
+    loads = [ins for ins in loads if ins]
+    assert len(loads) == 1  # one product query, of the first 2 + 4 spares, not all 12
+    assert max(len(ids.split(",")) for ids in loads[0]) == 6
+    type(page).objects.filter(pk__in=[p.pk for p in extra[:7]]).update(in_stock=False)
+    with django_assert_max_num_queries(3):
+        listed = services.also_bought(page, 2, request=rf.get("/"))
+    assert [i.pk for i in listed] == [extra[7].pk, extra[8].pk]
