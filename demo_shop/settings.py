@@ -68,8 +68,15 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Let the demo's in-process recompute and the web server share the file without
-    # "database is locked" errors.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # "database is locked" errors: readers do not wait for a writer in WAL mode, and writers
+    # take the lock when their transaction starts rather than failing halfway. A commit
+    # then waits for the disk only at checkpoints (synchronous=NORMAL, safe with WAL): a
+    # served list's impression row does not hold the worker up.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    })
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
