@@ -35,7 +35,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from shopreco import privacy, serving, tasks, tracking
+from shopreco import cache, privacy, serving, tasks, tracking
 from shopreco.adapter import get_adapter
 from shopreco.api import schema as _schema  # noqa: F401 - registers the field extensions
 from shopreco.api.permissions import IsStaff
@@ -79,16 +79,21 @@ class ShopRecoAPIView(APIView):
 
 
 def _product_or_404(pk: str, *, available_only: bool = False) -> models.Model:
-    """The product with key ``pk`` (integer, UUID or text); 404 for malformed or unknown keys."""
+    """The product with key ``pk`` (integer, UUID or text); 404 for malformed or unknown keys.
+    A list's page product (``available_only`` false) may come from the cache."""
     model = get_product_model()
     try:
         key = to_pk(model, pk)
     except ValueError:
         raise Http404("No such product.") from None
-    qs = model._default_manager.all()
-    if available_only:
-        qs = get_adapter().available(qs)
-    product = next(iter(qs.filter(pk=key).order_by()[:1]), None)  # by pk: no ORDER BY needed
+
+    def load(key: Any) -> models.Model | None:
+        qs = model._default_manager.all()
+        if available_only:
+            qs = get_adapter().available(qs)
+        return next(iter(qs.filter(pk=key).order_by()[:1]), None)  # by pk: no ORDER BY
+
+    product = load(key) if available_only else cache.page_product(key, load)
     if product is None:
         raise Http404("No such product.")
     return product

@@ -41,11 +41,14 @@ def neighbours(run_id: int, kind: str, product_pk: Any,
 
 
 def product_candidates(product: Any, kind: str, run_id: int | None, viewer: Viewer, n: int,
-                       category: Any, skip: set, objs: dict) -> list[Candidate]:
+                       category: Any, skip: set, objs: dict,
+                       need: int | None = None) -> list[Candidate]:
     """Neighbours of ``product`` plus the popular fill (same category first), as the first
-    ``n`` candidates that pass every filter: the neighbour list and both popularity rankings
-    come from the cache in one round trip, then one query loads the candidates (the stored
-    neighbours and at most ``n`` popular ones) that pass every filter."""
+    ``n`` candidates that pass every filter (at least ``need`` of them, the rest being spares
+    for page de-duplication): the neighbour list and both popularity rankings come from the
+    cache in one round trip, then one query loads the first candidates (the stored
+    neighbours, then at most ``n`` popular ones) and keeps those that pass every filter."""
+    need = n if need is None else need
     code = Reason.ALSO_BOUGHT if kind == ItemSimilarity.Kind.ALSO_BOUGHT else Reason.SIMILAR
     code = code.value
     same = category_key_of(product) if category is None else None
@@ -61,7 +64,8 @@ def product_candidates(product: Any, kind: str, run_id: int | None, viewer: View
                 break
             if pk not in skip and pk not in scores:
                 fill.setdefault(pk, (score, pop_code))
-    chosen = load_in_order(list(scores) + list(fill), n, viewer, category, objs)
+    chosen = load_in_order(list(scores) + list(fill), need, viewer, category, objs,
+                           spare=n - need)
     objs[product.pk] = product
     return [
         Candidate(pk, scores[pk], code, product.pk, code) if pk in scores

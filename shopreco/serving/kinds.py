@@ -39,7 +39,8 @@ class ListKind:
 def _neighbours_of(kind: str) -> Callable[[Plan, dict], list[Candidate]]:
     def step(plan: Plan, objs: dict) -> list[Candidate]:
         return product_candidates(plan.product, kind, plan.run_id, plan.viewer, plan.n,
-                                  plan.category, plan.skip, objs)
+                                  plan.category, plan.skip, objs,
+                                  need=plan.limit + len(plan.shown))
     return step
 
 

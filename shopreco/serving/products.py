@@ -76,26 +76,26 @@ def category_key_of(product: Any) -> Any:
 
 
 def load_in_order(candidates: list[Any], need: int, viewer: Viewer, category: Any,
-                  objs: dict) -> list[Any]:
-    """The first ``need`` of ``candidates`` (pks, in order) that are available, in
-    ``category`` and not owned by the viewer. One query over the first ``need`` candidates'
-    primary keys (the list already holds spares for page de-duplication), cut to order in
-    Python rather than ordered in SQL (a CASE per candidate); only when filters reject some
-    does a further query look at the next ones. Full product rows are what costs, so none
-    is loaded that the list cannot show (bench/bench_serving.py)."""
+                  objs: dict, spare: int = 0) -> list[Any]:
+    """The first ``need`` (up to ``need + spare``) of ``candidates`` (pks, in order) that are
+    available, in ``category`` and not owned by the viewer. One query over the first
+    ``need + spare`` candidates' primary keys, cut to order in Python rather than ordered in
+    SQL (a CASE per candidate); only when filters leave fewer than ``need`` does a further
+    query look at the next ones. Full product rows are what costs, so none is loaded that
+    the list cannot show (bench/bench_serving.py)."""
     chosen: list[Any] = []
     start = 0
     model = get_product_model()
     while start < len(candidates) and len(chosen) < need:
         short = need - len(chosen)
-        chunk = candidates[start:start + (short if not start else 2 * short + 4)]
+        chunk = candidates[start:start + (short + spare if not start else 2 * short + 4)]
         start += len(chunk)
         qs = get_adapter().available(model._default_manager.filter(pk__in=chunk))
         qs = owned_exclusions(qs.filter(**category_filter("", category)), "pk", viewer)
         loaded = {p.pk: p for p in with_related(qs)}
         objs.update(loaded)
         chosen += [pk for pk in chunk if pk in loaded]
-    return chosen[:need]
+    return chosen[:need + spare]
 
 
 def load_products(pks: Iterable[Any], viewer: Viewer | None = None,
