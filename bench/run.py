@@ -105,6 +105,47 @@ def _git_head() -> str:
         return "unknown"
 
 
+def recover_sections(names: list[str]) -> list[str]:
+    """Rebuild bench/out (git-ignored, so absent in a fresh checkout) from the committed
+    RESULTS.md: each bench's section and run-log row as they were assembled, so that a
+    ``--only`` run keeps the other sections instead of dropping them. Sections stand in
+    discover() order between "## Run log" and the end; a file that exists is kept. Returns
+    the names recovered."""
+    if not RESULTS.exists():
+        return []
+    text = RESULTS.read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("bench_") and cells[0].endswith(".py"):
+            rows[cells[0][len("bench_"):-len(".py")]] = cells
+    body = text.split("## Run log", 1)[-1].split("\n## ")[1:]
+    present = [n for n in discover() if n in rows and not rows[n][3].startswith("none")]
+    if len(body) != len(present):
+        return []  # the layout changed: better nothing than sections under wrong names
+    common.OUT_DIR.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(RUNLOG.read_text()) if RUNLOG.exists() else {}
+    recovered = []
+    for name, section in zip(present, body, strict=True):
+        out = common.OUT_DIR / f"{name}.md"
+        if out.exists() or name not in names:
+            continue
+        out.write_text("## " + section.rstrip() + "\n")
+        written = rows[name][3].removeprefix("written ").split(",")[0]
+        try:
+            stamp = datetime.strptime(written, "%Y-%m-%d %H:%M UTC").replace(tzinfo=UTC)
+            os.utime(out, (stamp.timestamp(), stamp.timestamp()))
+        except ValueError:
+            pass
+        status = rows[name][1].split(" (earlier run, ")
+        when = status[1].rstrip(")") if len(status) > 1 else written
+        seconds = float(rows[name][2]) if rows[name][2] else float("nan")
+        previous.setdefault(name, {"status": status[0], "seconds": seconds, "when": when})
+        recovered.append(name)
+    RUNLOG.write_text(json.dumps(previous, indent=1))
+    return recovered
+
+
 def assemble(log: dict[str, tuple[str, float]], started: float, load_start: str) -> Path:
     """Write RESULTS.md from bench/out/<name>.md sections plus the machine and run log."""
     info = common.machine_info()
@@ -195,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--only: no bench/bench_{unknown[0]}.py (have: {', '.join(names)})")
         names = [n for n in names if n in wanted]
     log: dict[str, tuple[str, float]] = {}
+    recovered = recover_sections(discover())
+    if recovered:
+        print(f"note: sections of {', '.join(recovered)} taken from the committed RESULTS.md")
     if not args.assemble_only:
         if not common.data_dir().exists():
             print(f"note: {common.data_dir()} not found; benches that need it will be skipped")
