@@ -37,6 +37,7 @@ from django.core.cache.backends.db import DatabaseCache
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.locmem import LocMemCache
+from django.db import connections, router, transaction
 from django.db.models import Model
 
 from shopreco.conf import reco_settings
@@ -179,11 +180,24 @@ def renew_catalogue_version() -> None:
 # --- the served run -------------------------------------------------------------------------
 
 
+def _guarded(op: Any) -> Any:
+    """``op(cache)``, inside a savepoint when the cache is a database cache and a transaction
+    is open: a failing cache query must not abort the caller's transaction (PostgreSQL
+    refuses every statement after an error until the transaction ends)."""
+    store = get_cache()
+    if isinstance(store, DatabaseCache):
+        db = router.db_for_write(store.cache_model_class)
+        if connections[db].in_atomic_block:
+            with transaction.atomic(using=db):
+                return op(store)
+    return op(store)
+
+
 def served_run() -> tuple[bool, int | None]:
     """(found, run id) of the run being served, as last read from the database; not found
     when the cache cannot answer (the caller reads the database)."""
     try:
-        got = get_cache().get(SERVED_RUN_KEY)
+        got = _guarded(lambda store: store.get(SERVED_RUN_KEY))
     except Exception:  # noqa: BLE001 - an optimisation: the database answers instead
         logger.warning("cache unavailable: reading the served run from the database",
                        exc_info=True)
@@ -195,7 +209,7 @@ def remember_served_run(run_id: int | None) -> None:
     timeout = (SERVED_RUN_PRIVATE_TIMEOUT if is_private()
                else int(reco_settings.CACHE_TIMEOUT))
     try:
-        get_cache().set(SERVED_RUN_KEY, {"run": run_id}, timeout=timeout)
+        _guarded(lambda store: store.set(SERVED_RUN_KEY, {"run": run_id}, timeout=timeout))
     except Exception:  # noqa: BLE001 - an optimisation
         logger.warning("cache unavailable: served run not remembered", exc_info=True)
 
@@ -205,7 +219,7 @@ def forget_served_run() -> None:
     fails its caller (an activation must not be undone by a cache outage); a cache that
     cannot be reached cannot serve a stale id either, and a private one expires it soon."""
     try:
-        get_cache().delete(SERVED_RUN_KEY)
+        _guarded(lambda store: store.delete(SERVED_RUN_KEY))
     except Exception:  # noqa: BLE001 - see above
         logger.warning("cache unavailable: served run id not dropped", exc_info=True)
 
