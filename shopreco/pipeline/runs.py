@@ -24,7 +24,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
-from django.db.models import F, Model, Q
+from django.db.models import F, Max, Model, Q
 from django.utils import timezone
 
 from shopreco import cache
@@ -339,8 +339,23 @@ def activate(run_id: int, values: dict[str, Any], product_keys: Sequence[Any] = 
     return bool(updated)
 
 
+def latest_erasure() -> Any:
+    """When a shopper's data was last erased (None: never)."""
+    return Preference.objects.aggregate(latest=Max("data_erased_at"))["latest"]
+
+
+def predates_erasure(run: RecomputeRun) -> bool:
+    """Whether the run read its data before the latest erasure: its similarities, lists and
+    files may still hold what was erased, so it is replaced by a new run and never kept."""
+    erased = latest_erasure()
+    read = run.started_at or run.created_at
+    return erased is not None and read is not None and read < erased
+
+
 def prune(keep: int | None = None) -> list[int]:
-    """Delete all but the newest ``KEEP_RUNS`` finished full runs (never the served one)."""
+    """Delete all but the newest ``KEEP_RUNS`` finished full runs, and every finished run
+    that read its data before the latest erasure (never the served one: a run computed
+    after the erasure replaces it, and the next prune takes it)."""
     keep = int(reco_settings.KEEP_RUNS if keep is None else keep)
     serving = RecomputeRun.latest_succeeded()
     finished = RecomputeRun.objects.filter(
@@ -348,6 +363,11 @@ def prune(keep: int | None = None) -> list[int]:
         status__in=[RecomputeRun.Status.SUCCEEDED, RecomputeRun.Status.FAILED],
     ).order_by("-created_at", "-pk")
     old = [pk for pk in finished.values_list("pk", flat=True)[max(keep, 1):]]
+    erased = latest_erasure()
+    if erased is not None:
+        old += [pk for pk in finished.filter(
+            Q(started_at__lt=erased) | Q(started_at__isnull=True, created_at__lt=erased)
+        ).values_list("pk", flat=True) if pk not in old]
     if serving is not None and serving.pk in old:
         old.remove(serving.pk)
     for pk in old:

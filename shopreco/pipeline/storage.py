@@ -8,6 +8,7 @@ backend such as S3 works). Files live under ``SNAPSHOT_PREFIX/run-<id>/``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -129,10 +130,25 @@ def delete_files(names: list[str]) -> None:
 
 
 def delete_run_files(run_id: int, keep: tuple[str, ...] = (), prefix: str | None = None) -> None:
-    """Remove a run's files (all of them, or all but ``keep``)."""
+    """Remove a run's files (all of them, or all but ``keep``), and its folder once empty."""
     storage = get_storage()
     try:
         _dirs, files = storage.listdir(run_dir(run_id, prefix))
     except (FileNotFoundError, NotImplementedError, OSError):
         return
     delete_files([path(run_id, f, prefix) for f in files if f not in keep])
+    if not any(f in keep for f in files):
+        _remove_empty_folder(storage, run_dir(run_id, prefix))
+
+
+def _remove_empty_folder(storage: Storage, name: str) -> None:
+    """Folders are a local filesystem's matter (object stores have none): remove the run's
+    own folder when nothing is left in it, so pruned runs leave no empty folders behind."""
+    try:
+        local = storage.path(name)
+    except NotImplementedError:
+        return
+    try:
+        os.rmdir(local)
+    except OSError:  # not empty (a file written meanwhile) or already gone
+        pass
