@@ -88,6 +88,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                     )
                 )
     errors += _model_errors(user)
+    errors += _event_errors(user, weights)
     for key in ("NEIGHBOURS", "RECOMMENDATIONS_PER_USER", "MAX_LIMIT", "DEFAULT_LIMIT",
                 "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS", "EASE_MAX_ITEMS"):
         value = user.get(key, DEFAULTS[key])
@@ -140,4 +141,34 @@ def _model_errors(user: dict) -> list:
             f"SHOPRECO['POPULARITY_PENALTY'] must be a number from 0 to 1, not {beta!r}.",
             hint="0 ranks by the model alone; 0.1-0.3 lifts less popular products.",
             id="shopreco.E008"))
+    return errors
+
+
+def _event_errors(user: dict, weights: Any) -> list:
+    """The anti-abuse options of events: a typo would open or close the events API, or
+    silently switch de-duplication or the anonymous weighting off."""
+    errors = []
+    kinds = user.get("CLIENT_EVENT_KINDS", DEFAULTS["CLIENT_EVENT_KINDS"])
+    known = set(weights) if isinstance(weights, dict) else set()
+    if not (isinstance(kinds, list | tuple) and all(isinstance(k, str) for k in kinds)):
+        errors.append(Error(
+            f"SHOPRECO['CLIENT_EVENT_KINDS'] must be a list of event kinds, not {kinds!r}.",
+            hint='For example ["view", "cart"].', id="shopreco.E009"))
+    elif known and set(kinds) - known:
+        errors.append(Error(
+            f"SHOPRECO['CLIENT_EVENT_KINDS'] names kinds missing from EVENT_WEIGHTS: "
+            f"{', '.join(sorted(set(kinds) - known))}.",
+            hint="Every kind clients may post needs a weight in EVENT_WEIGHTS.",
+            id="shopreco.E009"))
+    window = user.get("EVENT_DEDUP_SECONDS", DEFAULTS["EVENT_DEDUP_SECONDS"])
+    if window is not None and not (_number(window) and window >= 0):
+        errors.append(Error(
+            f"SHOPRECO['EVENT_DEDUP_SECONDS'] must be a number of seconds >= 0 or None, "
+            f"not {window!r}.", id="shopreco.E009"))
+    weight = user.get("ANONYMOUS_WEIGHT", DEFAULTS["ANONYMOUS_WEIGHT"])
+    if not (_number(weight) and 0 <= weight <= 1):
+        errors.append(Error(
+            f"SHOPRECO['ANONYMOUS_WEIGHT'] must be a number from 0 to 1, not {weight!r}.",
+            hint="0 ignores anonymous sessions in popularity; 1 counts them as shoppers.",
+            id="shopreco.E009"))
     return errors

@@ -26,6 +26,16 @@ DEFAULTS: dict[str, Any] = {
     "EVENT_WEIGHTS": {"view": 1.0, "cart": 3.0, "purchase": 5.0},
     # Kinds that count as "owning" a product (excluded from personal lists).
     "OWNED_EVENT_KINDS": ["purchase"],
+    # Kinds that clients may post to the events API. Purchases are facts only the shop's
+    # server knows: they come from shopreco.track() in the host's checkout; add "purchase"
+    # here only if the shop has no server-side checkout to call it from.
+    "CLIENT_EVENT_KINDS": ["view", "cart"],
+    # An event repeating one the same shopper recorded for the same product and kind within
+    # this many seconds is not stored again (0 or None: every event is stored).
+    "EVENT_DEDUP_SECONDS": 600,
+    # What an anonymous session counts for against a signed-in shopper in popularity,
+    # trending and co-occurrence: sessions cost nothing to open, accounts do.
+    "ANONYMOUS_WEIGHT": 0.2,
     # Exclude products the user already rated or bought from personal lists.
     "EXCLUDE_OWNED": True,
     # Ranking model of the recompute pipeline: "ease" (Steck 2019), "item" (item-based kNN)
