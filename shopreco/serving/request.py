@@ -67,13 +67,27 @@ def is_user(obj: Any) -> bool:
     return obj is not None and getattr(obj, "is_authenticated", False) and obj.pk is not None
 
 
+# Where the anonymous id lives in the session data.
+ANONYMOUS_ID_SESSION_KEY = "shopreco_anon"
+
+
 def session_key(request: Any, create: bool = False) -> str:
+    """The anonymous shopper's id: the session key under which shopreco first saw them, kept
+    in the session data. Signing in gives the browser a new session key but keeps the data
+    (``login()`` calls ``cycle_key``), so export, erasure and attribution still find what
+    they did before. Returns "" for a request without a session, unless ``create``."""
     session = getattr(request, "session", None) if request is not None else None
     if session is None:
         return ""
-    if not session.session_key and create:
+    pinned = session.get(ANONYMOUS_ID_SESSION_KEY)  # loads it: a stale cookie loses its key
+    if pinned:
+        return pinned
+    if not session.session_key:
+        if not create:
+            return ""
         session.save()
-    return session.session_key or ""
+    session[ANONYMOUS_ID_SESSION_KEY] = session.session_key
+    return session.session_key
 
 
 class Viewer:
