@@ -20,6 +20,13 @@ Key families (all under ``shopreco:``, in ``SHOPRECO["CACHE_ALIAS"]``):
 - ``served-run``: the id of the run being served, so anonymous requests need no query to
   find it. Dropped whenever a run is activated, saved or deleted; kept briefly in a cache
   private to one process, which other processes' activations cannot reach.
+
+An outage of the cache is a miss, never an error (:class:`Guarded`, :func:`store`): reads
+find nothing, so lists come from the database; writes, locks and invalidations do nothing.
+After a failed call the process leaves the cache alone for :data:`OUTAGE_RETRY_SECONDS`, so
+an outage costs one failed call per window rather than one per request, and it is logged
+once when it starts and once when it ends. While it lasts, a dropped invalidation can leave
+a list cached before it for up to ``CACHE_TIMEOUT`` in processes that still reach the cache.
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 import uuid
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.cache import caches
@@ -46,6 +55,12 @@ logger = logging.getLogger("shopreco.cache")
 
 # A run's neighbour lists never change; kept a day (a new run has new keys).
 NEIGHBOURS_TIMEOUT = 24 * 3600
+# Version tokens need only outlive the lists cached under them (CACHE_TIMEOUT): an expired
+# token costs its viewer one miss, and the tokens of one-visit sessions go away by themselves.
+VERSION_TIMEOUT = 24 * 3600
+# After a failed call, the cache is left alone (misses, no writes) this long before it is
+# tried again: an outage then costs one failed call per window, not one per cache call.
+OUTAGE_RETRY_SECONDS = 5.0
 RANKINGS_KNOWN_KEY = "shopreco:pop-known"  # no category key looks like it
 CATALOGUE_VERSION_KEY = "shopreco:catalogue"
 SERVED_RUN_KEY = "shopreco:served-run"
@@ -59,8 +74,110 @@ _LIST_FORMAT = "2"
 
 
 def get_cache() -> BaseCache:
-    """The cache shopreco serves from (``SHOPRECO["CACHE_ALIAS"]``)."""
+    """The cache shopreco serves from (``SHOPRECO["CACHE_ALIAS"]``), as the backend itself:
+    its errors propagate. Serving goes through :func:`store` instead."""
     return caches[reco_settings.CACHE_ALIAS]
+
+
+# --- outages: a cache that cannot answer is a miss -------------------------------------------
+
+# backend instance -> (monotonic time the outage began, time until which it is left alone).
+# Per instance: Django keeps one per thread and alias, and a new one after a settings change.
+_outages: weakref.WeakKeyDictionary[Any, tuple[float, float]] = weakref.WeakKeyDictionary()
+
+
+def _in_savepoint(backend: Any, op: Callable[[Any], Any]) -> Any:
+    """``op(backend)``, inside a savepoint when the backend is a database cache and a
+    transaction is open: a failing cache query must not abort the caller's transaction
+    (PostgreSQL refuses every statement after an error until the transaction ends)."""
+    if isinstance(backend, DatabaseCache):
+        db = router.db_for_write(backend.cache_model_class)
+        if connections[db].in_atomic_block:
+            with transaction.atomic(using=db):
+                return op(backend)
+    return op(backend)
+
+
+def _failed(backend: Any, exc: Exception) -> None:
+    now = time.monotonic()
+    began = _outages.get(backend, (None, 0.0))[0]
+    if began is None:
+        logger.warning("cache unavailable (%s: %s): lists come from the database, the cache "
+                       "is tried again every %g s", type(exc).__name__, exc,
+                       OUTAGE_RETRY_SECONDS, exc_info=exc)
+        began = now
+    _outages[backend] = (began, now + OUTAGE_RETRY_SECONDS)
+
+
+def _answered(backend: Any) -> None:
+    began = _outages.pop(backend, (None, 0.0))[0]
+    if began is not None:
+        logger.warning("cache available again after %.1f s", time.monotonic() - began)
+
+
+class Guarded:
+    """A cache whose outage is a miss: the calls shopreco makes, each answering as a miss
+    (reads find nothing, writes and deletes do nothing, ``add`` adds nothing) when the
+    backend raises, and without calling it at all for :data:`OUTAGE_RETRY_SECONDS` after
+    that. ``alias``: a cache of ``CACHES`` (None: ``SHOPRECO["CACHE_ALIAS"]``), looked up
+    on every call so ``override_settings`` applies."""
+
+    def __init__(self, alias: str | None = None) -> None:
+        self.alias = alias
+
+    def backend(self) -> BaseCache:
+        return get_cache() if self.alias is None else caches[self.alias]
+
+    def down(self) -> bool:
+        """Whether the cache failed lately and is being left alone."""
+        return _outages.get(self.backend(), (None, 0.0))[1] > time.monotonic()
+
+    def _call(self, op: Callable[[Any], Any], miss: Callable[[], Any]) -> Any:
+        backend = self.backend()
+        if _outages:
+            state = _outages.get(backend)
+            if state is not None and state[1] > time.monotonic():
+                return miss()
+        try:
+            result = _in_savepoint(backend, op)
+        except Exception as exc:  # noqa: BLE001 - any backend's error: a cache is optional
+            _failed(backend, exc)
+            return miss()
+        if _outages and backend in _outages:
+            _answered(backend)
+        return result
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._call(lambda c: c.get(key, default), lambda: default)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        keys = list(keys)
+        return self._call(lambda c: c.get_many(keys), dict)
+
+    def set(self, key: str, value: Any, timeout: Any = None) -> None:
+        self._call(lambda c: c.set(key, value, timeout=timeout), lambda: None)
+
+    def set_many(self, data: dict[str, Any], timeout: Any = None) -> list:
+        return self._call(lambda c: c.set_many(data, timeout=timeout), lambda: list(data))
+
+    def add(self, key: str, value: Any, timeout: Any = None) -> bool:
+        return self._call(lambda c: c.add(key, value, timeout=timeout), lambda: False)
+
+    def delete(self, key: str) -> bool:
+        return self._call(lambda c: c.delete(key), lambda: False)
+
+
+_STORE = Guarded()
+
+
+def store() -> Guarded:
+    """The serving cache, where an outage is a miss (see :class:`Guarded`)."""
+    return _STORE
+
+
+def is_down() -> bool:
+    """Whether the serving cache failed lately (callers then skip waiting on cache locks)."""
+    return _STORE.down()
 
 
 def key_part(value: Any) -> str:
@@ -98,11 +215,11 @@ def version(viewer: str) -> str:
     """The viewer's current token (created on first use); ``"0"`` for nobody in particular."""
     if viewer.startswith("anon"):
         return "0"
-    cache = get_cache()
+    cache = store()
     token = cache.get(version_key(viewer))
     if token is None:
         token = _new_token()
-        cache.add(version_key(viewer), token, timeout=None)
+        cache.add(version_key(viewer), token, timeout=VERSION_TIMEOUT)
         token = cache.get(version_key(viewer)) or token
     return token
 
@@ -112,13 +229,13 @@ def versions(viewer: str) -> tuple[str, str]:
     first visit, which creates them and keeps any racing winner)."""
     if viewer.startswith("anon"):
         return ("0", "0")
-    cache = get_cache()
+    cache = store()
     keys = [version_key(viewer), version_key(viewer + ":views")]
     tokens = cache.get_many(keys)
     if len(tokens) < 2:
         for key in keys:
             if key not in tokens:
-                cache.add(key, _new_token(), timeout=None)
+                cache.add(key, _new_token(), timeout=VERSION_TIMEOUT)
         tokens = cache.get_many(keys)
     return (tokens.get(keys[0]) or version(viewer),
             tokens.get(keys[1]) or version(viewer + ":views"))
@@ -133,15 +250,15 @@ def invalidate_user(user_or_key: Any) -> None:
         key = f"s:{user_or_key}"
     else:
         key = f"u:{getattr(user_or_key, 'pk', user_or_key)}"
-    get_cache().set_many({version_key(key): _new_token(),
-                          version_key(key + ":views"): _new_token()}, timeout=None)
+    store().set_many({version_key(key): _new_token(),
+                      version_key(key + ":views"): _new_token()}, timeout=VERSION_TIMEOUT)
 
 
 def invalidate_viewer(user_id: Any, session_key: str = "") -> None:
     """Renew the list token of a user or, for anonymous activity, of a session."""
     key = viewer_key(user_id, session_key)
     if key != "anon":
-        get_cache().set(version_key(key), _new_token(), timeout=None)
+        store().set(version_key(key), _new_token(), timeout=VERSION_TIMEOUT)
 
 
 def invalidate_viewer_views(user_id: Any, session_key: str = "") -> None:
@@ -149,7 +266,7 @@ def invalidate_viewer_views(user_id: Any, session_key: str = "") -> None:
     step, so a browsing shopper's similar and also-bought lists stay cached."""
     key = viewer_key(user_id, session_key)
     if key != "anon":
-        get_cache().set(version_key(key + ":views"), _new_token(), timeout=None)
+        store().set(version_key(key + ":views"), _new_token(), timeout=VERSION_TIMEOUT)
 
 
 # --- lists, rendered widgets and the catalogue token ----------------------------------------
@@ -164,7 +281,7 @@ def list_key(*parts: Any) -> str:
 def catalogue_version() -> str:
     """Renewed whenever a product is saved or deleted: cached widget HTML shows names and
     prices, so it must not outlive a product edit."""
-    cache = get_cache()
+    cache = store()
     token = cache.get(CATALOGUE_VERSION_KEY)
     if token is None:
         token = _new_token()
@@ -174,54 +291,30 @@ def catalogue_version() -> str:
 
 
 def renew_catalogue_version() -> None:
-    get_cache().set(CATALOGUE_VERSION_KEY, _new_token(), timeout=None)
+    store().set(CATALOGUE_VERSION_KEY, _new_token(), timeout=None)
 
 
 # --- the served run -------------------------------------------------------------------------
 
 
-def _guarded(op: Any) -> Any:
-    """``op(cache)``, inside a savepoint when the cache is a database cache and a transaction
-    is open: a failing cache query must not abort the caller's transaction (PostgreSQL
-    refuses every statement after an error until the transaction ends)."""
-    store = get_cache()
-    if isinstance(store, DatabaseCache):
-        db = router.db_for_write(store.cache_model_class)
-        if connections[db].in_atomic_block:
-            with transaction.atomic(using=db):
-                return op(store)
-    return op(store)
-
-
 def served_run() -> tuple[bool, int | None]:
     """(found, run id) of the run being served, as last read from the database; not found
     when the cache cannot answer (the caller reads the database)."""
-    try:
-        got = _guarded(lambda store: store.get(SERVED_RUN_KEY))
-    except Exception:  # noqa: BLE001 - an optimisation: the database answers instead
-        logger.warning("cache unavailable: reading the served run from the database",
-                       exc_info=True)
-        return False, None
+    got = store().get(SERVED_RUN_KEY)
     return (False, None) if got is None else (True, got["run"])
 
 
 def remember_served_run(run_id: int | None) -> None:
     timeout = (SERVED_RUN_PRIVATE_TIMEOUT if is_private()
                else int(reco_settings.CACHE_TIMEOUT))
-    try:
-        _guarded(lambda store: store.set(SERVED_RUN_KEY, {"run": run_id}, timeout=timeout))
-    except Exception:  # noqa: BLE001 - an optimisation
-        logger.warning("cache unavailable: served run not remembered", exc_info=True)
+    store().set(SERVED_RUN_KEY, {"run": run_id}, timeout=timeout)
 
 
 def forget_served_run() -> None:
     """A run went live, or a run row changed: the next request reads the database. Never
     fails its caller (an activation must not be undone by a cache outage); a cache that
     cannot be reached cannot serve a stale id either, and a private one expires it soon."""
-    try:
-        _guarded(lambda store: store.delete(SERVED_RUN_KEY))
-    except Exception:  # noqa: BLE001 - see above
-        logger.warning("cache unavailable: served run id not dropped", exc_info=True)
+    store().delete(SERVED_RUN_KEY)
 
 
 # --- products a list is about -----------------------------------------------------------------
@@ -236,12 +329,10 @@ def page_product(pk: Any, load: Any) -> Any:
     cache while the catalogue token is unchanged, else ``load(pk)`` (None: no such product,
     not cached). One cache round trip instead of a query; a product save or delete renews
     the token, as it does for cached widget HTML."""
-    store = get_cache()
+    cache = store()
     key = product_key(pk)
-    try:
-        got = store.get_many([CATALOGUE_VERSION_KEY, key])
-    except Exception:  # noqa: BLE001 - an optimisation: the database answers instead
-        logger.warning("cache unavailable: product read from the database", exc_info=True)
+    got = cache.get_many([CATALOGUE_VERSION_KEY, key])
+    if cache.down():
         return load(pk)
     token = got.get(CATALOGUE_VERSION_KEY) or catalogue_version()
     entry = got.get(key)
@@ -249,7 +340,7 @@ def page_product(pk: Any, load: Any) -> Any:
         return entry[1]
     product = load(pk)
     if product is not None:
-        store.set(key, (token, product), timeout=int(reco_settings.CACHE_TIMEOUT))
+        cache.set(key, (token, product), timeout=int(reco_settings.CACHE_TIMEOUT))
     return product
 
 

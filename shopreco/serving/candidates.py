@@ -35,7 +35,7 @@ def neighbours(run_id: int, kind: str, product_pk: Any,
             run_id=run_id, kind=kind, product_id=product_pk,
         ).order_by("-score", "similar_product_id").values_list("similar_product_id", "score")
     ]
-    cache.get_cache().set(cache.neighbour_key(run_id, kind, product_pk), rows,
+    cache.store().set(cache.neighbour_key(run_id, kind, product_pk), rows,
                           timeout=cache.NEIGHBOURS_TIMEOUT)
     return rows
 

@@ -44,7 +44,7 @@ def serve(widget: str, *, limit: Any = None, product: Any = None, user: Any = No
     p = plan(widget, limit=limit, product=product, user=user, request=request,
              category=category, exclude=exclude, dedupe=dedupe, ignore_gpc=ignore_gpc)
     use_cache = use_cache and kinds.get(widget).per_viewer
-    cands = cache.get_cache().get(p.key) if use_cache else None
+    cands = cache.store().get(p.key) if use_cache else None
     return materialise(p, cands, log=log, use_cache=use_cache)
 
 
@@ -66,7 +66,7 @@ def materialise(plan: Plan, cands: list[Candidate] | None, *, log: bool = True,
             have = skip | {c.pk for c in cands}
             cands += popular_candidates(viewer, n - len(cands), category, have, objs)
         if use_cache:
-            cache.get_cache().set(plan.key, cands, timeout=reco_settings.CACHE_TIMEOUT)
+            cache.store().set(plan.key, cands, timeout=reco_settings.CACHE_TIMEOUT)
 
     chosen = [c for c in cands if c.pk not in shown and c.pk not in rejected][: limit + 4]
     # Objects not loaded by the list query (a cache hit, or the recent step) are loaded now,

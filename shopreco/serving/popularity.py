@@ -59,7 +59,7 @@ def rankings(categories: list[Any], also: Iterable[str] = ()) -> dict[str, Any]:
     """The popularity rankings of ``categories`` (None: all products) and the ``also`` cache
     keys, read in ONE cache round trip; missing rankings are built now. Keyed by cache key."""
     keys = list(dict.fromkeys([cache.ranking_key(c) for c in categories] + list(also)))
-    got = cache.get_cache().get_many(keys)
+    got = cache.store().get_many(keys)
     now = time.time()
     for category in categories:
         key = cache.ranking_key(category)
@@ -85,7 +85,7 @@ def refresh_rankings(local: bool = False) -> int:
     rebuilt."""
     if cache.is_private() and not local:
         return 0
-    store = cache.get_cache()
+    store = cache.store()
     known = list(store.get(cache.RANKINGS_KNOWN_KEY) or [])
     categories = [None, *known]
     entries = store.get_many([cache.ranking_key(c) for c in categories])
@@ -110,7 +110,7 @@ def _build_under_lock(category: Any, key: str) -> list | None:
     """Build and cache the ranking of ``category`` (cache key ``key``) unless another process
     is building it right now (then None): the lock every rebuild, by a request or by the
     beat task, takes first."""
-    store = cache.get_cache()
+    store = cache.store()
     lock = key + ":lock"
     if not store.add(lock, 1, timeout=RANKING_LOCK_TIMEOUT):
         return None
@@ -129,7 +129,7 @@ def _remember_category(category: Any) -> None:
     first RANKINGS_KNOWN_MAX; called on rebuilds only, not per request). Two requests
     noting different categories at the same moment may lose one; it is noted again the
     next time a request has to build it."""
-    store = cache.get_cache()
+    store = cache.store()
     pk = cache.category_pk(category)
     known = store.get(cache.RANKINGS_KNOWN_KEY) or []
     if pk not in known and len(known) < RANKINGS_KNOWN_MAX:
@@ -141,7 +141,10 @@ def _rebuild_ranking(category: Any, key: str,
     """Rebuild a ranking once, not once per concurrent request: the catalogue-wide one reads
     every rating. The request that takes the lock builds it; meanwhile the others serve the
     ``stale`` copy (kept one more CACHE_TIMEOUT after it is due), or, on a cold cache, wait
-    for the builder instead of repeating its work."""
+    for the builder instead of repeating its work. With the cache down there is no lock to
+    take nor copy to share: the ranking is built here."""
+    if cache.is_down():
+        return build_ranking(category)
     ranking = _build_under_lock(category, key)
     if ranking is not None:
         if category is not None:
@@ -149,7 +152,7 @@ def _rebuild_ranking(category: Any, key: str,
         return ranking
     if stale is not None:
         return stale
-    store, lock = cache.get_cache(), key + ":lock"
+    store, lock = cache.store(), key + ":lock"
     deadline = time.monotonic() + RANKING_LOCK_TIMEOUT
     while time.monotonic() < deadline:
         time.sleep(0.02)

@@ -32,7 +32,7 @@ def widget_html(widget: str, render: Callable[[RecoList], Any], *, variant: str,
     escaped HTML (a rendered template)."""
     p = plan(widget, limit=limit, product=product, user=user, request=request,
              category=category)
-    store = cache.get_cache()
+    store = cache.store()
     html_key = cache.list_key("html", p.key, variant, cache.catalogue_version())
     use_html = bool(reco_settings.CACHE_WIDGET_HTML)
     got = store.get_many([p.key, html_key] if use_html else [p.key])
