@@ -23,7 +23,16 @@ discovers these. Suggested ``CELERY_BEAT_SCHEDULE`` for the host::
 Robustness: every task is idempotent (runs are claimed once; stage tasks of a run that is no
 longer running return at once; files and rows are rewritten, not appended), so
 ``acks_late`` is safe; transient database errors retry with exponential backoff; soft and
-hard time limits stop runaway work and fail the run cleanly. A full run shards over the
+hard time limits stop runaway work and fail the run cleanly.
+
+Broker outages: a shopper's write never waits on the broker. The refresh it queues is an
+outbox row first (``PendingRefresh``, in the write's transaction); the task is then sent by
+a background thread of the web process (``drain_pending_refreshes`` re-sends it if that
+fails). And after the broker refused a send, no send is tried for
+:data:`BROKER_RETRY_SECONDS`: each falls back at once (the refresh stays in the outbox, a
+requested run is marked failed, housekeeping runs here), so nobody waits on a broker known
+to be down. Servers that disable Python threads (uWSGI without ``--enable-threads``) leave
+the refreshes to ``drain_pending_refreshes``. A full run shards over the
 workers with chords when the Celery app has a result backend, and otherwise runs all its
 stages inside the ``full_recompute`` task. Either way, once the run is live, maintenance
 that serving does not wait for (pruning old runs, VACUUM ANALYZE) follows as a separate
@@ -32,8 +41,13 @@ that serving does not wait for (pruning old runs, VACUUM ANALYZE) follows as a s
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import queue
 import random
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +55,7 @@ from celery import chain, chord, current_app, shared_task
 from celery.backends.base import DisabledBackend
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError, transaction
+from kombu.exceptions import OperationalError as BrokerError
 
 from shopreco import pipeline, privacy
 from shopreco.conf import reco_settings
@@ -54,6 +69,13 @@ TRANSIENT = (OperationalError, InterfaceError)
 MAX_RETRIES = 5
 
 COMMON: dict[str, Any] = {"bind": True, "acks_late": True, "max_retries": MAX_RETRIES}
+
+# After the broker refused a send, sends are not tried for this long (see the module doc).
+BROKER_RETRY_SECONDS = 15.0
+# Sends waiting for the background thread; beyond this the outbox alone keeps the work.
+SEND_QUEUE_SIZE = 10_000
+# How long a process that exits waits for the sends still queued.
+SEND_FLUSH_SECONDS = 2.0
 
 
 # --- dispatch -------------------------------------------------------------------------------
@@ -71,22 +93,112 @@ def can_shard() -> bool:
     return not isinstance(current_app.backend, DisabledBackend)
 
 
+class BrokerUnavailable(Exception):
+    """A send not tried: the broker refused one less than BROKER_RETRY_SECONDS ago."""
+
+
+_broker_down_until = 0.0  # time.monotonic() until which sends are not tried
+
+
+def broker_retry_in() -> float:
+    """Seconds until sends are tried again after the broker refused one (0: now)."""
+    return max(0.0, _broker_down_until - time.monotonic())
+
+
 def _enqueue(task: Any, args: list, *, countdown: float | None = None,
              refused: Callable[[Exception], None] | None = None) -> bool:
     """Send ``task``; when the broker refuses, call ``refused(exc)`` (run it here, fail the
-    run, or leave it to a beat task) instead of failing the caller. Eager Celery runs the
-    task right here, so its errors are the task's and propagate."""
-    try:
+    run, or leave it to a beat task) instead of failing the caller. After a refusal, sends
+    are refused at once for BROKER_RETRY_SECONDS without trying the broker. Eager Celery
+    runs the task right here, so its errors are the task's and propagate."""
+    global _broker_down_until
+    if is_eager():
         task.apply_async(args=args, countdown=countdown, retry=False)
         return True
+    try:
+        wait = broker_retry_in()
+        if wait:
+            raise BrokerUnavailable(f"the broker refused a send; not tried for {wait:.0f} s")
+        task.apply_async(args=args, countdown=countdown, retry=False)
     except Exception as exc:
-        if is_eager():
-            raise
+        if isinstance(exc, BrokerError | OSError) and not broker_retry_in():
+            _broker_down_until = time.monotonic() + BROKER_RETRY_SECONDS
+            log.error("broker unreachable (%s); sends are not tried for %g s", exc,
+                      BROKER_RETRY_SECONDS)
         if refused is not None:
             refused(exc)
         else:
-            log.exception("could not enqueue %s%r", task.name, tuple(args))
+            log.error("could not enqueue %s%r: %s", task.name, tuple(args), exc)
         return False
+    return True
+
+
+# --- sending from a background thread -----------------------------------------------------
+
+_sender: tuple[int, queue.Queue] | None = None  # (pid, queue) of this process's thread
+_sender_lock = threading.Lock()
+
+
+def _sender_reset() -> None:
+    """In a forked child: the parent's thread did not come along (nor a held lock)."""
+    global _sender, _sender_lock
+    _sender, _sender_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_sender_reset)
+
+
+def _send_loop(sends: queue.Queue) -> None:
+    while True:
+        app, send = sends.get()
+        try:
+            app.set_current()  # shared tasks resolve through the thread's current app
+            send()
+        except Exception:  # noqa: BLE001 - the thread must live on; the outbox keeps the work
+            log.exception("background send failed")
+        finally:
+            sends.task_done()
+
+
+def _sends() -> queue.Queue:
+    global _sender
+    pid = os.getpid()
+    if _sender is None or _sender[0] != pid:
+        with _sender_lock:
+            if _sender is None or _sender[0] != pid:
+                sends: queue.Queue = queue.Queue(maxsize=SEND_QUEUE_SIZE)
+                threading.Thread(target=_send_loop, args=(sends,), daemon=True,
+                                 name="shopreco-send").start()
+                _sender = (pid, sends)
+    return _sender[1]
+
+
+def _send_in_background(send: Callable[[], Any]) -> None:
+    """Run ``send`` on this process's sender thread, so the caller never waits on the broker
+    (for work an outbox keeps anyway: a lost send is re-sent by a beat task)."""
+    try:
+        _sends().put_nowait((current_app._get_current_object(), send))
+    except queue.Full:
+        log.warning("too many sends waiting for the broker; this one is left to the outbox")
+
+
+def flush_background_sends(timeout: float = SEND_FLUSH_SECONDS) -> bool:
+    """Wait up to ``timeout`` s for the sends queued in this process; True if none is left.
+    Called at exit, so a command that queued refreshes sends them before it ends."""
+    if _sender is None or _sender[0] != os.getpid():
+        return True
+    sends = _sender[1]
+    deadline = time.monotonic() + timeout
+    with sends.all_tasks_done:
+        while sends.unfinished_tasks:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            sends.all_tasks_done.wait(left)
+    return True
+
+
+atexit.register(flush_background_sends)
 
 
 def request_full_recompute() -> RecomputeRun:
@@ -116,15 +228,26 @@ def run_full_recompute(run: RecomputeRun | None = None,
 
 def request_user_refresh(user_id: Any) -> None:
     """Outbox row now, ``refresh_user`` after commit; debounced per user. Never waits on a
-    worker: if the broker refuses, the row stays and ``drain_pending_refreshes`` retries."""
+    worker nor on the broker: the task is sent from a background thread, and if the broker
+    refuses, the row stays and ``drain_pending_refreshes`` retries."""
     if pipeline.note_refresh(user_id):
         transaction.on_commit(lambda: _enqueue_refresh(user_id))
 
 
 def _enqueue_refresh(user_id: Any) -> None:
-    _enqueue(refresh_user, [user_id], countdown=float(reco_settings.REFRESH_DEBOUNCE_SECONDS),
-             refused=lambda exc: log.warning(
-                 "could not enqueue refresh for user %s (%s); left in the outbox", user_id, exc))
+    """Send a refresh: in the background outside workers (a web request, a command), here in
+    a worker (a drain or a run's catch-up, whose tasks should not end before their sends)."""
+    def send() -> None:
+        _enqueue(refresh_user, [user_id],
+                 countdown=float(reco_settings.REFRESH_DEBOUNCE_SECONDS),
+                 refused=lambda exc: log.warning(
+                     "could not enqueue refresh for user %s (%s); left in the outbox",
+                     user_id, exc))
+
+    if is_eager() or current_app.current_worker_task is not None:
+        send()
+    else:
+        _send_in_background(send)
 
 
 def _catch_up(run: RecomputeRun) -> None:

@@ -387,18 +387,28 @@ def _enforce_csrf(request: Request) -> None:
 
 class RecomputeView(ShopRecoAPIView):
     """Staff: start a full recompute. Coalesced: while one is pending or running, that run is
-    returned instead of starting another."""
+    returned instead of starting another. If the broker refused the run (it is then recorded
+    as failed), 503 says so instead of a 202 for a run that will never start."""
 
     permission_classes = [IsStaff]
 
     @extend_schema(
         summary="Start a full recompute",
         request=None,
-        responses={202: RunSerializer, **AUTH_ERRORS},
+        responses={202: RunSerializer, **AUTH_ERRORS, 503: OpenApiResponse(
+            description="The task broker refused the run, recorded as failed.")},
     )
     def post(self, request: Request) -> Response:
         run = tasks.request_full_recompute()
-        response = Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+        run.refresh_from_db()  # sent after commit: a refused run is failed by now
+        data, code = RunSerializer(run).data, status.HTTP_202_ACCEPTED
+        if run.status == RecomputeRun.Status.FAILED:
+            data = {"detail": "The recompute could not be queued: the task broker refused "
+                              "it. Try again later.", **data}
+            code = status.HTTP_503_SERVICE_UNAVAILABLE
+        response = Response(data, status=code)
+        if code == status.HTTP_503_SERVICE_UNAVAILABLE:
+            response["Retry-After"] = str(int(tasks.broker_retry_in()) + 1)
         response["Location"] = reverse(
             "shopreco_api:run-detail", kwargs={"pk": run.pk}, request=request
         )
