@@ -327,10 +327,14 @@ class RatingViewSet(viewsets.ModelViewSet):
 
 
 class EventView(ShopRecoAPIView):
-    """Record a view, add-to-cart or purchase for the signed-in user or the anonymous session.
+    """Record a view or add-to-cart for the signed-in user or the anonymous session.
 
-    Browser sessions must send the CSRF token, anonymous ones too once they carry a session
-    cookie (so another site cannot forge a visitor's history); token clients need none."""
+    Clients post the kinds of ``CLIENT_EVENT_KINDS`` only: purchases are facts only the
+    shop's server knows and come from ``shopreco.track`` in its checkout, so a script cannot
+    buy a product into the also-bought lists. A repeat of the shopper's event within
+    ``EVENT_DEDUP_SECONDS`` answers 200 and stores nothing. Browser sessions must send the
+    CSRF token, anonymous ones too once they carry a session cookie (so another site cannot
+    forge a visitor's history); token clients need none."""
 
     permission_classes = [AllowAny]
     throttle_classes = EVENT_THROTTLES
@@ -340,6 +344,8 @@ class EventView(ShopRecoAPIView):
         request=EventSerializer,
         responses={
             201: EventResultSerializer,
+            200: OpenApiResponse(EventResultSerializer, "Not recorded again: a repeat of the "
+                                 "shopper's event within EVENT_DEDUP_SECONDS (id: that one)."),
             202: OpenApiResponse(EventResultSerializer, "Not recorded: the shopper opted out."),
             **ERRORS,
             403: AUTH_ERRORS[403],
@@ -352,19 +358,26 @@ class EventView(ShopRecoAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         product = data["product"]
+        allowed = tracking.client_event_kinds()
+        if data["type"] not in allowed:
+            raise ValidationError({"type": [
+                f"{data['type']!r} events are recorded by the shop's server; clients may post "
+                f"{', '.join(sorted(allowed)) or 'none'}."
+            ]})
         with service_errors():
-            event = tracking.track(
+            event, created = tracking.record(
                 request, product, data["type"],
                 recommendation_id=data.get("recommendation_id") or None,
             )
         body = {
-            "recorded": event is not None,
+            "recorded": created,
             "id": event.pk if event is not None else None,
             "product": pk_value(product.pk),
             "type": data["type"],
             "recommendation_id": event.recommendation_id if event is not None else None,
         }
-        code = status.HTTP_201_CREATED if event is not None else status.HTTP_202_ACCEPTED
+        code = (status.HTTP_201_CREATED if created else
+                status.HTTP_200_OK if event is not None else status.HTTP_202_ACCEPTED)
         return Response(EventResultSerializer(body).data, status=code)
 
 
@@ -467,21 +480,26 @@ class MeExportView(ShopRecoAPIView):
         responses={200: OpenApiResponse(OpenApiTypes.OBJECT), **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
-        data = privacy.export_user_data(request.user, session_key=request.session.session_key)
+        # The anonymous id of this browser: what it did before signing in belongs to the export.
+        data = privacy.export_user_data(request.user, session_key=tracking.anonymous_id(request))
         response = Response(data)
         patch_cache_control(response, private=True, no_store=True)
         return response
 
 
 class MeDataView(ShopRecoAPIView):
-    """Erase the signed-in user's ratings, events and recommendations (right to erasure);
-    the account itself and the opt-out preference stay."""
+    """Erase the signed-in user's ratings, events, impressions and recommendations, and those
+    of their browser from before they signed in (right to erasure); the account itself and
+    the opt-out preference stay."""
 
     permission_classes = [IsAuthenticated]
 
     @extend_schema(summary="Erase my data", responses={200: ErasureResultSerializer, **AUTH_ERRORS})
     def delete(self, request: Request) -> Response:
-        counts = privacy.erase_user_data(request.user, session_key=request.session.session_key)
+        # With what this browser did before signing in (its anonymous id), which then goes
+        # from the session too: nothing done next is linked to what was erased.
+        counts = privacy.erase_user_data(request.user, session_key=tracking.anonymous_id(request))
+        tracking.forget_session(request)
         return Response(ErasureResultSerializer({"deleted": counts}).data)
 
 
