@@ -1,15 +1,15 @@
-"""Fault: the database becomes unreachable while a page with recommendation widgets renders.
+"""Fault: the database becomes unreachable.
 
 The connection is really cut (pointed at a closed port on PostgreSQL, at a missing file on
-SQLite) after the page was served once; the widgets must then render empty (or from cache),
-the page must answer 200, and the error must be logged."""
+SQLite) after the page was served once. A page that needs no query of its own still answers
+200, its widgets empty (or from cache), the error logged. The shop's own pages and the API,
+which cannot answer without the database, answer a short 503 with Retry-After
+(``DatabaseUnavailableMiddleware``), never a 500 page."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import re
-import socket
 
 import pytest
 from django.db import connection
@@ -18,16 +18,12 @@ from django.test import override_settings
 from shopreco import pipeline
 from shopreco.models import Interaction, Rating
 from tests.faults import urls as fault_urls
+from tests.faults.helpers import API, closed_port, widget_items
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 WIDGETS = ("similar", "also-bought", "for-you", "popular")
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens once the socket is closed
+OUTAGE_MIDDLEWARE = "shopreco.middleware.DatabaseUnavailableMiddleware"
 
 
 @contextlib.contextmanager
@@ -36,7 +32,7 @@ def database_unreachable():
     saved = dict(connection.settings_dict)
     connection.close()
     if connection.vendor == "postgresql":
-        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(_closed_port()))
+        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(closed_port()))
         connection.settings_dict.setdefault("OPTIONS", {})
         connection.settings_dict["OPTIONS"] = {**saved.get("OPTIONS", {}), "connect_timeout": 2}
     elif connection.vendor == "sqlite":
@@ -49,15 +45,6 @@ def database_unreachable():
         connection.close()
         connection.settings_dict.clear()
         connection.settings_dict.update(saved)
-
-
-def widget_items(html: str) -> dict[str, list[str]]:
-    """widget name -> product pks listed in it, from the markup contract."""
-    out = {}
-    for match in re.finditer(r'<section[^>]*data-shopreco-widget="([^"]+)"(.*?)</section>',
-                             html, re.S):
-        out[match.group(1)] = re.findall(r'data-shopreco-product="([^"]+)"', match.group(2))
-    return out
 
 
 @pytest.fixture
@@ -108,3 +95,40 @@ def test_page_renders_with_empty_or_cached_widgets_when_the_database_is_down(
     after = client.get("/page/")  # and everything is back once the database is
     assert after.status_code == 200
     assert widget_items(after.content.decode())["similar"]
+
+
+@pytest.fixture
+def outage_middleware(settings):
+    """The demo's middleware plus the one hosts add to answer 503 during an outage."""
+    if OUTAGE_MIDDLEWARE not in settings.MIDDLEWARE:
+        settings.MIDDLEWARE = [OUTAGE_MIDDLEWARE, *settings.MIDDLEWARE]
+
+
+def test_pages_and_api_answer_a_short_503_when_the_database_is_down(
+    client, shop_page, outage_middleware, caplog
+):
+    product = shop_page[0]
+    pages = ["/", f"/p/{product.pk}/", f"/c/{product.category.slug}/", "/cart/"]
+    api = [f"{API}products/{product.pk}/similar/", f"{API}products/{product.pk}/also-bought/",
+           f"{API}recommendations/", f"{API}popular/"]
+    for url in pages + api:  # all fine while the database is there
+        assert client.get(url).status_code == 200, url
+
+    caplog.set_level(logging.ERROR, logger="shopreco")
+    with database_unreachable():
+        answers = {url: client.get(url) for url in pages + api}
+        answers["POST events/"] = client.post(f"{API}events/", {
+            "product": product.pk, "type": "cart"}, content_type="application/json")
+
+    for url, response in answers.items():
+        assert response.status_code == 503, (url, response.status_code)
+        assert int(response["Retry-After"]) > 0, url
+        assert len(response.content) < 200, url  # a line, not an error page
+    for url in pages:
+        assert answers[url]["Content-Type"].startswith("text/plain"), url
+    for url in [*api, "POST events/"]:
+        assert answers[url].json()["detail"].startswith("Service temporarily unavailable"), url
+    logged = [r for r in caplog.records if r.name == "shopreco.middleware"]
+    assert len(logged) == 1 and logged[0].exc_info, "the outage is logged once, with its cause"
+
+    assert client.get(f"/p/{product.pk}/").status_code == 200  # and back once the database is
