@@ -80,8 +80,9 @@ def export_user_data(user: Any, *, session_key: str | None = None) -> dict[str, 
     """Everything shopreco stores about ``user`` as a JSON-serialisable dict (right of access,
     GDPR art. 15 and portability, art. 20).
 
-    ``session_key`` optionally adds the anonymous events recorded for the caller's current
-    browser session, which are not yet linked to the account.
+    ``session_key`` optionally adds the events and impressions recorded under the anonymous
+    id of the caller's browser (:func:`shopreco.tracking.anonymous_id`): what they did there
+    before signing in, which is not linked to the account otherwise.
     """
     _require_user(user)
     current = RecomputeRun.latest_succeeded()
@@ -125,15 +126,17 @@ def export_user_data(user: Any, *, session_key: str | None = None) -> dict[str, 
         .select_related("product", "reason_product")
         .order_by("-run_id", "rank")
     ]
-    impressions = [
-        {
-            "recommendation_id": imp.recommendation_id,
-            "widget": imp.widget,
-            "products": [_json_value(p) for p in (imp.products or [])],
-            "created_at": imp.created_at.isoformat(),
-        }
-        for imp in Impression.objects.filter(user=user).order_by("created_at", "pk")
-    ]
+    def impressions(qs) -> list[dict[str, Any]]:
+        return [
+            {
+                "recommendation_id": imp.recommendation_id,
+                "widget": imp.widget,
+                "products": [_json_value(p) for p in (imp.products or [])],
+                "created_at": imp.created_at.isoformat(),
+            }
+            for imp in qs.order_by("created_at", "pk")
+        ]
+
     pending = PendingRefresh.objects.filter(user=user).first()
 
     data: dict[str, Any] = {
@@ -147,7 +150,7 @@ def export_user_data(user: Any, *, session_key: str | None = None) -> dict[str, 
         "ratings": ratings,
         "events": events(Interaction.objects.filter(user=user)),
         "recommendations": recommendations,
-        "impressions": impressions,
+        "impressions": impressions(Impression.objects.filter(user=user)),
         "pending_refresh": pending.requested_at.isoformat() if pending else None,
         "notes": (
             "recommendations: 'current' marks the list served now; 'reason' is the code of the "
@@ -160,6 +163,9 @@ def export_user_data(user: Any, *, session_key: str | None = None) -> dict[str, 
         data["session_events"] = events(
             Interaction.objects.filter(user__isnull=True, session_key=session_key)
         )
+        data["session_impressions"] = impressions(
+            Impression.objects.filter(user__isnull=True, session_key=session_key)
+        )
     return data
 
 
@@ -169,6 +175,10 @@ def export_user_data(user: Any, *, session_key: str | None = None) -> dict[str, 
 def erase_user_data(user: Any, *, session_key: str | None = None) -> dict[str, int]:
     """Delete the user's ratings, events, recommendations, impressions and pending refresh in
     one transaction (right to erasure, GDPR art. 17) and return how many rows of each went.
+    ``session_key``, the anonymous id of the caller's browser, adds the events and
+    impressions recorded under it (before signing in; counted as ``session_events`` and
+    ``session_impressions``). Anonymous ids of other browsers are linked to nothing: the
+    link lives in the session, and ends with it (sign-out, expiry).
 
     The preference row is kept on purpose: an opted-out user who erases their data must stay
     opted out; it records when the erasure happened, so a full run already in flight, which
@@ -192,6 +202,10 @@ def erase_user_data(user: Any, *, session_key: str | None = None) -> dict[str, i
             ).delete()[0]
         # Last, so that anything a deletion signal queued inside this transaction goes too.
         counts["impressions"] = Impression.objects.filter(user=user).delete()[0]
+        if session_key:
+            counts["session_impressions"] = Impression.objects.filter(
+                user__isnull=True, session_key=session_key
+            ).delete()[0]
         counts["recommendations"] = Recommendation.objects.filter(user=user).delete()[0]
         counts["pending_refreshes"] = PendingRefresh.objects.filter(user=user).delete()[0]
         transaction.on_commit(lambda: _after_user_change(user, session_key))

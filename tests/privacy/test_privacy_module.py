@@ -70,11 +70,15 @@ def test_export_reports_opt_out_and_optional_session_events(footprint, product_f
     privacy.set_preferences(me.user, False)
     Interaction.objects.create(session_key="sess-1", product=me.products[0], kind="view")
     Interaction.objects.create(session_key="sess-2", product=me.products[1], kind="view")
+    Impression.objects.create(widget="popular", session_key="sess-1", products=[1, 2])
+    Impression.objects.create(widget="popular", session_key="sess-2", products=[3])
 
     data = privacy.export_user_data(me.user, session_key="sess-1")
     assert data["preferences"]["personalize"] is False
     assert [e["product"]["pk"] for e in data["session_events"]] == [me.products[0].pk]
-    assert "session_events" not in privacy.export_user_data(me.user)
+    assert [i["products"] for i in data["session_impressions"]] == [[1, 2]]
+    plain = privacy.export_user_data(me.user)
+    assert "session_events" not in plain and "session_impressions" not in plain
 
 
 def test_export_of_a_user_with_no_data_is_empty_not_an_error(user_factory):
@@ -115,9 +119,12 @@ def test_erase_with_session_key_removes_that_sessions_anonymous_events(footprint
     me = footprint()
     Interaction.objects.create(session_key="mine", product=me.products[0], kind="view")
     Interaction.objects.create(session_key="theirs", product=me.products[0], kind="view")
+    Impression.objects.create(widget="popular", session_key="mine", products=[1])
+    Impression.objects.create(widget="popular", session_key="theirs", products=[1])
     counts = privacy.erase_user_data(me.user, session_key="mine")
-    assert counts["session_events"] == 1
+    assert counts["session_events"] == counts["session_impressions"] == 1
     assert list(Interaction.objects.values_list("session_key", flat=True)) == ["theirs"]
+    assert list(Impression.objects.values_list("session_key", flat=True)) == ["theirs"]
 
 
 def test_erase_twice_is_harmless(footprint):
