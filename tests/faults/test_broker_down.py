@@ -1,9 +1,13 @@
-"""Fault: the Celery broker is down when a shopper saves a rating.
+"""Fault: the Celery broker is down when shoppers write and when staff start a recompute.
 
-A real Redis broker (db 4, or ``SHOPRECO_FAULTS_BROKER``) and a real worker process; the web
-process is pointed at a closed port to take "its" broker away. The rating must be stored at
-once, its refresh must sit in the outbox (``PendingRefresh``), and once the broker is back
-the periodic ``drain_pending_refreshes`` task must get the refresh done: no event lost."""
+The web process's Celery app is pointed at a closed port (the real Redis transport, really
+refused). A shopper's rating or event is stored at once and its refresh sits in the outbox
+(``PendingRefresh``); the request never talks to the broker (the send is tried on the
+background thread, once per retry window); ``recompute/`` answers 503 for the run the broker
+refused, which is recorded as failed. With a real Redis broker (db 4, or
+``SHOPRECO_FAULTS_BROKER``) and a real worker, the periodic ``drain_pending_refreshes``
+gets the refresh done once the broker is back: no event lost. No timing is asserted here;
+``python -m tests.faults.broker_down_latency`` reports the write latency."""
 
 from __future__ import annotations
 
@@ -11,25 +15,28 @@ import json
 import logging
 import os
 import random
-import socket
+import threading
 import time
 import uuid
 from datetime import timedelta
 
 import pytest
 from django.test import override_settings
+from rest_framework.test import APIClient
 
 from shopreco import pipeline, tasks
-from shopreco.models import Interaction, PendingRefresh, Rating, Recommendation
+from shopreco.models import Interaction, PendingRefresh, Rating, Recommendation, RecomputeRun
+from tests.faults.helpers import API, closed_port, make_shop
 from tests.pipeline.test_integration import Workers, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _settle() -> None:
+    """Let the background sends finish, and forget the refusals (as once the retry window
+    has passed): the next test starts with a broker that is tried."""
+    assert tasks.flush_background_sends(timeout=60), "background sends still waiting"
+    tasks._broker_down_until = 0.0
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +85,7 @@ def celery_app(broker, transactional_db):
     try:
         yield app, workers
     finally:
+        _settle()
         workers.stop_all()
         app.control.purge()
         app.conf.update(saved)
@@ -127,13 +135,15 @@ def test_rating_saved_while_broker_down_is_refreshed_once_it_is_back(celery_app,
     assert Recommendation.objects.filter(run=run, user=user).count() > 1
 
     # --- the broker goes away (from the web process's point of view) -----------------------
-    use_broker(app, f"redis://127.0.0.1:{_closed_port()}/0")
+    use_broker(app, f"redis://127.0.0.1:{closed_port()}/0")
     caplog.set_level(logging.WARNING, logger="shopreco")
     Rating.objects.create(user=user, product=top.product, score=5)  # autocommit: on_commit runs
 
     assert Rating.objects.filter(user=user, product=top.product, score=5).exists()
     assert PendingRefresh.objects.filter(user=user).exists(), "the refresh must be kept"
+    assert tasks.flush_background_sends(timeout=60)  # the refused send, on its thread
     assert any("outbox" in r.getMessage() for r in caplog.records), "the failure is logged"
+    tasks._broker_down_until = 0.0  # the retry window has passed by the time it is back
     time.sleep(2)  # the worker is up, but nothing reached it: the list is still the old one
     assert Recommendation.objects.filter(run=run, user=user, product=top.product).exists()
 
@@ -155,3 +165,93 @@ def test_rating_saved_while_broker_down_is_refreshed_once_it_is_back(celery_app,
     assert Recommendation.objects.filter(run=run, user=user).exists()
     wait_for(lambda: not PendingRefresh.objects.filter(user=user).exists(), timeout=10,
              what="the outbox row to clear")
+
+
+@pytest.fixture
+def shop_with_run(category_factory, product_factory, user_factory):
+    made = make_shop(category_factory, product_factory, user_factory)
+    PendingRefresh.objects.all().delete()
+    return made
+
+
+@pytest.fixture
+def broker_down(shop_with_run):
+    """This process's Celery app, not eager, on a broker at a closed port: nothing to
+    start, so this runs wherever the tests do. After ``shop_with_run``, whose run is computed with
+    the eager app of the test settings."""
+    from demo_shop.celery import app
+
+    keys = ("task_always_eager", "broker_url", "result_backend")
+    saved = {k: app.conf[k] for k in keys}
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+    app.conf.update(task_always_eager=False, result_backend=None)
+    use_broker(app, f"redis://127.0.0.1:{closed_port()}/0")
+    try:
+        yield app
+    finally:
+        _settle()
+        app.conf.update(saved)
+        use_broker(app, saved["broker_url"])
+        if saved_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
+
+
+def _spy(monkeypatch, app, name: str) -> list[str]:
+    """Names of the threads that call ``apply_async`` of task ``name`` (which still runs)."""
+    task = app.tasks[name]
+    real, callers = task.apply_async, []
+
+    def spy(*args, **kwargs):
+        callers.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(task, "apply_async", spy)
+    return callers
+
+
+def test_writes_never_wait_on_the_broker_and_recompute_answers_503(
+    broker_down, shop_with_run, user_factory, monkeypatch, caplog
+):
+    app, shop = broker_down, shop_with_run
+    caplog.set_level(logging.WARNING, logger="shopreco")
+    refresh_senders = _spy(monkeypatch, app, "shopreco.tasks.refresh_user")
+    recompute_senders = _spy(monkeypatch, app, "shopreco.tasks.full_recompute")
+
+    # --- shoppers write: each first write queues a refresh ----------------------------------
+    shoppers = shop.users[:4]
+    for i, user in enumerate(shoppers):
+        api = APIClient()
+        api.force_authenticate(user)
+        response = api.post(API + "events/", {"product": shop.products[i].pk, "type": "cart"},
+                            format="json")
+        assert response.status_code == 201, response.content
+        response = api.post(API + "ratings/", {"product": shop.products[i + 8].pk, "score": 3},
+                            format="json")
+        assert response.status_code in (200, 201), response.content
+    assert set(PendingRefresh.objects.values_list("user_id", flat=True)) == {
+        u.pk for u in shoppers}  # outbox first, in the write's transaction
+    assert tasks.flush_background_sends(timeout=60)
+    # Never from the request's thread; tried once, then left alone for the retry window.
+    assert refresh_senders == ["shopreco-send"]
+    assert tasks.broker_retry_in() > 0
+    left = [r for r in caplog.records if "left in the outbox" in r.getMessage()]
+    assert len(left) == len(shoppers)
+    assert PendingRefresh.objects.count() == len(shoppers)  # for drain_pending_refreshes
+
+    # --- staff start a recompute: the truth, not 202 "pending" --------------------------------
+    staff = APIClient()
+    staff.force_authenticate(user_factory(is_staff=True))
+    for attempt in ("within the retry window", "once it has passed"):
+        if attempt == "once it has passed":
+            tasks._broker_down_until = 0.0
+        response = staff.post(API + "recompute/")
+        assert response.status_code == 503, (attempt, response.content)
+        body = response.json()
+        assert "broker" in body["detail"] and body["status"] == "failed", attempt
+        assert int(response["Retry-After"]) >= 1
+        run = RecomputeRun.objects.get(pk=body["id"])
+        assert run.status == RecomputeRun.Status.FAILED and "could not enqueue" in run.error
+    assert recompute_senders == ["MainThread"]  # tried only once the window had passed
+    assert not RecomputeRun.objects.filter(status__in=["pending", "running"]).exists()
