@@ -52,8 +52,9 @@ import codecs
 import csv
 import math
 import re
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
@@ -65,6 +66,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from shopreco.conf import get_product_model, reco_settings
 from shopreco.models import Interaction, Rating
@@ -73,6 +75,7 @@ FORMATS = ("csv", "movielens", "online-retail")
 DEFAULT_USER_PREFIX = "ext-"
 MAX_REPORTED = 10
 BATCH_SIZE = 2000
+PROGRESS_EVERY = 1000  # rows read between calls of an import's progress callback
 # UCI Online Retail stock codes that are charges, not products.
 NON_PRODUCT_CODES = {"POST", "DOT", "M", "D", "C2", "CRUK", "S", "B", "PADS", "AMAZONFEE",
                      "BANK CHARGES", "ADJUST", "ADJUST2"}
@@ -145,8 +148,9 @@ class ImportReport:
     def summary(self) -> str:
         verb = "Would import" if self.dry_run else "Imported"
         lines = [
-            f"{verb} {self.path} ({self.fmt}): {self.rows} rows read, {self.ratings} ratings and "
-            f"{self.events} events kept, {self.users_created} users created, "
+            f"{verb} {self.path} ({self.fmt}): {_counted(self.rows, 'row')} read, "
+            f"{_counted(self.ratings, 'rating')} and {_counted(self.events, 'event')} kept, "
+            f"{_counted(self.users_created, 'user')} created, "
             f"{sum(self.dropped.values())} dropped, {self.rejected_total} rejected."
         ]
         for reason, count in sorted(self.dropped.items()):
@@ -159,6 +163,37 @@ class ImportReport:
         if self.dry_run:
             lines.append("Dry run: nothing was written.")
         return "\n".join(lines)
+
+
+def _counted(n: int, singular: str) -> str:
+    return f"{n} {ngettext(singular, f'{singular}s', n)}"
+
+
+ProgressCallback = Callable[[ImportReport], None]
+
+
+class ProgressPrinter:
+    """A progress callback for :func:`import_file` that writes a line, at most every
+    ``interval`` seconds, on the rows read so far and how fast: a large file takes a while,
+    and silence looks like a hang. ``write`` takes one line (e.g. a command's
+    ``stderr.write``); the first line waits one interval, so quick imports print none."""
+
+    def __init__(self, write: Callable[[str], None], interval: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.write, self.interval, self.clock = write, interval, clock
+        self.started = self.last = clock()
+
+    def __call__(self, report: ImportReport) -> None:
+        now = self.clock()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        self.write(
+            f"  {report.rows:,} rows read in {elapsed:.0f} s ({report.rows / elapsed:,.0f} "
+            f"rows/s); {report.ratings + report.events:,} written so far"
+            + (" (rolled back at the end: dry run)" if report.dry_run else "")
+        )
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -669,12 +704,14 @@ def import_file(
     strict: bool = False,
     dry_run: bool = False,
     batch_size: int = BATCH_SIZE,
+    progress: ProgressCallback | None = None,
 ) -> ImportReport:
     """Import one file; all-or-nothing on a fatal error (raises :class:`FatalImportError`).
 
     ``round_scores`` rounds scores half up to the configured step first (MovieLens half stars
     into a 1-5 whole-star shop); ``strict`` turns any per-row error into a fatal one;
-    ``dry_run`` does all the work, reports and rolls back.
+    ``dry_run`` does all the work, reports and rolls back. ``progress`` is called with the
+    report so far every ``PROGRESS_EVERY`` rows read (e.g. a :class:`ProgressPrinter`).
     """
     if fmt not in PARSERS:
         raise FatalImportError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -683,6 +720,8 @@ def import_file(
         importer = _Importer(report, product_field, user_prefix, round_scores)
         batch: list[Record] = []
         for item in PARSERS[fmt](path, encoding):
+            if progress is not None and report.rows and not report.rows % PROGRESS_EVERY:
+                progress(report)  # the rows counted so far are all handled
             report.rows += 1
             if isinstance(item, Record):
                 problem = importer.check(item)

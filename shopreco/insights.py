@@ -176,6 +176,60 @@ def offline_metrics(limit: int = 50) -> dict[str, list[MetricPoint]]:
     return series
 
 
+@dataclass
+class MetricSeries:
+    """The points of one offline metric measured one way: one line on a chart."""
+
+    key: tuple[str, str, int | None, str]  # (algorithm, protocol, folds, source)
+    label: str
+    points: list[MetricPoint] = field(default_factory=list)
+
+
+def evaluation_setup(run: RecomputeRun) -> tuple[str, str, int | None, str]:
+    """(algorithm, protocol, folds, source) of an evaluation run: the runs whose figures are
+    comparable. Another algorithm, protocol, fold count or data set measures something else,
+    so its figures form a line of their own rather than a zig-zag in a shared one. Runs
+    stored before evaluations recorded their parameters fall back to ``run.algorithm``."""
+    params = run.params if isinstance(run.params, dict) else {}
+    algorithm = str(params.get("algorithm") or run.algorithm or "").removeprefix("served:")
+    protocol = str(params.get("protocol") or "")
+    folds = params.get("folds") if protocol == "cv" else None
+    try:
+        folds = int(folds) if folds is not None else None
+    except (TypeError, ValueError):
+        folds = None
+    source = str(params.get("source") or "shop")
+    return algorithm, protocol, folds, source
+
+
+def setup_label(setup: tuple[str, str, int | None, str]) -> str:
+    """A line's name in a chart legend, in the words of ``shopreco_evaluate``'s options:
+    "item · holdout", "item · cv, 5 folds", "user · temporal · ratings.csv"."""
+    algorithm, protocol, folds, source = setup
+    parts = [algorithm or "unknown algorithm"]
+    if protocol:
+        parts.append(f"{protocol}, {folds} folds" if folds else protocol)
+    if source != "shop":
+        parts.append(source.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or source)
+    return " · ".join(parts)
+
+
+def offline_metric_series(limit: int = 50) -> dict[str, list[MetricSeries]]:
+    """:func:`offline_metrics` split into one series per :func:`evaluation_setup`, each
+    oldest first; series are ordered by their first point (a chart's legend stays put as
+    new runs arrive)."""
+    series: dict[str, list[MetricSeries]] = {}
+    for key, points in offline_metrics(limit).items():
+        lines: dict[tuple, MetricSeries] = {}
+        for point in points:
+            setup = evaluation_setup(point.run)
+            if setup not in lines:
+                lines[setup] = MetricSeries(setup, setup_label(setup))
+            lines[setup].points.append(point)
+        series[key] = list(lines.values())
+    return series
+
+
 # --- online metrics ----------------------------------------------------------------------------
 
 

@@ -89,7 +89,7 @@ def test_per_row_errors_are_skipped_and_reported_with_line_numbers(tmp_path, cat
         "u7,A1,3"               # 13 truncated last row
     ))
     out = run(path, "csv", "--product-field", "external_id")
-    assert ("12 rows read, 1 ratings and 1 events kept, 2 users created, 0 dropped, "
+    assert ("12 rows read, 1 rating and 1 event kept, 2 users created, 0 dropped, "
             "10 rejected") in out
     for expected in [
         "line 3: score 7 outside 1-5",
@@ -230,7 +230,7 @@ def test_strict_mode_turns_rejects_into_a_fatal_error(tmp_path, catalogue):
 def test_dry_run_counts_but_writes_nothing(tmp_path, catalogue):
     path = write(tmp_path, "dry.csv", "user,product,score\nu1,A1,4\nu2,A2,9\n")
     out = run(path, "csv", "--product-field", "external_id", "--dry-run")
-    assert "Would import" in out and "1 ratings and 0 events kept, 1 users created" in out
+    assert "Would import" in out and "1 rating and 0 events kept, 1 user created" in out
     assert "line 3: score 9 outside 1-5" in out and "Dry run: nothing was written." in out
     assert_nothing_written()
 
@@ -255,7 +255,7 @@ def test_movielens_ratings_csv_and_u_data(tmp_path, catalogue):
 
     old = write(tmp_path, "u.data", "7\tA1\t5\t874965758\n7\tA2\t9\t874965758\n8\tA3\n")
     out = run(old, "movielens", "--product-field", "external_id")
-    assert "3 rows read, 1 ratings" in out
+    assert "3 rows read, 1 rating and 0 events" in out
     assert "line 2: score 9 outside 1-5" in out
     assert "line 3: expected 4 fields, found 2 (truncated row?)" in out
 
@@ -330,3 +330,60 @@ def test_online_retail_missing_columns_is_fatal(tmp_path, catalogue):
     with pytest.raises(CommandError, match=r"line 1: missing column\(s\) CustomerID"):
         run(path, "online-retail", "--product-field", "external_id")
     assert_nothing_written()
+
+
+def test_counts_agree_with_their_nouns(tmp_path, catalogue):
+    """"1 rating", not "1 ratings": the summary is read by people."""
+    out = run(write(tmp_path, "one.csv", "user,product,score\nu1,A1,4\n"), "csv",
+              "--product-field", "external_id")
+    assert "1 row read, 1 rating and 0 events kept, 1 user created" in out
+
+
+def many_rows(tmp_path: Path, n: int) -> Path:
+    lines = ["user,product,kind,timestamp"]
+    lines += [f"u{i % 50},A{1 + i % 3},view,{1_700_000_000 + i}" for i in range(n)]
+    return write(tmp_path, "many.csv", "\n".join(lines) + "\n")
+
+
+def test_long_import_reports_progress_with_rows_per_second(tmp_path, catalogue, monkeypatch):
+    """A progress line on stderr every --progress-every seconds (here: every callback, by a
+    clock that advances 3 s a call), with rows read and the rate; stdout keeps the summary."""
+
+    class Clocked(importing.ProgressPrinter):
+        def __init__(self, write, interval: float = 2.0) -> None:
+            ticks = iter(range(0, 10_000, 3))
+            super().__init__(write, interval, clock=lambda: float(next(ticks)))
+
+    monkeypatch.setattr(importing, "ProgressPrinter", Clocked)
+    path = many_rows(tmp_path, 2 * importing.PROGRESS_EVERY + 10)
+    out, err = io.StringIO(), io.StringIO()
+    call_command("shopreco_import", str(path), "--format", "csv", "--product-field",
+                 "external_id", "--batch-size", "500", stdout=out, stderr=err)
+    lines = err.getvalue().splitlines()
+    assert lines == [
+        "  1,000 rows read in 3 s (333 rows/s); 1,000 written so far",
+        "  2,000 rows read in 6 s (333 rows/s); 2,000 written so far",
+    ]
+    assert "rows/s" not in out.getvalue() and "2010 rows read" in out.getvalue()
+
+
+def test_quick_and_quiet_imports_print_no_progress(tmp_path, catalogue):
+    path = many_rows(tmp_path, 2 * importing.PROGRESS_EVERY + 10)
+    for args in ([], ["-v", "0"], ["--progress-every", "0"]):
+        out, err = io.StringIO(), io.StringIO()
+        call_command("shopreco_import", str(path), "--format", "csv", "--product-field",
+                     "external_id", *args, stdout=out, stderr=err)
+        assert err.getvalue() == "", args  # under the 2 s default, or asked to be quiet
+    assert "shopreco_recompute" not in out.getvalue()  # -v 0 after the first: summary only
+
+
+def test_progress_printer_waits_an_interval_between_lines():
+    clock = iter([0.0, 1.0, 2.5, 3.0, 5.0])
+    lines: list[str] = []
+    printer = importing.ProgressPrinter(lines.append, interval=2.0, clock=lambda: next(clock))
+    report = importing.ImportReport(path="f", fmt="csv", dry_run=True)
+    for rows in (1000, 2000, 3000, 4000):
+        report.rows = rows
+        printer(report)
+    assert [line.split(" rows read")[0].strip() for line in lines] == ["2,000", "4,000"]
+    assert all("dry run" in line for line in lines)

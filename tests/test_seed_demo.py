@@ -251,3 +251,43 @@ def test_demo_admin_prints_working_logins():
     assert get_user_model().objects.filter(username="admin").count() == 1
     assert get_user_model().objects.get(username="admin").check_password("secret")
     assert "changed; not reset" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_output_counts_agree_with_their_nouns():
+    """"1 customer", "1 rating": people read what make demo prints."""
+    out = seed("--customers", "1", "--products", "12")
+    assert "Seeded 12 categories, 12 products, 1 customer (password 'demo')" in out
+    customer = get_user_model().objects.get(username="customer001")
+    Rating.objects.filter(user=customer).exclude(
+        pk=Rating.objects.filter(user=customer).values("pk")[:1]).delete()
+    text = io.StringIO()
+    call_command("demo_admin", stdout=text)
+    assert "customer 'customer001', password 'demo' (1 rating)" in text.getvalue()
+
+
+@pytest.mark.django_db
+def test_real_data_import_reports_progress_on_stderr(tmp_path: Path, monkeypatch):
+    """seed_demo --movielens goes through the importer; its progress lines go to stderr so a
+    long load does not look hung (quick here: the printer is made to print every call)."""
+    from shopreco import importing
+
+    class Eager(importing.ProgressPrinter):
+        def __init__(self, write, interval: float = 2.0) -> None:
+            super().__init__(write, interval=0.0)
+
+    monkeypatch.setattr(importing, "ProgressPrinter", Eager)
+    monkeypatch.setattr(importing, "PROGRESS_EVERY", 2)
+    (tmp_path / "movies.csv").write_text(
+        "movieId,title,genres\n1,Alpha (1999),Drama\n2,Beta (2001),Comedy\n")
+    (tmp_path / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n" + "".join(
+            f"{u},{m},4,{1_000_000_000 + u * 10 + m}\n" for u in range(1, 4) for m in (1, 2)))
+    out, err = io.StringIO(), io.StringIO()
+    call_command("seed_demo", "--movielens", str(tmp_path), stdout=out, stderr=err)
+    assert "6 rows read, 6 ratings" in out.getvalue()
+    assert "rows read in" in err.getvalue() and "rows/s" in err.getvalue()
+    err = io.StringIO()
+    call_command("seed_demo", "--flush", "--movielens", str(tmp_path), verbosity=0,
+                 stdout=io.StringIO(), stderr=err)
+    assert err.getvalue() == ""

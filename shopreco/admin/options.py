@@ -275,6 +275,33 @@ def _pretty_json(value: Any) -> str:
     )
 
 
+def run_name(run: RecomputeRun) -> str:
+    """A run's name for people, e.g. "Recompute run #8": ``str(run)`` ("Run #8 (full,
+    succeeded)") repeats the status that the sentence around it already says."""
+    if run.kind == RecomputeRun.Kind.EVALUATION:
+        return _("Evaluation run #%(pk)s") % {"pk": run.pk}
+    return _("Recompute run #%(pk)s") % {"pk": run.pk}
+
+
+def run_sentence(run: RecomputeRun) -> str:
+    """Where a run stands, as a sentence: a status is a state ("is running") or an outcome
+    ("succeeded"), never "is succeeded"."""
+    name = run_name(run)
+    if run.status == RecomputeRun.Status.SUCCEEDED:
+        return _("%(run)s succeeded.") % {"run": name}
+    if run.status == RecomputeRun.Status.FAILED:
+        error = (run.error or "").strip().splitlines()
+        if error:
+            return _("%(run)s failed: %(error)s") % {"run": name, "error": error[-1][:300]}
+        return _("%(run)s failed.") % {"run": name}
+    if run.status == RecomputeRun.Status.RUNNING:
+        if run.stage:
+            return _("%(run)s is running (%(stage)s, %(progress)d%%).") % {
+                "run": name, "stage": run.stage, "progress": int(run.progress or 0)}
+        return _("%(run)s is running.") % {"run": name}
+    return _("%(run)s is queued.") % {"run": name}
+
+
 @admin.register(RecomputeRun)
 class RecomputeRunAdmin(ReadOnlyAdmin):
     """Runs, with "Recompute now" / "Evaluate now" buttons and a live progress page."""
@@ -434,18 +461,7 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
             )
             return self._back(request)
         run.refresh_from_db()
-        level = messages.ERROR if run.status == RecomputeRun.Status.FAILED else messages.SUCCESS
-        self.message_user(
-            request,
-            format_html(
-                '{} <a href="{}">{}</a>',
-                _("Recompute %(run)s is %(status)s.")
-                % {"run": run, "status": run.get_status_display().lower()},
-                self._progress_url(run),
-                _("Follow its progress"),
-            ),
-            level,
-        )
+        self._report_run(request, run, _("Follow its progress"))
         return HttpResponseRedirect(self._progress_url(run))
 
     def evaluate_view(self, request: HttpRequest) -> HttpResponse:
@@ -478,19 +494,21 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
         if run is None:
             self.message_user(request, _("Evaluation finished."), messages.SUCCESS)
             return self._back(request)
-        level = messages.ERROR if run.status == RecomputeRun.Status.FAILED else messages.SUCCESS
+        self._report_run(request, run, _("See its metrics"))
+        return HttpResponseRedirect(self._progress_url(run))
+
+    def _report_run(self, request: HttpRequest, run: RecomputeRun, link_text: str) -> None:
+        """One admin message per outcome, with a link to the run's progress page."""
+        level = {
+            RecomputeRun.Status.FAILED: messages.ERROR,
+            RecomputeRun.Status.SUCCEEDED: messages.SUCCESS,
+        }.get(run.status, messages.INFO)
         self.message_user(
             request,
-            format_html(
-                '{} <a href="{}">{}</a>',
-                _("Evaluation %(run)s is %(status)s.")
-                % {"run": run, "status": run.get_status_display().lower()},
-                self._progress_url(run),
-                _("See its metrics"),
-            ),
+            format_html('{} <a href="{}">{}</a>', run_sentence(run), self._progress_url(run),
+                        link_text),
             level,
         )
-        return HttpResponseRedirect(self._progress_url(run))
 
     def progress_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """A run's progress; refreshes itself (no JavaScript) while the run is not finished."""
@@ -501,7 +519,8 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
         context = {
             **self.admin_site.each_context(request),
             **self.run_buttons_context(request),
-            "title": _("Progress of %(run)s") % {"run": run},
+            "title": _("Progress of %(run)s") % {"run": run_name(run)},
+            "run_name": run_name(run),
             "opts": self.opts,
             "run": run,
             "active": active,

@@ -12,7 +12,7 @@ from django.views.generic import TemplateView
 
 from shopreco import insights
 from shopreco.adapter import get_adapter
-from shopreco.admin.charts import bar_chart, line_chart, percent
+from shopreco.admin.charts import bar_chart, lines_chart, percent
 from shopreco.models import RecomputeRun
 
 
@@ -51,12 +51,25 @@ class InsightsView(TemplateView):
             summary.url = self._url("shopreco_recomputerun_progress", summary.run.pk)
         served = RecomputeRun.latest_succeeded()
 
-        series = insights.offline_metrics()
+        # One line per algorithm and protocol: their figures are not one trend.
+        series = insights.offline_metric_series()
+        style: dict[tuple, int] = {}  # one colour per setup across every chart
+        for lines in series.values():
+            for line in lines:
+                style.setdefault(line.key, len(style))
         offline_charts = [
-            line_chart([(p.at, p.value) for p in series[key]], title=str(label))
+            lines_chart(
+                [(line.label, [(p.at, p.value) for p in line.points]) for line in series[key]],
+                title=str(label),
+                styles=[style[line.key] for line in series[key]],
+            )
             for key, label in insights.OFFLINE_METRICS
         ]
         evaluations = insights.last_runs(1, kind=RecomputeRun.Kind.EVALUATION)
+        evaluation_setup = (
+            insights.setup_label(insights.evaluation_setup(evaluations[0].run))
+            if evaluations else ""
+        )
 
         online = insights.online_metrics(since=since)
         for w in online.widgets:
@@ -121,6 +134,7 @@ class InsightsView(TemplateView):
             "served": served,
             "offline_charts": offline_charts,
             "evaluation": evaluations[0] if evaluations else None,
+            "evaluation_setup": evaluation_setup,
             "online": online,
             "widgets": online.widgets,
             "ctr_chart": ctr_chart,

@@ -31,6 +31,8 @@ def test_recompute_now_runs_in_process_without_a_broker(
     assert new.kind == "full" and new.status == "succeeded", new.error
     assert Recommendation.objects.filter(run=new).exists()
     assert any(progress in m for m in messages_of(response))
+    # queued when the request ended; the on-commit hook ran it after
+    assert messages_of(response)[0].startswith(f"Recompute run #{new.pk} is queued. <a ")
     assert staff_client.get(progress).status_code == 200
 
 
@@ -50,15 +52,38 @@ def test_recompute_now_enqueues_when_a_broker_is_there(
     assert run.status == "pending"
     assert response["Location"] == reverse("admin:shopreco_recomputerun_progress",
                                            args=[run.pk])
+    assert messages_of(response)[0].startswith(
+        f"Recompute run #{run.pk} is queued. <a ")
 
 
 def test_recompute_now_coalesces_with_a_running_run(shop, staff_client):
-    running = RecomputeRun.objects.create(kind="full", status="running", stage="similarities")
+    running = RecomputeRun.objects.create(kind="full", status="running", stage="similarities",
+                                          progress=40)
     count = RecomputeRun.objects.count()
     response = staff_client.post(reverse(RECOMPUTE))
     assert RecomputeRun.objects.count() == count
     assert response["Location"] == reverse("admin:shopreco_recomputerun_progress",
                                            args=[running.pk])
+    assert messages_of(response)[0].startswith(
+        f"Recompute run #{running.pk} is running (similarities, 40%). <a ")
+
+
+@pytest.mark.parametrize(("fields", "sentence"), [
+    ({"status": "succeeded"}, "Recompute run #{pk} succeeded."),
+    ({"status": "failed", "error": "Traceback...\nValueError: boom"},
+     "Recompute run #{pk} failed: ValueError: boom"),
+    ({"status": "failed"}, "Recompute run #{pk} failed."),
+    ({"status": "running"}, "Recompute run #{pk} is running."),
+    ({"status": "pending"}, "Recompute run #{pk} is queued."),
+    ({"status": "succeeded", "kind": "evaluation"}, "Evaluation run #{pk} succeeded."),
+])
+def test_run_messages_read_as_sentences(fields, sentence):
+    """A status is a state ("is running") or an outcome ("succeeded"): never "is
+    succeeded", and the run is named once, without str(run)'s "(full, succeeded)"."""
+    from shopreco.admin.options import run_sentence
+
+    run = RecomputeRun.objects.create(**fields)
+    assert run_sentence(run) == sentence.format(pk=run.pk)
 
 
 def test_actions_need_post_and_permission(shop, staff_client, client, user_factory):
@@ -79,6 +104,7 @@ def test_evaluate_now_stores_an_evaluation_run_with_metrics(shop, staff_client):
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:shopreco_recomputerun_progress", args=[run.pk])
     assert run.metrics, run.error
+    assert messages_of(response)[0].startswith(f"Evaluation run #{run.pk} succeeded. <a ")
     # The new evaluation becomes a point on the insights charts.
     from shopreco import insights
 

@@ -175,3 +175,48 @@ def test_no_data_gives_empty_figures(db):
     result = insights.online_metrics()
     assert result.widgets == [] and result.total_revenue == 0
     assert all(points == [] for points in insights.offline_metrics().values())
+
+
+def test_offline_series_split_by_algorithm_protocol_and_folds(shop):
+    """The fixture's runs recorded no parameters: one line named by what is known. Runs of
+    another algorithm, protocol, fold count or data file get lines of their own."""
+    base = shop["now"]
+    made = []
+    for hours, params in enumerate([
+        {"algorithm": "item", "protocol": "holdout", "source": "shop"},
+        {"algorithm": "user", "protocol": "holdout", "source": "shop"},
+        {"algorithm": "item", "protocol": "cv", "folds": 5, "source": "shop"},
+        {"algorithm": "item", "protocol": "cv", "folds": 3, "source": "shop"},
+        {"algorithm": "item", "protocol": "holdout", "source": "shop"},
+        {"algorithm": "item", "protocol": "holdout", "source": "/data/ml/ratings.csv"},
+    ], start=1):
+        made.append(RecomputeRun.objects.create(
+            kind="evaluation", status="succeeded", algorithm=f"served:{params['algorithm']}",
+            params=params, finished_at=base + timedelta(hours=hours),
+            metrics={"precision@10": hours / 10},
+        ))
+
+    lines = insights.offline_metric_series()["precision@10"]
+    assert [line.label for line in lines] == [
+        "unknown algorithm", "item · holdout", "user · holdout", "item · cv, 5 folds",
+        "item · cv, 3 folds", "item · holdout · ratings.csv",
+    ]
+    by_label = {line.label: [p.run.pk for p in line.points] for line in lines}
+    assert by_label["item · holdout"] == [made[0].pk, made[4].pk]
+    assert by_label["unknown algorithm"] == [r.pk for r in sorted(
+        shop["evaluations"], key=lambda r: r.finished_at)]
+    # every point of the flat series is on exactly one line
+    flat = insights.offline_metrics()["precision@10"]
+    assert sorted(p.run.pk for line in lines for p in line.points) == sorted(
+        p.run.pk for p in flat)
+
+
+def test_evaluation_setup_of_the_evaluate_command(db):
+    run = RecomputeRun(kind="evaluation", algorithm="ItemKNN",
+                       params={"protocol": "cv", "folds": 5, "algorithm": "item",
+                               "source": "shop", "seed": 3})
+    assert insights.evaluation_setup(run) == ("item", "cv", 5, "shop")
+    served = RecomputeRun(kind="evaluation", algorithm="served:ease",
+                          params={"protocol": "temporal", "folds": 5})
+    assert insights.evaluation_setup(served) == ("ease", "temporal", None, "shop")
+    assert insights.setup_label(("ease", "temporal", None, "shop")) == "ease · temporal"

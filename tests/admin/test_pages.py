@@ -124,6 +124,37 @@ def test_insights_page_shows_the_figures(shop, staff_client):
     assert not re.search(r"<script[^>]+src=\"https?://", html)  # no CDN
 
 
+def test_insights_charts_one_line_per_algorithm_and_protocol(shop, staff_client):
+    from datetime import timedelta
+
+    from shopreco.models import RecomputeRun
+
+    for hours, (algorithm, protocol, folds) in enumerate(
+            [("item", "cv", 5), ("user", "cv", 5), ("item", "cv", 3), ("item", "cv", 5)], 1):
+        RecomputeRun.objects.create(
+            kind="evaluation", status="succeeded", algorithm=algorithm,
+            params={"algorithm": algorithm, "protocol": protocol, "folds": folds},
+            finished_at=shop["now"] + timedelta(hours=hours),
+            metrics={"rmse": 0.9 + hours / 100})
+    html = staff_client.get(reverse("admin:shopreco_insights")).content.decode()
+    rmse = html[html.index('aria-label="RMSE"'):]
+    rmse = rmse[:rmse.index("</svg>")]
+    # lines: the fixture's three runs (no parameters) and the two item 5-fold runs; the one
+    # user run and the one 3-fold run are markers, not joined to anything
+    assert rmse.count("<polyline") == 2 and rmse.count("<circle") == 7
+    for label in ("unknown algorithm", "item · cv, 5 folds", "user · cv, 5 folds",
+                  "item · cv, 3 folds"):
+        assert f"<title>{label}</title>" in rmse
+    assert "latest evaluation" in html and "(item · cv, 5 folds)" in html
+
+
+def test_progress_page_names_the_run_once(shop, staff_client):
+    url = reverse("admin:shopreco_recomputerun_progress", args=[shop["full"].pk])
+    html = staff_client.get(url).content.decode()
+    assert f"Progress of Recompute run #{shop['full'].pk}" in html
+    assert "(full, succeeded)" not in html
+
+
 def test_insights_rejects_a_bad_window_with_a_message(shop, staff_client):
     response = staff_client.get(reverse("admin:shopreco_insights"), {"days": "-3"})
     assert response.status_code == 200

@@ -53,3 +53,52 @@ def test_bar_chart_scales_to_the_largest_value():
     bars = re.findall(r'<rect x="150" y="\d+" width="([\d.]+)"[^>]*fill="#417690"', svg)
     assert [float(w) for w in bars] == [pytest.approx(250.0), pytest.approx(125.0)]
     assert "n/a" in svg
+
+
+def test_lines_chart_draws_one_line_per_series_with_a_legend():
+    """Runs measured differently are separate lines, not one zig-zag: each series joins only
+    its own points, the x axis is the order of all runs, and the legend names every line."""
+    start = datetime(2026, 1, 1)
+    day = timedelta(days=1)
+    item = [(start, 0.10), (start + 2 * day, 0.12), (start + 4 * day, 0.15)]
+    user = [(start + day, 0.30), (start + 3 * day, 0.32)]
+    cv = [(start + 5 * day, 0.5)]
+    svg = charts.lines_chart([("item · holdout", item), ("user · holdout", user),
+                              ("item · cv, 5 folds", cv), ("empty", [])], title="P@10")
+    lines = re.findall(r'<polyline points="([^"]+)"', svg)
+    assert len(lines) == 2  # a single point is a marker, not a line
+    xs = [[float(pair.split(",")[0]) for pair in line.split()] for line in lines]
+    slots = [44 + 246 * i / 5 for i in range(6)]  # six runs evenly over the 246 px plot
+    assert xs[0] == pytest.approx([slots[0], slots[2], slots[4]], abs=0.06)
+    assert xs[1] == pytest.approx([slots[1], slots[3]], abs=0.06)
+    assert svg.count("<circle") == 6
+    colours = re.findall(r'<polyline[^>]*stroke="(#[0-9a-f]{6})"', svg)
+    assert len(set(colours)) == 2
+    for label in ("item · holdout", "user · holdout", "item · cv, 5 folds"):
+        assert f"<title>{label}</title>" in svg
+    assert "empty" not in svg  # a series without points gets no legend entry
+    assert 'class="v"' not in svg  # no single "latest value" when it would name no line
+
+
+def test_lines_chart_repeats_colours_dashed_past_the_palette():
+    start = datetime(2026, 1, 1)
+    series = [(f"s{i}", [(start, i), (start + timedelta(days=1), i + 1.0)])
+              for i in range(len(charts.PALETTE) + 1)]
+    svg = charts.lines_chart(series, title="many")
+    styles = re.findall(r'<polyline[^>]*stroke="(#[0-9a-f]{6})"[^>]*?( stroke-dasharray="[^"]+")?>',
+                        svg)
+    assert len(set(styles)) == len(series)
+
+
+def test_line_chart_of_one_series_has_no_legend():
+    start = datetime(2026, 1, 1)
+    svg = charts.line_chart([(start, 1.0), (start + timedelta(days=1), 2.0)], title="one")
+    assert 'class="legend"' not in svg and svg.count("<polyline") == 1
+    assert 'class="v">2</text>' in svg
+
+
+def test_lines_chart_styles_keep_a_series_colour_across_charts():
+    start = datetime(2026, 1, 1)
+    points = [(start, 1.0), (start + timedelta(days=1), 2.0)]
+    svg = charts.lines_chart([("gone", []), ("cv", points)], title="t", styles=[0, 3])
+    assert re.findall(r'<polyline[^>]*stroke="(#[0-9a-f]{6})"', svg) == [charts.PALETTE[3]]

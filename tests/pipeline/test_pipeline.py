@@ -460,12 +460,82 @@ def test_command_runs_in_process_with_plain_lines(shop):
 
 
 def test_command_async_prints_the_run_id(shop, django_capture_on_commit_callbacks):
+    """With -v 0 the run id alone, for scripts."""
     shop(n_users=6, n_products=12)
     out = io.StringIO()
     with django_capture_on_commit_callbacks(execute=True):
-        call_command("shopreco_recompute", "--async", stdout=out)
-    run_id = int(out.getvalue().split()[0])
+        call_command("shopreco_recompute", "--async", verbosity=0, stdout=out)
+    run_id = int(out.getvalue())
     assert RecomputeRun.objects.get(pk=run_id).status == RecomputeRun.Status.SUCCEEDED
+
+
+def test_command_async_says_which_run_and_how_to_follow_it(shop,
+                                                           django_capture_on_commit_callbacks):
+    shop(n_users=6, n_products=12)
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):  # sent after the command returns
+        call_command("shopreco_recompute", "--async", stdout=out)
+    run = RecomputeRun.objects.get()
+    assert out.getvalue() == (
+        f"Full recompute requested: run {run.pk} (pending). Follow it with `manage.py "
+        f"shopreco_recompute --follow {run.pk}` or in the admin (Recompute runs, run "
+        f"#{run.pk}).\n"
+    )
+
+
+def test_command_async_without_a_broker_says_the_run_is_done(monkeypatch):
+    # eager Celery: the run has finished by the time request_full_recompute returns
+    run = RecomputeRun.objects.create(status="succeeded", stage="done", progress=100)
+    monkeypatch.setattr(tasks, "request_full_recompute", lambda: run)
+    out = io.StringIO()
+    call_command("shopreco_recompute", "--async", stdout=out)
+    assert out.getvalue() == (f"Full recompute run {run.pk} ran in this process (no Celery "
+                              f"broker) and succeeded.\n")
+
+
+def test_command_async_joins_a_running_run(monkeypatch):
+    running = RecomputeRun.objects.create(status="running", stage="similarities")
+    monkeypatch.setattr(tasks, "request_full_recompute", lambda: running)
+    out = io.StringIO()
+    call_command("shopreco_recompute", "--async", stdout=out)
+    assert out.getvalue().startswith(
+        f"A full recompute is already running: run {running.pk}. Follow it with")
+
+
+def test_command_follow_waits_for_a_run_and_sums_it_up():
+    run = RecomputeRun.objects.create(
+        status="succeeded", stage="done", progress=100,
+        counts={"users": 1, "products": 2, "similarities": 1, "recommendations": 1},
+        timings={"total": 1.0})
+    out = io.StringIO()
+    call_command("shopreco_recompute", "--follow", str(run.pk), stdout=out)
+    assert (f"Run #{run.pk} succeeded: 1 user, 2 products, 1 similarity, 1 recommendation "
+            "in 1.0 s") in out.getvalue()
+    with pytest.raises(CommandError, match=f"no run #{run.pk + 1}"):
+        call_command("shopreco_recompute", "--follow", str(run.pk + 1), stdout=io.StringIO())
+
+
+def test_command_keeps_the_pipeline_info_log_off_the_console(shop, capsys):
+    """The demo's logging sends shopreco INFO to the console: the command's summary says it
+    for people, so the pipeline's raw line (with a dict) does not follow it; -v 2 lets it."""
+    import logging
+    import sys
+
+    shop(n_users=6, n_products=12)
+    console = logging.StreamHandler(sys.stderr)
+    logger = logging.getLogger("shopreco")
+    old_level = logger.level
+    logger.addHandler(console)
+    logger.setLevel(logging.INFO)
+    try:
+        call_command("shopreco_recompute", stdout=io.StringIO())
+        assert "shopreco run #" not in capsys.readouterr().err
+        call_command("shopreco_recompute", verbosity=2, stdout=io.StringIO())
+        assert "shopreco run #" in capsys.readouterr().err
+        assert console.filters == []  # nothing left behind
+    finally:
+        logger.removeHandler(console)
+        logger.setLevel(old_level)
 
 
 def test_command_wait_exits_non_zero_when_the_run_fails(monkeypatch):

@@ -26,6 +26,7 @@ from shopreco.adapter import get_adapter
 from shopreco.conf import ALGORITHMS, get_product_model
 from shopreco.engine import MODELS
 from shopreco.engine.evaluate import cross_validate
+from shopreco.management.commands._text import counted
 from shopreco.models import Recommendation, RecomputeRun
 from shopreco.pipeline import compute
 from shopreco.pipeline.matrix import Snapshot, load_snapshot
@@ -246,10 +247,11 @@ class Command(BaseCommand):
             return
         k = opts["k"]
         what = (f"{name}, {opts['folds']}-fold CV (seed {opts['seed']})" if protocol == "cv"
-                else f"the served lists of {params['algorithm']} ({protocol} protocol, "
+                else f"The served lists of {params['algorithm']} ({protocol} protocol, "
                      f"seed {opts['seed']})")
-        self.stdout.write(f"{what} on {source}: {snap.n_users} users, {snap.n_products} "
-                          f"products, {snap.R.nnz} ratings/interactions")
+        self.stdout.write(f"{what} on {source}: {counted(snap.n_users, 'user')}, "
+                          f"{counted(snap.n_products, 'product')}, "
+                          f"{counted(snap.R.nnz, 'rating or interaction', 'ratings/interactions')}")
         shown_all = {**metrics, **timings}
         for key in TABLE_KEYS:
             name_k = key.format(k=k)

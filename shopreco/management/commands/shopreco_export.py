@@ -24,6 +24,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from shopreco import privacy
+from shopreco.management.commands._text import counted
 from shopreco.models import Interaction, Preference, Rating
 
 FIELDS = ["type", "user", "product", "score", "event", "from_recommendation", "day"]
@@ -115,7 +116,7 @@ class Command(BaseCommand):
         rows = anonymized_rows(include_opted_out=options["include_opted_out"])
         if path == "-":
             count = self.write(rows, self.stdout, fmt)
-            self.stderr.write(f"Exported {count} rows ({fmt}).")
+            self.stderr.write(f"Exported {counted(count, 'row')} ({fmt}).", style_func=str)
             return
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
@@ -130,8 +131,9 @@ class Command(BaseCommand):
                 os.unlink(tmp)
             raise
         self.stdout.write(self.style.SUCCESS(
-            f"Exported {count} rows ({fmt}) to {path}: user ids pseudonymised with HMAC-SHA256, "
-            f"dates coarsened to the day. This is pseudonymised personal data, not anonymous."
+            f"Exported {counted(count, 'row')} ({fmt}) to {path}: user ids pseudonymised with "
+            f"HMAC-SHA256, dates coarsened to the day. This is pseudonymised personal data, "
+            f"not anonymous."
         ))
 
     @staticmethod

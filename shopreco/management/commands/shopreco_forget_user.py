@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from shopreco import privacy, tasks
+from shopreco.management.commands._text import counted, listed
 
 
 class Command(BaseCommand):
@@ -92,11 +93,13 @@ class Command(BaseCommand):
             self.stdout.write(f"Would erase for {label}: {json.dumps(summary)}")
             return
         if options["interactive"]:
-            answer = input(f"Erase all shopreco data of {label} {summary}? Type 'yes': ")
+            what = listed([counted(n, noun[:-1]) for noun, n in summary.items()])
+            answer = input(f"Erase all shopreco data of {label}: {what}? Type 'yes': ")
             if answer.strip().lower() != "yes":
                 raise CommandError("Cancelled; nothing was erased.")
         counts = privacy.erase_user_data(user)
         self.stdout.write(self.style.SUCCESS(f"Erased for {label}: {json.dumps(counts)}"))
         if options["recompute"]:
             run = tasks.request_full_recompute()
-            self.stdout.write(f"Full recompute requested: run {run.pk}")
+            self.stdout.write(f"Full recompute requested: run {run.pk} ({run.status}). Follow "
+                              f"it with `manage.py shopreco_recompute --follow {run.pk}`.")

@@ -1,6 +1,9 @@
 """``manage.py shopreco_import FILE --format csv|movielens|online-retail``: load ratings and
 events collected elsewhere. A thin wrapper over :mod:`shopreco.importing`, whose docstring
-lists the formats and which errors skip a row and which abort the whole file."""
+lists the formats and which errors skip a row and which abort the whole file.
+
+A long import reports its progress on stderr every few seconds (``--progress-every``), so
+stdout keeps only the summary; ``-v 0`` prints the summary alone."""
 
 from __future__ import annotations
 
@@ -39,19 +42,31 @@ class Command(BaseCommand):
                             help="Check and count everything, then roll back.")
         parser.add_argument("--batch-size", type=int, default=importing.BATCH_SIZE,
                             help="Rows per database batch (default %(default)s).")
+        parser.add_argument("--progress-every", type=float, default=2.0, metavar="SECONDS",
+                            help="Seconds between progress lines on stderr (default "
+                                 "%(default)s; 0 for none).")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if opts["batch_size"] < 1:
             raise CommandError("--batch-size must be a positive integer.")
+        verbosity = int(opts.get("verbosity", 1))
+        progress = None
+        if verbosity >= 1 and opts["progress_every"] > 0:
+            progress = importing.ProgressPrinter(self._note, opts["progress_every"])
         try:
             report = importing.import_file(
                 opts["file"], opts["fmt"],
                 product_field=opts["product_field"], user_prefix=opts["user_prefix"],
                 encoding=opts["encoding"], round_scores=opts["round_scores"],
                 strict=opts["strict"], dry_run=opts["dry_run"], batch_size=opts["batch_size"],
+                progress=progress,
             )
         except importing.FatalImportError as exc:
             raise CommandError(f"{opts['file']}: {exc}. Nothing was imported.") from exc
         self.stdout.write(report.summary())
-        if not opts["dry_run"] and (report.ratings or report.events):
+        if verbosity >= 1 and not opts["dry_run"] and (report.ratings or report.events):
             self.stdout.write("Run `manage.py shopreco_recompute` to use the new data.")
+
+    def _note(self, line: str) -> None:
+        """A progress line on stderr, unstyled: stderr's default style is the error colour."""
+        self.stderr.write(line, style_func=str)

@@ -1,25 +1,35 @@
 """``manage.py shopreco_recompute``: the full recompute, in-process or through Celery.
 
 - no option: compute in this process (no broker or worker needed; what ``make demo`` runs);
-- ``--async``: hand the run to Celery and print its id (coalesced with a running run);
+- ``--async``: hand the run to Celery and say which run it is and how to follow it (coalesced
+  with a running run); with ``-v 0`` it prints only the run id, for scripts;
 - ``--wait`` (with ``--async``, or alone when a run is already going): follow the run's
-  progress until it ends; exit status 1 if it failed.
+  progress until it ends; exit status 1 if it failed;
+- ``--follow RUN``: follow a run started earlier (by ``--async``, the admin or beat).
 
 On a terminal progress is a bar (tqdm); otherwise one plain line per stage change, so logs
-and CI output stay readable.
+and CI output stay readable. While the command computes in this process it speaks for the
+run, so the pipeline's own INFO log records stay off the console (not out of log files);
+``-v 2`` lets them through.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
 from shopreco import pipeline, tasks
+from shopreco.management.commands._text import counted
 from shopreco.models import RecomputeRun
+
+FINISHED = (RecomputeRun.Status.SUCCEEDED, RecomputeRun.Status.FAILED)
 
 
 class Command(BaseCommand):
@@ -27,30 +37,46 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--async", action="store_true", dest="run_async",
-                            help="Enqueue the run on Celery and print its id.")
+                            help="Enqueue the run on Celery and say how to follow it (with "
+                                 "-v 0: print only its id).")
         parser.add_argument("--wait", action="store_true",
                             help="Follow the run until it ends; exit 1 if it failed.")
         parser.add_argument("--poll", type=float, default=0.5,
                             help="Seconds between progress checks with --wait (default 0.5).")
         parser.add_argument("--no-progress", action="store_true",
                             help="Plain lines even on a terminal.")
+        parser.add_argument("--follow", type=int, metavar="RUN",
+                            help="Follow run RUN (e.g. one started with --async) until it "
+                                 "ends; exit 1 if it failed.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.verbosity = int(options.get("verbosity", 1))
         self.tty = not options["no_progress"] and _isatty(self.stdout)
+        if options["follow"] is not None:
+            if not RecomputeRun.objects.filter(pk=options["follow"]).exists():
+                raise CommandError(f"There is no run #{options['follow']}.")
+            self._follow(options["follow"], options["poll"])
+            return
         if options["run_async"]:
-            run = tasks.request_full_recompute()
-            self.stdout.write(str(run.pk))
+            with _pipeline_info_off_console(self.verbosity < 2):
+                run = tasks.request_full_recompute()
+            run.refresh_from_db()  # without a broker it has run already, right here
+            if self.verbosity == 0:
+                self.stdout.write(str(run.pk))
+            else:
+                self.stdout.write(self._requested(run, following=options["wait"]))
             if options["wait"]:
                 self._follow(run.pk, options["poll"])
             return
         reporter = _Reporter(self, self.tty)
         try:
-            run = tasks.run_full_recompute(progress=reporter)
+            with _pipeline_info_off_console(self.verbosity < 2):
+                run = tasks.run_full_recompute(progress=reporter)
         except pipeline.RecomputeInProgress as exc:
             reporter.close()
             self.stdout.write(f"Run #{exc.run.pk} is already {exc.run.status}; not starting "
-                              "another.")
+                              f"another. Follow it with `manage.py shopreco_recompute "
+                              f"--follow {exc.run.pk}`.")
             if options["wait"]:
                 self._follow(exc.run.pk, options["poll"])
             return
@@ -60,12 +86,25 @@ class Command(BaseCommand):
         reporter.close()
         self._summary(run)
 
+    def _requested(self, run: RecomputeRun, *, following: bool) -> str:
+        """What ``--async`` did, in a sentence, and how to follow the run from here."""
+        if run.status in FINISHED:  # eager Celery (no broker): it ran in this process
+            return (f"Full recompute run {run.pk} ran in this process (no Celery broker) and "
+                    f"{run.status}.")
+        where = f"in the admin (Recompute runs, run #{run.pk})"
+        follow = (f"Following it here; or follow it later with `manage.py "
+                  f"shopreco_recompute --follow {run.pk}` or {where}." if following else
+                  f"Follow it with `manage.py shopreco_recompute --follow {run.pk}` or {where}.")
+        if run.status == RecomputeRun.Status.RUNNING:
+            return f"A full recompute is already running: run {run.pk}. {follow}"
+        return f"Full recompute requested: run {run.pk} ({run.status}). {follow}"
+
     def _follow(self, run_id: int, poll: float) -> None:
         reporter = _Reporter(self, self.tty)
         while True:
             run = RecomputeRun.objects.get(pk=run_id)
             reporter(run.stage or run.status, run.progress)
-            if run.status in (RecomputeRun.Status.SUCCEEDED, RecomputeRun.Status.FAILED):
+            if run.status in FINISHED:
                 break
             time.sleep(max(poll, 0.05))
         reporter.close()
@@ -75,14 +114,53 @@ class Command(BaseCommand):
 
     def _summary(self, run: RecomputeRun) -> None:
         c, t = run.counts, run.timings
+        if run.kind != RecomputeRun.Kind.FULL:
+            self.stdout.write(self.style.SUCCESS(f"Run #{run.pk} {run.status}."))
+            return
         self.stdout.write(self.style.SUCCESS(
-            f"Run #{run.pk} {run.status}: {c.get('users', 0)} users, "
-            f"{c.get('products', 0)} products, {c.get('similarities', 0)} similarities, "
-            f"{c.get('recommendations', 0)} recommendations in {t.get('total', 0):.1f} s "
+            f"Run #{run.pk} {run.status}: {counted(c.get('users', 0), 'user')}, "
+            f"{counted(c.get('products', 0), 'product')}, "
+            f"{counted(c.get('similarities', 0), 'similarity', 'similarities')}, "
+            f"{counted(c.get('recommendations', 0), 'recommendation')} "
+            f"in {t.get('total', 0):.1f} s "
             f"(load {t.get('load', 0):.1f}, similarities {t.get('similarities', 0):.1f}, "
             f"recommendations {t.get('recommendations', 0):.1f}, write {t.get('write', 0):.1f})"
             + (f"; then housekeeping {t['housekeeping']:.1f} s" if "housekeeping" in t else "")
         ))
+
+
+class _NoPipelineInfo(logging.Filter):
+    """Drops shopreco's INFO (and DEBUG) records; warnings and errors pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith("shopreco")
+
+
+@contextmanager
+def _pipeline_info_off_console(enabled: bool) -> Iterator[None]:
+    """Keep shopreco's INFO records off console handlers while this command runs the
+    pipeline: the command's own lines say the same for people, and a host's logging that
+    sends shopreco INFO to the console (the demo's does) would print them twice, the second
+    time as a raw log line with a dict. File handlers keep every record."""
+    if not enabled:
+        yield
+        return
+    loggers = [logging.root, *(
+        logger for name, logger in list(logging.root.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger) and name.split(".")[0] == "shopreco"
+    )]
+    handlers = {
+        h for logger in loggers for h in logger.handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    }
+    quiet = _NoPipelineInfo()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 def _isatty(stream) -> bool:

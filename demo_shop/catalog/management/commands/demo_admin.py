@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import Count
 from django.urls import reverse
+from django.utils.translation import ngettext
 
 ADMIN_USERNAME = ADMIN_PASSWORD = "admin"
 CUSTOMER_PASSWORD = "demo"
@@ -54,7 +55,8 @@ class Command(BaseCommand):
                             else "(unknown)")
                 self.stdout.write(
                     f"  customer {customer.get_username()!r}, password {password!r}"
-                    f" ({customer.n_ratings} ratings)"
+                    f" ({customer.n_ratings} "
+                    f"{ngettext('rating', 'ratings', customer.n_ratings)})"
                 )
         else:
             self.stdout.write("No demo customers yet: run `manage.py seed_demo` first.")

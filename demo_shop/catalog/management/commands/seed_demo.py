@@ -31,6 +31,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import ngettext
 
 from demo_shop.catalog.models import Category, Product
 
@@ -322,6 +323,7 @@ class Command(BaseCommand):
                             help="Load the UCI Online Retail transactions.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        self.verbosity = int(opts.get("verbosity", 1))
         if opts["customers"] < 1 or opts["products"] < len(CATALOGUE):
             raise CommandError(
                 f"--customers must be >= 1 and --products >= {len(CATALOGUE)} (one per category)."
@@ -413,9 +415,10 @@ class Command(BaseCommand):
         )
         kinds = Counter(kind for _, _, kind, _ in data.events)
         self.stdout.write(
-            f"Seeded {len(data.categories)} categories, {len(data.products)} products, "
-            f"{len(data.customers)} customers (password {DEMO_PASSWORD!r}), "
-            f"{len(data.ratings)} ratings, {len(data.events)} events "
+            f"Seeded {counted(len(data.categories), 'category', 'categories')}, "
+            f"{counted(len(data.products), 'product')}, "
+            f"{counted(len(data.customers), 'customer')} (password {DEMO_PASSWORD!r}), "
+            f"{counted(len(data.ratings), 'rating')}, {counted(len(data.events), 'event')} "
             f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}); seed {seed}."
         )
 
@@ -442,7 +445,9 @@ class Command(BaseCommand):
         self._create_catalogue(catalogue)
         try:
             report = importing.import_file(
-                ratings_path, fmt, product_field="external_id", round_scores=True
+                ratings_path, fmt, product_field="external_id", round_scores=True,
+                progress=(importing.ProgressPrinter(lambda line: self.stderr.write(
+                    line, style_func=str)) if self.verbosity >= 1 else None),
             )
         except importing.FatalImportError as exc:
             raise CommandError(str(exc)) from exc
@@ -451,7 +456,8 @@ class Command(BaseCommand):
         ).update(password=make_password(DEMO_PASSWORD))
         self.stdout.write(report.summary())
         self.stdout.write(
-            f"Seeded {Category.objects.count()} categories and {len(catalogue)} products from "
+            f"Seeded {counted(Category.objects.count(), 'category', 'categories')} and "
+            f"{counted(len(catalogue), 'product')} from "
             f"{path}; customers are {importing.DEFAULT_USER_PREFIX}<id> with password "
             f"{DEMO_PASSWORD!r}."
         )
@@ -481,6 +487,11 @@ class Command(BaseCommand):
             ],
             batch_size=1000,
         )
+
+
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """A count with its noun in the right number ("1 customer"): people read this output."""
+    return f"{n} {ngettext(singular, plural or f'{singular}s', n)}"
 
 
 RETAIL_KEYWORDS = [
