@@ -7,6 +7,7 @@ then generates the same kinds of values real clients send.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.apps import apps
@@ -14,6 +15,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, _get_sidecar_url
+from rest_framework.permissions import AllowAny
 
 from shopreco.api.serializers import pk_schema
 from shopreco.api.throttling import DEFAULT_THROTTLES
@@ -49,28 +51,72 @@ class EventKindFieldExtension(OpenApiSerializerFieldExtension):
         return {"type": "string", "enum": sorted(reco_settings.EVENT_WEIGHTS)}
 
 
+# Answers any operation can give, whatever its own decorator lists (issue #17: schemathesis
+# found 400s, 401s and 403s the schema did not mention).
+GENERAL_ANSWERS = {
+    "400": "Invalid input (a field, a query parameter or the body itself: malformed, too "
+           "large or nested too deeply); the message names the field where there is one.",
+    "401": "Credentials given but not valid (a wrong or expired token).",
+    "403": "Not allowed, or a session-authenticated write without its CSRF token.",
+    "415": "Unsupported media type of the request body.",
+    "429": "Too many requests (throttled); Retry-After says when to try again.",
+}
+# Query parameters where an empty value (``?limit=``) means the parameter was not given.
+EMPTY_MEANS_ABSENT = {"limit", "category", "page", "page_size"}
+UNSAFE_METHODS = {"post", "put", "patch", "delete"}
+
+
+def _route(path: str) -> str:
+    return re.sub(r"{[^}]*}", "{}", path)
+
+
 class MountedSchemaGenerator(SchemaGenerator):
     """Only the operations under the mount point of ``shopreco.api.urls``, whatever else the
-    host's URLconf serves."""
+    host's URLconf serves; every operation lists the answers it can really give."""
 
     prefix: str = ""
 
     def get_schema(self, request: Any = None, public: bool = False) -> dict[str, Any]:
         schema = super().get_schema(request=request, public=public)
-        # DRF answers 415 to a body it cannot parse as any accepted media type (a malformed
-        # multipart boundary, say); every operation that takes a body can return it.
-        for item in schema.get("paths", {}).values():
-            for operation in item.values():
-                if isinstance(operation, dict) and "requestBody" in operation:
-                    operation.setdefault("responses", {}).setdefault(
-                        "415", {"description": "Unsupported media type of the request body."}
-                    )
+        views = {
+            (_route(path), method.lower()): getattr(callback, "cls", None)
+            for path, _regex, method, callback in (self.endpoints or [])
+        }
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                if isinstance(operation, dict):
+                    self._complete(operation, method, views.get((_route(path), method)))
         if self.prefix:
             schema["paths"] = {
                 path: item for path, item in schema.get("paths", {}).items()
                 if path.startswith(self.prefix)
             }
         return schema
+
+    @staticmethod
+    def _complete(operation: dict[str, Any], method: str, view: Any) -> None:
+        """Add the answers the operation's view can give and its decorator leaves out."""
+        codes = {"401"}  # every view authenticates, and a wrong token is a 401 even where
+        # anonymous visitors are welcome
+        if view is None or getattr(view, "throttle_classes", None):
+            codes.add("429")
+        permissions = getattr(view, "permission_classes", None) or []
+        if method in UNSAFE_METHODS or any(p is not AllowAny for p in permissions):
+            codes.add("403")
+        query = [p for p in operation.get("parameters", []) if p.get("in") == "query"]
+        if "requestBody" in operation or method == "post" or query:
+            # A session's CSRF check parses any POST body, whatever the view reads; DRF
+            # answers 415 to a body it cannot parse as any accepted media type.
+            codes.add("400")
+        if "requestBody" in operation or method == "post":
+            codes.add("415")
+        responses = operation.setdefault("responses", {})
+        for code in sorted(codes):
+            responses.setdefault(code, {"description": GENERAL_ANSWERS[code]})
+        for parameter in query:
+            if parameter.get("name") in EMPTY_MEANS_ABSENT:
+                parameter["allowEmptyValue"] = True
+                parameter.get("schema", {}).pop("minLength", None)
 
 
 class SchemaView(SpectacularAPIView):
