@@ -9,6 +9,7 @@ extend :class:`ProductSerializer`, as django-oscar-api lets hosts do).
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -23,31 +24,56 @@ from shopreco.adapter import get_adapter
 from shopreco.conf import get_product_model, key_field, reco_settings
 from shopreco.models import Rating, Reason, RecomputeRun, validate_rating_score
 
+# Keys and numbers are read in one spelling only: int() and float() also take "+1", " 1",
+# "1_0", fullwidth and Arabic-Indic digits, and uuid.UUID() braces, "urn:uuid:" and no dashes,
+# so one row had many names (a cache or log keyed by the raw value would see strangers).
+CANONICAL_INTEGER = re.compile(r"0|-?[1-9][0-9]{0,19}")
+CANONICAL_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{1,20})?")
+CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+RECOMMENDATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-def to_pk(model: type[models.Model], value: Any) -> Any:
-    """Convert a raw key (URL segment, JSON value) to ``model``'s primary-key type.
 
-    Raises ``ValueError`` for values that cannot be a key of this model (wrong type, malformed
-    UUID, out-of-range integer), so callers answer 400/404 instead of letting the database
-    raise a 500.
+def to_field_value(field: models.Field, value: Any) -> Any:
+    """Convert a raw value (URL segment, query parameter, JSON value) to ``field``'s type.
+
+    Raises ``ValueError`` for values that cannot be one (wrong type, a non-canonical spelling,
+    out of the 64-bit range, NUL, too long), so callers answer 400/404 instead of letting the
+    database raise a 500 or a second spelling resolve to the same row.
     """
     if value is None or isinstance(value, bool | float | dict | list):
         raise ValueError("not a valid key")
-    field = key_field(model)
+    if isinstance(field, models.IntegerField):  # AutoField and BigAutoField too
+        if isinstance(value, str) and CANONICAL_INTEGER.fullmatch(value):
+            value = int(value)
+        if not isinstance(value, int):
+            raise ValueError("not a valid key")
+        # Keep keys inside a signed 64-bit range: the widest any backend stores.
+        if not -(2**63) <= value < 2**63:
+            raise ValueError("not a valid key")
+        return value
+    if isinstance(field, models.UUIDField):
+        if isinstance(value, uuid.UUID):
+            return value
+        if isinstance(value, str) and CANONICAL_UUID.fullmatch(value):
+            return uuid.UUID(value)
+        raise ValueError("not a valid key")
+    if isinstance(value, str) and "\x00" in value:  # PostgreSQL text cannot hold NUL
+        raise ValueError("not a valid key")
     try:
         converted = field.to_python(value)
     except (DjangoValidationError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError("not a valid key") from exc
     if converted in (None, ""):
         raise ValueError("not a valid key")
-    if isinstance(field, models.IntegerField | models.AutoField):
-        # Keep keys inside a signed 64-bit range: the widest any backend stores.
-        if not -(2**63) <= converted < 2**63:
-            raise ValueError("not a valid key")
-    elif isinstance(field, models.CharField) and field.max_length:
+    if isinstance(field, models.CharField) and field.max_length:
         if len(str(converted)) > field.max_length:
             raise ValueError("not a valid key")
     return converted
+
+
+def to_pk(model: type[models.Model], value: Any) -> Any:
+    """Convert a raw key to ``model``'s primary-key type (:func:`to_field_value`)."""
+    return to_field_value(key_field(model), value)
 
 
 def pk_schema(model: type[models.Model]) -> dict[str, Any]:
@@ -122,12 +148,48 @@ class ScoreField(serializers.FloatField):
     def to_internal_value(self, data: Any) -> float:
         if isinstance(data, bool):
             self.fail("invalid")
+        if isinstance(data, str) and not CANONICAL_NUMBER.fullmatch(data):
+            self.fail("invalid")  # float() takes " 4", "4_0", "NaN" and non-ASCII digits
         value = super().to_internal_value(data)
         try:
             validate_rating_score(value)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(list(exc.messages)) from exc
         return value
+
+
+class CanonicalIntegerField(serializers.IntegerField):
+    """An integer as a JSON number or in canonical ASCII digits: DRF's IntegerField also takes
+    "+1", " 1", "1.0" and non-ASCII digits, which the schema's ``integer`` does not promise."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool | float):
+            self.fail("invalid")
+        if isinstance(data, str) and not CANONICAL_INTEGER.fullmatch(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class RecommendationIdField(serializers.CharField):
+    """The ``recommendation_id`` of a served list, echoed back: a well-formed id that is not
+    (or no longer) known is accepted and not credited; anything else is a 400."""
+
+    default_error_messages = {"invalid": "Not a recommendation id."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        if value and not RECOMMENDATION_ID.fullmatch(value):
+            self.fail("invalid")
+        return value
+
+
+class RequiredBooleanField(serializers.BooleanField):
+    """A boolean that a form must send too: DRF reads a missing form field as ``False`` (an
+    unchecked HTML checkbox), so a form without it would silently switch something off."""
+
+    default_empty_html = serializers.empty
 
 
 class EventKindField(serializers.CharField):
@@ -238,11 +300,11 @@ class RecoListSerializer(serializers.Serializer):
 class ListQuerySerializer(serializers.Serializer):
     """``limit`` of the list endpoints, bounded by ``SHOPRECO["MAX_LIMIT"]``."""
 
-    limit = serializers.IntegerField(required=False, help_text="Number of results.")
+    limit = CanonicalIntegerField(required=False, help_text="Number of results.")
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
-        fields["limit"] = serializers.IntegerField(
+        fields["limit"] = CanonicalIntegerField(
             required=False,
             min_value=1,
             max_value=int(reco_settings.MAX_LIMIT),
@@ -255,7 +317,8 @@ class CategoryQuerySerializer(ListQuerySerializer):
     """``limit`` plus an optional ``category`` (the category's key, as in product output)."""
 
     category = serializers.CharField(
-        required=False, max_length=255, help_text="Only products of this category (its pk)."
+        required=False, allow_blank=True, max_length=255, trim_whitespace=False,
+        help_text="Only products of this category (its pk). Empty: every category.",
     )
 
 
@@ -292,7 +355,7 @@ class EventSerializer(serializers.Serializer):
 
     product = ProductKeyField()
     type = EventKindField(max_length=32, help_text="view, cart or purchase (configurable).")
-    recommendation_id = serializers.CharField(
+    recommendation_id = RecommendationIdField(
         required=False, allow_null=True, allow_blank=True, max_length=64,
         help_text="The recommendation_id of the list the product was picked from, if any.",
     )
@@ -329,7 +392,7 @@ class RunSerializer(serializers.ModelSerializer):
 
 
 class PreferencesSerializer(serializers.Serializer):
-    personalize = serializers.BooleanField(
+    personalize = RequiredBooleanField(
         help_text="False turns off personalisation and event tracking: popular lists only."
     )
 

@@ -5,7 +5,11 @@ Product and user keys use the plain ``<pk>`` (str) converter: keys may be intege
 text, and malformed ones answer 404 from the view, never a 500. Text keys that contain a slash
 (``SKU/12``) are matched by a second, ``<path:pk>`` route to the same view (left out of the
 schema, where the ``<pk>`` route documents the key with the product model's own type).
+Ratings and runs have integer keys: their routes match canonical ASCII digits only, so "+1",
+" 1" or Arabic-Indic digits are no other name of row 1 (Django's ORM would read them as 1).
 """
+
+from typing import Any
 
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
@@ -15,7 +19,17 @@ from shopreco.api.schema import DocsView, SchemaView
 
 app_name = "shopreco_api"
 
-router = SimpleRouter()
+
+class IntegerKeyRouter(SimpleRouter):
+    """A router whose detail routes take an integer key in canonical ASCII digits."""
+
+    def get_lookup_regex(self, viewset: Any, lookup_prefix: str = "") -> str:
+        lookup_field = getattr(viewset, "lookup_field", "pk")
+        kwarg = getattr(viewset, "lookup_url_kwarg", None) or lookup_field
+        return f"(?P<{lookup_prefix}{kwarg}>0|[1-9][0-9]{{0,18}})"
+
+
+router = IntegerKeyRouter()
 router.register("ratings", views.RatingViewSet, basename="rating")
 router.register("runs", views.RunViewSet, basename="run")
 

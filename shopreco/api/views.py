@@ -9,14 +9,17 @@ applies the same filters, cold-start chain and reasons), recomputes from
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.db import IntegrityError, models, transaction
 from django.http import Http404
+from django.http.multipartparser import MultiPartParserError
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -27,7 +30,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status, viewsets
 from rest_framework.authentication import CSRFCheck
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, ParseError, PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -38,8 +41,10 @@ from rest_framework.views import APIView
 from shopreco import cache, privacy, serving, tasks, tracking
 from shopreco.adapter import get_adapter
 from shopreco.api import schema as _schema  # noqa: F401 - registers the field extensions
+from shopreco.api.parsers import PARSERS, check_length
 from shopreco.api.permissions import IsStaff
 from shopreco.api.serializers import (
+    CANONICAL_INTEGER,
     CategoryQuerySerializer,
     ErasureResultSerializer,
     EventResultSerializer,
@@ -50,6 +55,7 @@ from shopreco.api.serializers import (
     RecoListSerializer,
     RunSerializer,
     pk_value,
+    to_field_value,
     to_pk,
 )
 from shopreco.api.throttling import DEFAULT_THROTTLES, EVENT_THROTTLES
@@ -67,15 +73,65 @@ AUTH_ERRORS = {
 
 
 class Pagination(PageNumberPagination):
-    """Ratings and runs: ``?page=`` and ``?page_size=`` (at most 200)."""
+    """Ratings and runs: ``?page=`` and ``?page_size=`` (1 to 200), whole numbers in ASCII
+    digits. DRF would read a malformed ``page_size`` as the default, cap a large one, and
+    ``int()`` takes "+2" or Arabic digits: answers the schema's ``integer`` did not describe."""
 
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
 
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if not raw:  # empty means not given, as for the lists' limit
+            return self.page_size
+        if not CANONICAL_INTEGER.fullmatch(raw) or not 1 <= int(raw) <= self.max_page_size:
+            raise ValidationError({self.page_size_query_param: [
+                f"A whole number from 1 to {self.max_page_size}."]})
+        return int(raw)
+
+    def get_page_number(self, request: Request, paginator: Any) -> Any:
+        raw = request.query_params.get(self.page_query_param)
+        if not raw:
+            return 1
+        if raw in self.last_page_strings:
+            return paginator.num_pages
+        if not CANONICAL_INTEGER.fullmatch(raw) or int(raw) < 1:
+            raise NotFound(self.invalid_page_message.format(
+                page_number=raw[:20], message="not a page number"))
+        return int(raw)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["maximum"] = self.max_page_size
+                parameter["description"] = f"Results per page (default {self.page_size})."
+        return parameters
+
 
 class ShopRecoAPIView(APIView):
+    """Base of the API's views: throttled, with bounded body parsers (:mod:`.parsers`)."""
+
     throttle_classes = DEFAULT_THROTTLES
+    parser_classes = PARSERS
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # Also bounds the bodies that reach Django's own parsing (a view's CSRF check).
+        check_length(request)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """A body that Django's own parsing refuses (``RequestDataTooBig``,
+        ``TooManyFieldsSent``, a malformed multipart form: a view's CSRF check reads
+        ``request.POST``) would get Django's HTML 400 page, with DEBUG on the technical one
+        listing the environment: a short JSON 400 instead, logged as Django logs it."""
+        if isinstance(exc, SuspiciousOperation):
+            logging.getLogger(f"django.security.{type(exc).__name__}").error(str(exc))
+        if isinstance(exc, SuspiciousOperation | MultiPartParserError | BadRequest):
+            exc = ParseError(str(exc)[:200])
+        return super().handle_exception(exc)
 
 
 def _product_or_404(pk: str, *, available_only: bool = False) -> models.Model:
@@ -105,7 +161,9 @@ def _clean_query(serializer_class: type[serializers.Serializer], request: Reques
     data = dict(query.validated_data)
     with service_errors():
         data["limit"] = serving.clean_limit(data.get("limit"))
-    if data.get("category") is not None:
+    if data.get("category") in (None, ""):  # empty means not given, as for limit
+        data["category"] = None
+    else:
         data["category"] = _clean_category(data["category"])
     return data
 
@@ -138,8 +196,8 @@ def _clean_category(value: str) -> Any:
             raise ValidationError({"category": [f"Unknown category {value!r}."]})
         return key
     try:
-        return field.to_python(value)
-    except Exception:  # noqa: BLE001 - any conversion failure is the client's input
+        return to_field_value(field, value)
+    except ValueError:
         raise ValidationError({"category": ["Not a valid category."]}) from None
 
 
@@ -288,6 +346,7 @@ class RatingViewSet(viewsets.ModelViewSet):
     serializer_class = RatingSerializer
     permission_classes = [IsAuthenticated]
     throttle_classes = DEFAULT_THROTTLES
+    parser_classes = PARSERS
     pagination_class = Pagination
     queryset = Rating.objects.none()  # for the schema; get_queryset() is per user
 
@@ -440,6 +499,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = RunSerializer
     permission_classes = [IsStaff]
     throttle_classes = DEFAULT_THROTTLES
+    parser_classes = PARSERS  # a session's CSRF check parses a POST body, even here
     pagination_class = Pagination
     queryset = RecomputeRun.objects.order_by("-created_at", "-id")
 
