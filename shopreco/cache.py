@@ -84,6 +84,7 @@ def get_cache() -> BaseCache:
 # backend instance -> (monotonic time the outage began, time until which it is left alone).
 # Per instance: Django keeps one per thread and alias, and a new one after a settings change.
 _outages: weakref.WeakKeyDictionary[Any, tuple[float, float]] = weakref.WeakKeyDictionary()
+_clock = time.monotonic  # the outage window's clock (tests move it)
 
 
 def _in_savepoint(backend: Any, op: Callable[[Any], Any]) -> Any:
@@ -99,7 +100,7 @@ def _in_savepoint(backend: Any, op: Callable[[Any], Any]) -> Any:
 
 
 def _failed(backend: Any, exc: Exception) -> None:
-    now = time.monotonic()
+    now = _clock()
     began = _outages.get(backend, (None, 0.0))[0]
     if began is None:
         logger.warning("cache unavailable (%s: %s): lists come from the database, the cache "
@@ -112,7 +113,7 @@ def _failed(backend: Any, exc: Exception) -> None:
 def _answered(backend: Any) -> None:
     began = _outages.pop(backend, (None, 0.0))[0]
     if began is not None:
-        logger.warning("cache available again after %.1f s", time.monotonic() - began)
+        logger.warning("cache available again after %.1f s", _clock() - began)
 
 
 class Guarded:
@@ -130,13 +131,13 @@ class Guarded:
 
     def down(self) -> bool:
         """Whether the cache failed lately and is being left alone."""
-        return _outages.get(self.backend(), (None, 0.0))[1] > time.monotonic()
+        return _outages.get(self.backend(), (None, 0.0))[1] > _clock()
 
     def _call(self, op: Callable[[Any], Any], miss: Callable[[], Any]) -> Any:
         backend = self.backend()
         if _outages:
             state = _outages.get(backend)
-            if state is not None and state[1] > time.monotonic():
+            if state is not None and state[1] > _clock():
                 return miss()
         try:
             result = _in_savepoint(backend, op)
