@@ -18,12 +18,14 @@ $(STAMP): requirements.txt pyproject.toml
 venv: $(STAMP)
 
 ## Set everything up and serve the demo shop at http://$(HOST):$(PORT) (SQLite, tasks in-process).
+## DEBUG is on here only (static files, error pages; the settings default it off): the debug
+## pages show the settings and environment, so never serve them beyond this machine.
 demo: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --if-empty
 	$(BIN)/python manage.py shopreco_recompute
 	$(BIN)/python manage.py demo_admin --host $(HOST) --port $(PORT)
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	DJANGO_DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 ## Debian's chromium + Playwright's Python driver for the browser test (needs root for apt-get;
 ## without it the browser test skips locally, and fails in CI, where it must run).

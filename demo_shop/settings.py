@@ -11,7 +11,9 @@ from celery.schedules import crontab
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-insecure-key-change-me")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# Off unless asked for (DJANGO_DEBUG=1; `make demo` asks): Django's debug error pages list the
+# settings and the process environment, DATABASE_URL with its password included.
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 
 INSTALLED_APPS = [
@@ -168,9 +170,24 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# Django prints request errors to the console only with DEBUG on (and mails them to ADMINS,
+# which the demo has none of): with DEBUG off a 500 was logged nowhere. "errors" prints them,
+# with the traceback, when DEBUG is off; Django's own console handler does when it is on.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"shopreco": {"handlers": ["console"], "level": "INFO"}},
+    "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "errors": {
+            "class": "logging.StreamHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+        },
+    },
+    "loggers": {
+        "shopreco": {"handlers": ["console"], "level": "INFO"},
+        "django.request": {"handlers": ["errors"]},  # 500s
+        "django.security": {"handlers": ["errors"]},  # SuspiciousOperation, DisallowedHost
+    },
 }
