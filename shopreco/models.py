@@ -124,12 +124,14 @@ def distinct_shoppers() -> models.Expression:
     shopper once and each anonymous session ``ANONYMOUS_WEIGHT`` times, however many rows
     either wrote. Popularity and trending group events by product, kind and day and count
     with this instead of rows, so replaying events buys nothing and opening sessions little.
-    """
-    anonymous = Q(user__isnull=True) & ~Q(session_key="")
-    users = Cast(Count("user", distinct=True), FloatField())
-    sessions = Cast(Count("session_key", distinct=True, filter=anonymous), FloatField())
+    Rows with neither (the host's ``track`` without a request) weigh as a session each:
+    there is nobody to count once, and no client can write them."""
+    anonymous = Q(user__isnull=True)
+    users = Count("user", distinct=True)
+    sessions = Count("session_key", distinct=True, filter=anonymous & ~Q(session_key=""))
+    nameless = Count("pk", filter=anonymous & Q(session_key=""))
     weight = Value(float(reco_settings.ANONYMOUS_WEIGHT), output_field=FloatField())
-    return users + weight * sessions
+    return Cast(users, FloatField()) + weight * Cast(sessions + nameless, FloatField())
 
 
 class RecomputeRun(models.Model):

@@ -21,7 +21,13 @@ run, the per-user refresh and the benchmark depend on it:
   kind reads "bought", the kind ``"cart"`` "carted" (the one explanation that names a kind:
   "added to your cart"), any other kind "viewed".
 - ``purchases`` is the binary users x products matrix of OWNED_EVENT_KINDS events; its
-  co-occurrence counts give the "also bought" neighbours.
+  co-occurrence counts give the "also bought" neighbours, each shopper once per product
+  however often they bought it. Purchases come from the shop's server (``shopreco.track``
+  in its checkout), a guest's too. Where a host lets clients post them
+  (``CLIENT_EVENT_KINDS``), anonymous sessions' purchases of those kinds are left out of
+  it: sessions cost nothing, and co-occurrence is a cosine, so a crowd of scripted
+  sessions buying two products together would make them each other's first neighbour at
+  any weight above zero. They still say the session owns the product.
 
 Only products that appear in some rating or event get a column; products with no history
 have no neighbours and reach shoppers through serving's fallback chain.
@@ -54,7 +60,7 @@ class Snapshot:
     R: sp.csr_matrix  # (users + sessions) x products, float64
     reason: np.ndarray  # int8 reason code aligned with R.data (R has sorted indices)
     owned: sp.csr_matrix  # bool, same shape: rated or bought
-    purchases: sp.csr_matrix  # bool, same shape: OWNED_EVENT_KINDS events
+    purchases: sp.csr_matrix  # bool, same shape: the purchases co-occurrence counts
     user_pks: np.ndarray  # row -> user pk, for rows [0, n_users)
     product_pks: np.ndarray  # column -> product pk
     n_users: int
@@ -202,6 +208,8 @@ def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = Non
     e_conf: list[float] = []
     e_reason: list[int] = []
     e_buy: list[bool] = []
+    e_co: list[bool] = []  # counted in co-occurrence
+    forgeable = set(reco_settings.CLIENT_EVENT_KINDS) & owned_kinds
     e_time: list[float] = []
     n_events = 0
     grouped = (
@@ -225,6 +233,7 @@ def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = Non
         e_conf.append(w * n)
         e_reason.append(event_reason(kind))
         e_buy.append(bought)
+        e_co.append(bought and not (user_id is None and kind in forgeable))
         if times:
             e_time.append(last[0].timestamp())
 
@@ -244,12 +253,8 @@ def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = Non
     conf.sum_duplicates()
     # strongest reason = min code; store (4 - code) and take max via a coo->csr max trick
     rs = _max_duplicates(er, ec, 4 - np.asarray(e_reason, dtype=np.int64), shape)
-    buy_mask = np.asarray(e_buy, dtype=bool)
-    purchases = sp.csr_matrix(
-        (np.ones(int(buy_mask.sum()), dtype=bool), (er[buy_mask], ec[buy_mask])), shape=shape
-    )
-    purchases.sum_duplicates()
-    purchases.sort_indices()
+    bought = _cells(er, ec, np.asarray(e_buy, dtype=bool), shape)
+    purchases = _cells(er, ec, np.asarray(e_co, dtype=bool), shape)
 
     # Ratings override events.
     rr = np.fromiter((row_of[u] for u in r_user), dtype=np.int64, count=len(r_user))
@@ -271,7 +276,7 @@ def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = Non
     reason = 4 - values_at(rs, R).astype(np.int8)
     is_rated = values_at(rated.astype(np.int8), R).astype(bool)
     reason[is_rated] = RATED
-    owned_mask = is_rated | values_at(purchases.astype(np.int8), R).astype(bool)
+    owned_mask = is_rated | values_at(bought.astype(np.int8), R).astype(bool)
     owned = sp.csr_matrix((owned_mask, R.indices.copy(), R.indptr.copy()), shape=shape)
     owned.eliminate_zeros()
     owned.sort_indices()
@@ -298,6 +303,16 @@ def load_snapshot(ratings: QuerySet | None = None, events: QuerySet | None = Non
         n_events=n_events,
         times=cell_times,
     )
+
+
+def _cells(rows: np.ndarray, cols: np.ndarray, mask: np.ndarray,
+           shape: tuple[int, int]) -> sp.csr_matrix:
+    """A boolean matrix of the masked (row, column) pairs, each cell once."""
+    M = sp.csr_matrix((np.ones(int(mask.sum()), dtype=bool), (rows[mask], cols[mask])),
+                      shape=shape)
+    M.sum_duplicates()
+    M.sort_indices()
+    return M
 
 
 def _sort_key(pk: Any) -> tuple:
