@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench venv clean browser-deps
+.PHONY: demo test lint bench venv clean browser-deps check-install
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ test: $(STAMP) browser-deps
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
+
+## The install check (CI runs it after the suite; `make test` never does): build the sdist and
+## wheel, twine check them, install the wheel into a fresh venv and follow the README's "Add it
+## to your shop" in a new startproject. CHECK_INSTALL_ARGS="--keep" keeps its folder.
+CHECK_INSTALL_ARGS ?=
+check-install: $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-packaging.txt
+	$(BIN)/python tests/packaging/check_install.py $(CHECK_INSTALL_ARGS)
 
 ## Side-by-side benchmarks against Surprise and implicit; figures go to bench/RESULTS.md.
 bench: $(STAMP)
