@@ -149,7 +149,8 @@ def _event_errors(user: dict, weights: Any) -> list:
     silently switch de-duplication or the anonymous weighting off."""
     errors = []
     kinds = user.get("CLIENT_EVENT_KINDS", DEFAULTS["CLIENT_EVENT_KINDS"])
-    known = set(weights) if isinstance(weights, dict) else set()
+    # The default's kinds missing from a host's EVENT_WEIGHTS are simply not postable.
+    known = set(weights) if isinstance(weights, dict) and "CLIENT_EVENT_KINDS" in user else set()
     if not (isinstance(kinds, list | tuple) and all(isinstance(k, str) for k in kinds)):
         errors.append(Error(
             f"SHOPRECO['CLIENT_EVENT_KINDS'] must be a list of event kinds, not {kinds!r}.",
