@@ -7,6 +7,7 @@ which the follow-up run and housekeeping remove (tests/privacy/test_erasure_pipe
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -75,6 +76,21 @@ def test_export_covers_what_the_browser_did_before_sign_in(client, user_factory,
     assert sorted((e["type"], e["product"]["pk"]) for e in data["session_events"]) == sorted(
         [("view", products[0].pk), ("view", products[1].pk), ("cart", products[2].pk)])
     assert len(data["session_impressions"]) == shown
+
+
+def test_a_click_before_sign_in_is_credited_after_it(client, user_factory, products):
+    """The remembered click lives in the session data too: a cart after signing in is
+    credited to the list the shopper clicked while still anonymous."""
+    html = client.get(f"/p/{products[0].pk}/").content.decode()
+    pk, rec = re.search(r'data-shopreco-product="(\d+)" data-shopreco-recommendation="(\w+)"',
+                        html).groups()
+    assert client.post("/shopreco/click/", {"rec": rec, "product": pk}).status_code == 204
+    me = user_factory()
+    assert client.post("/login/", {"username": me.get_username(), "password": "pw"}
+                       ).status_code == 302
+    client.post(f"/p/{pk}/add/", {"quantity": 1})
+    cart = Interaction.objects.get(user=me, kind="cart")
+    assert (str(cart.product_id), cart.recommendation_id) == (pk, rec)
 
 
 def _theirs(model: type[models.Model], user: Any, anonymous: str) -> models.QuerySet:
