@@ -21,7 +21,7 @@ from django.utils import timezone
 from shopreco import cache
 from shopreco.adapter import get_adapter
 from shopreco.conf import reco_settings
-from shopreco.models import Interaction, Rating, Reason
+from shopreco.models import Interaction, Rating, Reason, distinct_shoppers
 from shopreco.serving.products import (
     category_filter,
     load_products,
@@ -197,7 +197,7 @@ def build_ranking(category: Any) -> list[tuple[Any, float, str]]:
     events = (
         bucketed(Interaction.objects.filter(product__in=avail_pks), "created_at")
         .values("product_id", "kind", "_day")
-        .annotate(_n=Count("id"))
+        .annotate(_n=distinct_shoppers())  # each shopper once per product, kind and day
         .values_list("product_id", "kind", "_day", "_n")
         .order_by()
     )

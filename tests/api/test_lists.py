@@ -18,6 +18,7 @@ def similar_url(product) -> str:
 
 def test_similar_lists_neighbours_by_score_without_unavailable(anon, shop):
     p = shop.products
+    anon.session.save()  # a client with a session: a cookie-less one leaves no impressions
     response = anon.get(similar_url(p[0]), {"limit": 4})
     assert response.status_code == 200
     body = response.json()

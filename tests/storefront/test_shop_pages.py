@@ -41,6 +41,7 @@ def test_view_recorded_once_by_middleware_and_not_for_missing_pages(shop, client
 
 
 def test_click_beacon_credits_later_cart(shop, client):
+    client.session.save()  # a browser with a session: a cookie-less one leaves no impressions
     html = client.get("/").content.decode()
     pk, rec = first_rec(html, "for-you")
     assert client.post("/shopreco/click/", {"rec": rec, "product": pk}).status_code == 204
