@@ -41,6 +41,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "shopreco.middleware.ShopRecoMiddleware",
+    # A database outage answers a short 503 rather than a 500 page.
+    "shopreco.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "demo_shop.urls"
@@ -109,6 +111,9 @@ if os.environ.get("CACHE_URL", "").startswith("redis://"):
         # Django's RedisCache with one Redis client per process (demo_shop/cache.py).
         "BACKEND": "demo_shop.cache.ReusedClientRedisCache",
         "LOCATION": os.environ["CACHE_URL"],
+        # A cache host that drops packets must not hold a page up: shopreco treats a failed
+        # cache call as a miss, but only once the call gives up.
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }
 
 # --- shopreco -------------------------------------------------------------------------------
