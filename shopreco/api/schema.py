@@ -13,10 +13,12 @@ from typing import Any
 from django.apps import apps
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, _get_sidecar_url
 from rest_framework.permissions import AllowAny
 
+from shopreco import __version__
 from shopreco.api.serializers import pk_schema
 from shopreco.api.throttling import DEFAULT_THROTTLES
 from shopreco.conf import get_product_model, reco_settings
@@ -76,8 +78,20 @@ class MountedSchemaGenerator(SchemaGenerator):
 
     prefix: str = ""
 
+    def _initialise_endpoints(self) -> None:
+        """Only shopreco's endpoints are read at all: the host's own API views may use another
+        schema class, which drf-spectacular would refuse."""
+        super()._initialise_endpoints()
+        if self.prefix:
+            self.endpoints = [e for e in self.endpoints if e[0].startswith(self.prefix)]
+
     def get_schema(self, request: Any = None, public: bool = False) -> dict[str, Any]:
         schema = super().get_schema(request=request, public=public)
+        info = schema.setdefault("info", {})
+        if not info.get("title"):  # the host set no SPECTACULAR_SETTINGS["TITLE"]
+            info["title"] = "shopreco API"
+        if info.get("version") in (None, "", "0.0.0"):
+            info["version"] = __version__
         views = {
             (_route(path), method.lower()): getattr(callback, "cls", None)
             for path, _regex, method, callback in (self.endpoints or [])
@@ -122,6 +136,8 @@ class MountedSchemaGenerator(SchemaGenerator):
 class SchemaView(SpectacularAPIView):
     """``schema/``: OpenAPI 3 of this API (JSON with ``?format=json``, YAML by default)."""
 
+    schema = AutoSchema()  # whatever the host's DEFAULT_SCHEMA_CLASS
+
     throttle_classes = DEFAULT_THROTTLES  # generating the schema is costly: rate-limit it
 
     def _get_schema_response(self, request: Any) -> Any:
@@ -135,6 +151,8 @@ class SchemaView(SpectacularAPIView):
 class DocsView(SpectacularRedocView):
     """``docs/``: ReDoc, served from the drf-spectacular-sidecar static files when that app
     is installed (no CDN); otherwise from ``SPECTACULAR_SETTINGS["REDOC_DIST"]``."""
+
+    schema = AutoSchema()
 
     url_name = "shopreco_api:schema"
     throttle_classes = DEFAULT_THROTTLES

@@ -21,6 +21,7 @@ from django.db import IntegrityError, models, transaction
 from django.http import Http404
 from django.http.multipartparser import MultiPartParserError
 from django.utils.cache import patch_cache_control, patch_vary_headers
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -116,6 +117,7 @@ class ShopRecoAPIView(APIView):
 
     throttle_classes = DEFAULT_THROTTLES
     parser_classes = PARSERS
+    schema = AutoSchema()  # drf-spectacular's, whatever the host's DEFAULT_SCHEMA_CLASS
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -346,6 +348,7 @@ class RatingViewSet(viewsets.ModelViewSet):
     serializer_class = RatingSerializer
     permission_classes = [IsAuthenticated]
     throttle_classes = DEFAULT_THROTTLES
+    schema = AutoSchema()
     parser_classes = PARSERS
     pagination_class = Pagination
     queryset = Rating.objects.none()  # for the schema; get_queryset() is per user
@@ -499,6 +502,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = RunSerializer
     permission_classes = [IsStaff]
     throttle_classes = DEFAULT_THROTTLES
+    schema = AutoSchema()
     parser_classes = PARSERS  # a session's CSRF check parses a POST body, even here
     pagination_class = Pagination
     queryset = RecomputeRun.objects.order_by("-created_at", "-id")

@@ -142,3 +142,27 @@ def test_the_property_run_would_catch_a_500(monkeypatch, staff_headers):
 
     run()
     assert caught
+
+
+def test_schema_and_docs_work_with_the_hosts_own_schema_settings(anon, settings):
+    """A host that never set DEFAULT_SCHEMA_CLASS (DRF's default is its own AutoSchema) nor
+    SPECTACULAR_SETTINGS still gets the schema and the docs."""
+    settings.REST_FRAMEWORK = {k: v for k, v in settings.REST_FRAMEWORK.items()
+                               if k != "DEFAULT_SCHEMA_CLASS"}
+    response = anon.get(SCHEMA_URL)
+    assert response.status_code == 200, response.content[:300]
+    assert f"{API}popular/" in response.json()["paths"]
+    assert anon.get(f"{API}docs/").status_code == 200
+    # (tests/packaging/check_install.py runs this in a new project, where it failed before.)
+
+
+def test_schema_has_shopreco_title_and_version_when_the_host_sets_none(monkeypatch):
+    from drf_spectacular.settings import spectacular_settings
+
+    from shopreco import __version__
+    from shopreco.api.schema import MountedSchemaGenerator
+
+    monkeypatch.setattr(spectacular_settings, "TITLE", "")
+    monkeypatch.setattr(spectacular_settings, "VERSION", "0.0.0")
+    info = MountedSchemaGenerator().get_schema(public=True)["info"]
+    assert info["title"] == "shopreco API" and info["version"] == __version__
