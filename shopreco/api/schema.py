@@ -15,13 +15,35 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.settings import spectacular_settings
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, _get_sidecar_url
+from drf_spectacular.utils import extend_schema as spectacular_extend_schema
+from drf_spectacular.views import (
+    SCHEMA_KWARGS,
+    SpectacularAPIView,
+    SpectacularRedocView,
+    _get_sidecar_url,
+)
 from rest_framework.permissions import AllowAny
 
 from shopreco import __version__
 from shopreco.api.serializers import pk_schema
 from shopreco.api.throttling import DEFAULT_THROTTLES
 from shopreco.conf import get_product_model, reco_settings
+
+
+def extend_schema(*args: Any, **kwargs: Any) -> Any:
+    """drf-spectacular's ``extend_schema`` that builds on its own ``AutoSchema`` whatever the
+    host's ``DEFAULT_SCHEMA_CLASS``: on a view method it would otherwise derive from the
+    host's default class when this module is imported (DRF's own, in a host that never set
+    it), and the schema page would fail."""
+    decorate = spectacular_extend_schema(*args, **kwargs)
+
+    def apply(target: Any) -> Any:
+        if (not isinstance(target, type) and "schema" not in getattr(target, "__dict__", {})
+                and not getattr(target, "kwargs", {}).get("schema")):
+            target.schema = AutoSchema
+        return decorate(target)
+
+    return apply
 
 
 class ProductKeyFieldExtension(OpenApiSerializerFieldExtension):
@@ -138,6 +160,10 @@ class SchemaView(SpectacularAPIView):
 
     schema = AutoSchema()  # whatever the host's DEFAULT_SCHEMA_CLASS
 
+    @extend_schema(**SCHEMA_KWARGS)  # drf-spectacular's own, on its AutoSchema
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().get(request, *args, **kwargs)
+
     throttle_classes = DEFAULT_THROTTLES  # generating the schema is costly: rate-limit it
 
     def _get_schema_response(self, request: Any) -> Any:
@@ -153,6 +179,10 @@ class DocsView(SpectacularRedocView):
     is installed (no CDN); otherwise from ``SPECTACULAR_SETTINGS["REDOC_DIST"]``."""
 
     schema = AutoSchema()
+
+    @extend_schema(exclude=True)
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().get(request, *args, **kwargs)
 
     url_name = "shopreco_api:schema"
     throttle_classes = DEFAULT_THROTTLES

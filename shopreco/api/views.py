@@ -26,7 +26,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
-    extend_schema,
     extend_schema_view,
 )
 from rest_framework import serializers, status, viewsets
@@ -41,9 +40,9 @@ from rest_framework.views import APIView
 
 from shopreco import cache, privacy, serving, tasks, tracking
 from shopreco.adapter import get_adapter
-from shopreco.api import schema as _schema  # noqa: F401 - registers the field extensions
 from shopreco.api.parsers import PARSERS, check_length
 from shopreco.api.permissions import IsStaff
+from shopreco.api.schema import extend_schema  # also registers the field extensions
 from shopreco.api.serializers import (
     CANONICAL_INTEGER,
     CategoryQuerySerializer,
