@@ -223,6 +223,7 @@ def run_full_recompute(run: RecomputeRun | None = None,
     who were active meanwhile (see :func:`pipeline.run_full_recompute`)."""
     run = pipeline.run_full_recompute(run, progress)
     _catch_up(run)
+    _rerun_if_it_predates_an_erasure(run)
     return run
 
 
@@ -255,10 +256,25 @@ def _catch_up(run: RecomputeRun) -> None:
         transaction.on_commit(lambda user_id=user_id: _enqueue_refresh(user_id))
 
 
+def request_erasure_follow_up() -> RecomputeRun:
+    """After a shopper's data was erased: a full run on what remains, whose housekeeping then
+    prunes every run that read the erased data (coalesced with a run already requested; a
+    run that read the data before the erasure asks for another once it is live)."""
+    return request_full_recompute()
+
+
+def _rerun_if_it_predates_an_erasure(run: RecomputeRun) -> None:
+    if runs.predates_erasure(run):
+        log.info("run #%s read data erased since; another run follows", run.pk)
+        request_full_recompute()
+
+
 def _after_activation(run: RecomputeRun) -> None:
-    """What follows a run that went live on a worker: catch-up refreshes, and housekeeping as
-    a task of its own (done here if the broker refuses it: it must happen)."""
+    """What follows a run that went live on a worker: catch-up refreshes, another run if this
+    one read data erased meanwhile, and housekeeping as a task of its own (done here if the
+    broker refuses it: it must happen)."""
     _catch_up(run)
+    _rerun_if_it_predates_an_erasure(run)
 
     def here(exc: Exception) -> None:
         log.error("could not enqueue housekeeping for run #%s (%s); running it here",

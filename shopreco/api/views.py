@@ -563,6 +563,9 @@ class MeDataView(ShopRecoAPIView):
         # from the session too: nothing done next is linked to what was erased.
         counts = privacy.erase_user_data(request.user, session_key=tracking.anonymous_id(request))
         tracking.forget_session(request)
+        # The served similarities and files still hold the user: a run on what remains
+        # replaces them (after the response; a refused broker fails only that run).
+        tasks.request_erasure_follow_up()
         return Response(ErasureResultSerializer({"deleted": counts}).data)
 
 

@@ -52,3 +52,31 @@ def test_the_served_run_is_kept_until_its_replacement_is_live(shop):
     privacy.erase_user_data(users[0])
     assert runs.prune() == []  # nothing else to serve yet
     assert RecomputeRun.latest_succeeded().pk == served.pk
+
+
+def test_erasing_through_the_api_replaces_the_served_run(shop, client,
+                                                         django_capture_on_commit_callbacks):
+    users, _ = shop(n_users=8, n_products=12)
+    served = pipeline.run_full_recompute()
+    client.force_login(users[1])
+    with django_capture_on_commit_callbacks(execute=True):  # eager Celery: the run happens
+        assert client.delete("/api/reco/me/data/").status_code == 200
+    now = RecomputeRun.latest_succeeded()
+    assert now.pk != served.pk and not runs.predates_erasure(now)
+    snap = pipeline.load_run_snapshot(now)
+    assert users[1].pk not in {int(pk) for pk in snap.user_pks[: snap.n_users]}
+
+
+def test_a_run_that_read_erased_data_is_followed_by_another(shop,
+                                                            django_capture_on_commit_callbacks):
+    from shopreco import tasks
+
+    users, _ = shop(n_users=8, n_products=12)
+    early, _created = pipeline.create_run()  # in flight when the erasure happens
+    plan = pipeline.start_run(early.pk)
+    privacy.erase_user_data(users[2])
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline.run_stages_in_process(early.pk, plan)
+        tasks._after_activation(RecomputeRun.objects.get(pk=early.pk))
+    now = RecomputeRun.latest_succeeded()
+    assert now.pk != early.pk and not runs.predates_erasure(now)
