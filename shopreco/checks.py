@@ -89,8 +89,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 )
     errors += _model_errors(user)
     errors += _event_errors(user, weights)
+    errors += _value_errors(user, weights)
     for key in ("NEIGHBOURS", "RECOMMENDATIONS_PER_USER", "MAX_LIMIT", "DEFAULT_LIMIT",
-                "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS", "EASE_MAX_ITEMS"):
+                "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS", "EASE_MAX_ITEMS",
+                "SIMILAR_PER_PRODUCT", "STALE_RUN_SECONDS", "CACHE_TIMEOUT",
+                "RECENT_ITEMS_FOR_COLD_START", "EVENT_RETENTION_DAYS"):
         value = user.get(key, DEFAULTS[key])
         if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             errors.append(
@@ -172,4 +175,57 @@ def _event_errors(user: dict, weights: Any) -> list:
             f"SHOPRECO['ANONYMOUS_WEIGHT'] must be a number from 0 to 1, not {weight!r}.",
             hint="0 ignores anonymous sessions in popularity; 1 counts them as shoppers.",
             id="shopreco.E009"))
+    return errors
+
+
+# The rest of the options, by the kind of value they take: every option a host can set is
+# checked here or above, so a typo in a value fails ``manage.py check``, not a later run.
+_BOOLEANS = ("RATING_HALF_STARS", "EXCLUDE_OWNED", "REFRESH_ON_VIEW", "CACHE_WIDGET_HTML",
+             "LOG_IMPRESSIONS", "HONOR_GPC")
+_NON_NEGATIVE = ("SHRINKAGE", "REFRESH_DEBOUNCE_SECONDS")
+_POSITIVE = ("TRENDING_HALF_LIFE_DAYS",)
+_CHOICES = {"VIEW_TRACKING": ("manual", "middleware")}
+
+
+def _value_errors(user: dict, weights: Any) -> list:
+    """Options not covered above: their type, range or choices, naming what is accepted."""
+    errors = []
+
+    def error(key: str, expected: str) -> None:
+        errors.append(Error(
+            f"SHOPRECO[{key!r}] must be {expected}, not {user[key]!r}.", id="shopreco.E010"))
+
+    for key in _BOOLEANS:
+        if key in user and not isinstance(user[key], bool):
+            error(key, "True or False")
+    for key in _NON_NEGATIVE:
+        if key in user and not (_number(user[key]) and user[key] >= 0):
+            error(key, "a number >= 0")
+    for key in _POSITIVE:
+        if key in user and not (_number(user[key]) and user[key] > 0):
+            error(key, "a number > 0")
+    for key, choices in _CHOICES.items():
+        if key in user and user[key] not in choices:
+            error(key, f"one of {', '.join(map(repr, choices))}")
+    if "OWNED_EVENT_KINDS" in user:
+        kinds = user["OWNED_EVENT_KINDS"]
+        known = set(weights) if isinstance(weights, dict) else set()
+        if not (isinstance(kinds, list | tuple) and all(k in known for k in kinds)):
+            error("OWNED_EVENT_KINDS", f"a list of kinds of EVENT_WEIGHTS ({', '.join(known)})")
+    if "SNAPSHOT_PREFIX" in user and not (isinstance(user["SNAPSHOT_PREFIX"], str)
+                                          and user["SNAPSHOT_PREFIX"].strip("/")):
+        error("SNAPSHOT_PREFIX", "a non-empty folder name")
+    for key in ("SNAPSHOT_STORAGE", "ANONYMIZE_SECRET"):
+        if key in user and not (user[key] is None or (isinstance(user[key], str) and user[key])):
+            error(key, "None or a non-empty string")
+    if "CACHE_ALIAS" in user and user["CACHE_ALIAS"] not in settings.CACHES:
+        error("CACHE_ALIAS", f"an alias of CACHES ({', '.join(map(repr, settings.CACHES))})")
+    serializer = user.get("API_PRODUCT_SERIALIZER")
+    if isinstance(serializer, str) and "rest_framework" in settings.INSTALLED_APPS:
+        try:
+            import_string(serializer)
+        except ImportError as exc:
+            errors.append(Error(
+                f"SHOPRECO['API_PRODUCT_SERIALIZER'] = {serializer!r} cannot be imported: {exc}",
+                hint="Give the dotted path of a serializer class.", id="shopreco.E006"))
     return errors

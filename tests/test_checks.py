@@ -79,7 +79,9 @@ def test_e006_adapter_not_importable():
 
 @pytest.mark.parametrize("key", ["NEIGHBOURS", "RECOMMENDATIONS_PER_USER", "MAX_LIMIT",
                                  "DEFAULT_LIMIT", "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS",
-                                 "EASE_MAX_ITEMS"])
+                                 "EASE_MAX_ITEMS", "SIMILAR_PER_PRODUCT", "STALE_RUN_SECONDS",
+                                 "CACHE_TIMEOUT", "RECENT_ITEMS_FOR_COLD_START",
+                                 "EVENT_RETENTION_DAYS"])
 @pytest.mark.parametrize("value", [0, -3, 2.5, True, "10"])
 def test_e007_positive_integers(key, value):
     found = messages(SHOPRECO={key: value})
@@ -128,3 +130,38 @@ def test_checks_are_registered_and_run_by_manage_py_check():
         assert [m.id for m in checks.run_checks(tags=["shopreco"])] == ["shopreco.E007"]
         with pytest.raises(SystemCheckError, match="shopreco.E007"):
             call_command("check")
+
+
+@pytest.mark.parametrize(("conf", "accepted"), [
+    ({"EXCLUDE_OWNED": "yes"}, "True or False"),
+    ({"HONOR_GPC": 1}, "True or False"),
+    ({"SHRINKAGE": -1}, "a number >= 0"),
+    ({"REFRESH_DEBOUNCE_SECONDS": "5"}, "a number >= 0"),
+    ({"TRENDING_HALF_LIFE_DAYS": 0}, "a number > 0"),
+    ({"VIEW_TRACKING": "auto"}, "'manual', 'middleware'"),
+    ({"OWNED_EVENT_KINDS": ["order"]}, "kinds of EVENT_WEIGHTS"),
+    ({"SNAPSHOT_PREFIX": "/"}, "a non-empty folder name"),
+    ({"ANONYMIZE_SECRET": ""}, "None or a non-empty string"),
+    ({"CACHE_ALIAS": "nope"}, "an alias of CACHES"),
+])
+def test_e010_every_other_option_is_checked(conf, accepted):
+    found = messages(SHOPRECO=conf)
+    assert [m.id for m in found] == ["shopreco.E010"]
+    assert next(iter(conf)) in found[0].msg and accepted in found[0].msg
+
+
+def test_e006_product_serializer_not_importable():
+    found = messages(SHOPRECO={"API_PRODUCT_SERIALIZER": "nowhere.Serializer"})
+    assert [m.id for m in found] == ["shopreco.E006"]
+
+
+def test_every_option_has_a_check():
+    """A new option gets its check with it: each is named in shopreco/checks.py."""
+    from pathlib import Path
+
+    from shopreco.conf import DEFAULTS
+
+    source = (Path(__file__).resolve().parent.parent / "shopreco" / "checks.py").read_text()
+    unchecked = [key for key in DEFAULTS if f'"{key}"' not in source]
+    assert unchecked == []
+
