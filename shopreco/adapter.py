@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -87,6 +88,14 @@ class DefaultAdapter:
             except ValueError:  # FieldFile without a file
                 return ""
         return str(image or "")
+
+    def cart_products(self, request: Any) -> Iterable[Any] | None:
+        """Primary keys of the products in this shopper's cart, left out of their lists (a
+        shopper about to buy something needs no recommendation of it). ``None``, the default,
+        means: the products they added to the cart in the last day and have not bought
+        (bought ones are left out anyway), read from their cart events in the list's own
+        query. A host whose cart lives in the session returns its keys here instead."""
+        return None
 
     def get_price(self, product: Model) -> Decimal | None:
         """The price shown beside a recommendation, and used by revenue attribution."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shopreco import cache
+from shopreco.adapter import get_adapter
 from shopreco.serving.request import (
     Viewer,
     clean_limit,
@@ -63,6 +64,9 @@ def make_plan(widget: str, *, limit: Any, product: Any = None, user: Any = None,
     )
     if not allowed:
         viewer = Viewer()  # popular lists only, nothing personal, nothing tracked
+    elif request is not None and viewer.identified:
+        cart = get_adapter().cart_products(request)
+        viewer.cart = None if cart is None else [to_pk(pk) for pk in cart]
     run_id = state(viewer.user, request)[0]
     scratch = memo(request)
     shown: set = scratch.get("shown", set()) if dedupe else set()

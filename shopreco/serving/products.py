@@ -7,14 +7,16 @@ correlated check over the whole catalogue made PostgreSQL scan every product."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet, Value
+from django.utils import timezone
 
 from shopreco.adapter import DefaultAdapter, get_adapter
 from shopreco.cache import category_pk
 from shopreco.conf import get_product_model, reco_settings
-from shopreco.models import Rating
+from shopreco.models import CART_KIND, Rating
 from shopreco.serving.request import Viewer
 
 
@@ -32,8 +34,14 @@ def category_filter(prefix: str, category: Any) -> dict[str, Any]:
     return {f"{prefix}{cf}": category_pk(category)}
 
 
+# How long a product added to the cart counts as "in the cart" when the adapter does not say.
+CART_DAYS = 1
+
+
 def owned_exclusions(qs: QuerySet, path: str, viewer: Viewer) -> QuerySet:
-    """Exclude, in SQL, products the viewer already rated or bought (EXCLUDE_OWNED)."""
+    """Exclude, in SQL, products the viewer already rated or bought (EXCLUDE_OWNED) and those
+    in their cart (the adapter's ``cart_products``, else their cart events of the last day),
+    in the list's own query."""
     if not reco_settings.EXCLUDE_OWNED or not viewer.identified:
         return qs
     subs = viewer.owned_subqueries
@@ -42,6 +50,12 @@ def owned_exclusions(qs: QuerySet, path: str, viewer: Viewer) -> QuerySet:
         subs = [viewer.events().filter(kind__in=owned_kinds).values("product")]
         if viewer.user is not None:
             subs.append(Rating.objects.filter(user=viewer.user).values("product"))
+        if viewer.cart is not None:
+            subs.append(list(viewer.cart))
+        elif CART_KIND in reco_settings.EVENT_WEIGHTS:
+            since = timezone.now() - timedelta(days=CART_DAYS)
+            subs.append(viewer.events().filter(kind=CART_KIND, created_at__gte=since)
+                        .values("product"))
         viewer.owned_subqueries = subs
     owned = Q()
     for sub in subs:

@@ -96,7 +96,8 @@ class Viewer:
     def __init__(self, user: Any = None, session_key: str = "") -> None:
         self.user = user if is_user(user) else None
         self.session_key = "" if self.user else (session_key or "")
-        self.owned_subqueries: list | None = None  # built once, see candidates
+        self.owned_subqueries: list | None = None  # built once, see products
+        self.cart: list | None = None  # the adapter's cart_products, when it says
 
     @property
     def key(self) -> str:

@@ -47,7 +47,10 @@ def footprint(user_factory, product_factory):
         Interaction.objects.create(
             user=user, product=products[2], kind="purchase", recommendation_id="abc123"
         )
-        Interaction.objects.create(user=user, product=products[3], kind="cart")
+        # Carted two days ago (a cart of the last day would leave products[3], their list's
+        # head, out of their lists).
+        Interaction.objects.create(user=user, product=products[3], kind="cart",
+                                   created_at=now - timedelta(days=2))
         for r, rec_run in enumerate((run, run, old_run)):
             Recommendation.objects.create(
                 run=rec_run, user=user, product=products[3 - r], score=1.0 - r / 10, rank=r,
