@@ -154,8 +154,11 @@ def _repeated(who: dict[str, Any], product_pk: Any, kind: str) -> Interaction | 
 def mark_viewed(request: Any, product: Any) -> Interaction | None:
     """A product page was rendered. With VIEW_TRACKING = "middleware" and ShopRecoMiddleware
     installed, the view is recorded after the response succeeded (no event for error pages);
-    otherwise it is recorded now. The ``?rec=`` id of the link that led here is credited."""
+    otherwise it is recorded now. The ``?rec=`` id of the link that led here is credited.
+    The page's own product is never listed by its widgets (page de-duplication)."""
     scratch = memo(request)
+    if getattr(product, "pk", None) is not None:
+        scratch.setdefault("shown", set()).add(product.pk)
     if reco_settings.VIEW_TRACKING == "middleware" and scratch.get("middleware"):
         scratch["viewed"] = product
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.utils import timezone
@@ -50,3 +51,15 @@ def test_the_adapter_says_what_is_in_the_cart(shop, make_request, settings):
     request = make_request(shop.alice)
     request.session["cart"] = [str(first[1])]
     assert first[1] not in pks(services.similar_products(page, 3, request=request))
+
+
+def test_a_product_page_never_lists_its_own_product(shop, make_request):
+    from django.template import RequestContext, Template
+
+    page = shop.products[3]
+    request = make_request()
+    html = Template("{% load shopreco %}{% shopreco_track_view product %}"
+                    "{% popular_products limit=10 %}{% recommended_for_you limit=10 %}"
+                    ).render(RequestContext(request, {"product": page}))
+    listed = {int(pk) for pk in re.findall(r'data-shopreco-product="(\d+)"', html)}
+    assert listed and page.pk not in listed
