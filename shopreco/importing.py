@@ -69,7 +69,6 @@ from django.utils import timezone
 from django.utils.translation import ngettext
 
 from shopreco.conf import get_product_model, reco_settings
-from shopreco.models import Interaction, Rating
 
 FORMATS = ("csv", "movielens", "online-retail")
 DEFAULT_USER_PREFIX = "ext-"
@@ -532,6 +531,10 @@ class _Importer:
 
     def __init__(self, report: ImportReport, product_field: str, user_prefix: str,
                  round_scores: bool) -> None:
+        # Here, not at the top: the parsers of this module serve code without Django's app
+        # registry (the benchmarks, the demo's readers), and the models need it.
+        from shopreco.models import Interaction, Rating
+
         self.Rating, self.Interaction = Rating, Interaction
         self.report = report
         self.model = get_product_model()
