@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from shopreco.conf import ALGORITHMS, DEFAULTS
+from shopreco.conf import ALGORITHMS, DEFAULTS, candidate_config, gate_metric
 from shopreco.engine.similarity import method_names
 
 
@@ -89,11 +89,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 )
     errors += _model_errors(user)
     errors += _event_errors(user, weights)
+    errors += _deployment_errors(user)
     errors += _value_errors(user, weights)
     for key in ("NEIGHBOURS", "RECOMMENDATIONS_PER_USER", "MAX_LIMIT", "DEFAULT_LIMIT",
                 "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS", "EASE_MAX_ITEMS",
                 "SIMILAR_PER_PRODUCT", "STALE_RUN_SECONDS", "CACHE_TIMEOUT",
-                "RECENT_ITEMS_FOR_COLD_START", "EVENT_RETENTION_DAYS"):
+                "RECENT_ITEMS_FOR_COLD_START", "EVENT_RETENTION_DAYS", "SELECTION_EVERY",
+                "FAILED_RUN_RETENTION_DAYS"):
         value = user.get(key, DEFAULTS[key])
         if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             errors.append(
@@ -175,6 +177,50 @@ def _event_errors(user: dict, weights: Any) -> list:
             f"SHOPRECO['ANONYMOUS_WEIGHT'] must be a number from 0 to 1, not {weight!r}.",
             hint="0 ignores anonymous sessions in popularity; 1 counts them as shoppers.",
             id="shopreco.E009"))
+    return errors
+
+
+def _deployment_errors(user: dict) -> list:
+    """The deployment strategy's options: a bad candidate would only fail at the next run,
+    and a bad gate would silently let any run go live (or none)."""
+    errors = []
+
+    def error(message: str, hint: str = "") -> None:
+        errors.append(Error(message, hint=hint or None, id="shopreco.E011"))
+
+    candidates = user.get("CANDIDATES", DEFAULTS["CANDIDATES"])
+    if not (isinstance(candidates, list | tuple) and candidates):
+        error(f"SHOPRECO['CANDIDATES'] must be a non-empty list of configurations, not "
+              f"{candidates!r}.", 'For example [{"algorithm": "ease"}, {"algorithm": "item"}].')
+    else:
+        for i, config in enumerate(candidates):
+            try:
+                candidate_config(config)
+            except ValueError as exc:
+                error(f"SHOPRECO['CANDIDATES'][{i}]: {exc}.")
+    holdout = user.get("HOLDOUT", DEFAULTS["HOLDOUT"])
+    if not isinstance(holdout, dict) or set(holdout) - {"users", "interactions", "seed"}:
+        error(f"SHOPRECO['HOLDOUT'] must be a dict with 'users', 'interactions' and 'seed', "
+              f"not {holdout!r}.", 'For example {"users": 0.2, "interactions": 1, "seed": 0}.')
+    else:
+        share = holdout.get("users", DEFAULTS["HOLDOUT"]["users"])
+        n = holdout.get("interactions", DEFAULTS["HOLDOUT"]["interactions"])
+        seed = holdout.get("seed", DEFAULTS["HOLDOUT"]["seed"])
+        if not (_number(share) and 0 < share <= 1):
+            error(f"SHOPRECO['HOLDOUT']['users'] must be a share in (0, 1], not {share!r}.")
+        if not (isinstance(n, int) and not isinstance(n, bool) and n > 0):
+            error(f"SHOPRECO['HOLDOUT']['interactions'] must be a positive integer, not {n!r}.")
+        if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+            error(f"SHOPRECO['HOLDOUT']['seed'] must be an integer >= 0, not {seed!r}.")
+    metric = user.get("GATE_METRIC", DEFAULTS["GATE_METRIC"])
+    try:
+        gate_metric(metric)
+    except ValueError as exc:
+        error(f"SHOPRECO['GATE_METRIC'] {exc}.")
+    tolerance = user.get("GATE_TOLERANCE", DEFAULTS["GATE_TOLERANCE"])
+    if not (tolerance is None or (_number(tolerance) and 0 <= tolerance <= 1)):
+        error(f"SHOPRECO['GATE_TOLERANCE'] must be a share from 0 to 1 (or None: no gate), "
+              f"not {tolerance!r}.", "0.05 rejects a run scoring 5% below the live one.")
     return errors
 
 

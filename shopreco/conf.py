@@ -38,9 +38,26 @@ DEFAULTS: dict[str, Any] = {
     "ANONYMOUS_WEIGHT": 0.2,
     # Exclude products the user already rated or bought from personal lists.
     "EXCLUDE_OWNED": True,
-    # Ranking model of the recompute pipeline: "ease" (Steck 2019), "item" (item-based kNN)
-    # or "user" (user-based kNN).
+    # Ranking model of the recompute pipeline: "ease" (Steck 2019), "item" (item-based kNN),
+    # "user" (user-based kNN), "popular" (the non-personal baseline), or "auto": each full run
+    # chooses among CANDIDATES on the holdout.
     "ALGORITHM": "ease",
+    # The configurations "auto" chooses among: dicts with "algorithm" and optionally
+    # "lambda" (EASE), "similarity", "k", "shrinkage", "popularity_penalty".
+    "CANDIDATES": [{"algorithm": "ease"}, {"algorithm": "item"}, {"algorithm": "popular"}],
+    # The holdout gate: the latest "interactions" of a seeded share ("users") of shoppers
+    # are held out; every candidate and the live run's configuration are fitted on the rest
+    # and their lists scored on them. A run whose GATE_METRIC is more than GATE_TOLERANCE
+    # (relative) below the live configuration's is rejected: the live run keeps serving.
+    "HOLDOUT": {"users": 0.2, "interactions": 1, "seed": 0},
+    "GATE_METRIC": "ndcg@10",
+    "GATE_TOLERANCE": 0.05,
+    # "auto" compares the candidates every Nth full run; the runs between refit the
+    # configuration chosen last (bounding the cost of selection).
+    "SELECTION_EVERY": 1,
+    # Rejected and failed runs (and runs of experiment arms no longer served) are pruned
+    # this many days after they finished.
+    "FAILED_RUN_RETENTION_DAYS": 7,
     # EASE: L2 regularisation ("auto": from the data), items in the dense solve (the most
     # interacted; the rest are ranked by item cosine), popularity penalty (exponent beta:
     # weights into a product are divided by its interactions ** beta; 0 = none).
@@ -96,8 +113,73 @@ DEFAULTS: dict[str, Any] = {
     "API_PRODUCT_SERIALIZER": "shopreco.api.serializers.ProductSerializer",
 }
 
-# Ranking models of the recompute pipeline (SHOPRECO["ALGORITHM"]): the engine's registry.
-ALGORITHMS = tuple(MODELS)
+# Ranking models of the recompute pipeline (SHOPRECO["ALGORITHM"]): the engine's registry,
+# and "auto" (model selection among CANDIDATES).
+ALGORITHMS = (*MODELS, "auto")
+
+# A candidate configuration's keys -> the run parameter each sets, with its type.
+CONFIG_KEYS: dict[str, tuple[str, type]] = {
+    "algorithm": ("algorithm", str),
+    "lambda": ("ease_lambda", float),
+    "similarity": ("similarity", str),
+    "k": ("k", int),
+    "shrinkage": ("shrinkage", float),
+    "popularity_penalty": ("popularity_penalty", float),
+}
+# The metrics GATE_METRIC may name (at any cut-off k, e.g. "ndcg@20").
+GATE_METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "f1")
+
+
+def candidate_config(config: Any) -> dict[str, Any]:
+    """A candidate configuration checked and normalised (keys sorted, values typed); a
+    ValueError saying what is wrong. Used by the system checks, the pipeline and the admin,
+    so all three accept exactly the same configurations."""
+    from shopreco.engine.similarity import method_names  # the engine registry, no Django
+
+    if not isinstance(config, dict):
+        raise ValueError(f"a configuration must be a dict, not {config!r}")
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}: use "
+                         f"{', '.join(map(repr, CONFIG_KEYS))}")
+    algorithm = config.get("algorithm")
+    if algorithm not in MODELS:
+        raise ValueError(f"'algorithm' must be one of {', '.join(map(repr, MODELS))}, "
+                         f"not {algorithm!r}")
+    out: dict[str, Any] = {}
+    for key, value in sorted(config.items()):
+        if key == "lambda" and value == "auto":
+            out[key] = value
+            continue
+        kind = CONFIG_KEYS[key][1]
+        if kind is str:
+            ok = isinstance(value, str)
+        else:
+            ok = (isinstance(value, int | float) and not isinstance(value, bool)
+                  and value == value and (kind is float or float(value).is_integer()))
+        if not ok:
+            raise ValueError(f"{key!r} must be {'a string' if kind is str else 'a number'}, "
+                             f"not {value!r}")
+        out[key] = kind(value)
+    if "similarity" in out and out["similarity"] not in ("auto", *method_names("item")):
+        raise ValueError(f"'similarity' must be 'auto' or one of "
+                         f"{', '.join(method_names('item'))}, not {out['similarity']!r}")
+    for key in ("lambda", "k"):
+        if key in out and out[key] != "auto" and not out[key] > 0:
+            raise ValueError(f"{key!r} must be > 0, not {out[key]!r}")
+    for key in ("shrinkage", "popularity_penalty"):
+        if key in out and out[key] < 0:
+            raise ValueError(f"{key!r} must be >= 0, not {out[key]!r}")
+    return out
+
+
+def gate_metric(name: Any) -> tuple[str, int]:
+    """("ndcg", 10) from "ndcg@10"; a ValueError naming the accepted form."""
+    metric, _, k = str(name).partition("@") if isinstance(name, str) else ("", "", "")
+    if metric not in GATE_METRICS or not k.isdigit() or int(k) < 1:
+        raise ValueError(f"must be one of {', '.join(GATE_METRICS)} at a cut-off, such as "
+                         f"'ndcg@10', not {name!r}")
+    return metric, int(k)
 
 # Options holding dotted paths that are imported on access.
 IMPORT_STRINGS = {"ADAPTER", "API_PRODUCT_SERIALIZER"}

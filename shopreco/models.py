@@ -135,17 +135,23 @@ def distinct_shoppers() -> models.Expression:
 
 
 class RecomputeRun(models.Model):
-    """One recompute (or evaluation): only the latest succeeded full run is served."""
+    """One recompute (or evaluation, or the lists of an experiment's arm).
+
+    Serving reads the run of the latest :class:`Deployment`, not "the newest run": a run that
+    fails the holdout gate is ``rejected`` and never goes live by itself, and staff can go
+    back to any kept run."""
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         RUNNING = "running", _("Running")
         SUCCEEDED = "succeeded", _("Succeeded")
+        REJECTED = "rejected", _("Rejected")
         FAILED = "failed", _("Failed")
 
     class Kind(models.TextChoices):
         FULL = "full", _("Full recompute")
         EVALUATION = "evaluation", _("Offline evaluation")
+        ARM = "arm", _("Experiment arm")
 
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.FULL)
     status = models.CharField(
@@ -181,13 +187,43 @@ class RecomputeRun(models.Model):
         return None
 
     @classmethod
+    def live(cls) -> RecomputeRun | None:
+        """The run that serving reads: the run of the latest deployment."""
+        deployment = Deployment.objects.select_related("run").order_by("-pk").first()
+        return deployment.run if deployment is not None else None
+
+    @classmethod
     def latest_succeeded(cls) -> RecomputeRun | None:
-        """The run that serving reads: the newest successful full recompute."""
-        return (
-            cls.objects.filter(kind=cls.Kind.FULL, status=cls.Status.SUCCEEDED)
-            .order_by("-finished_at", "-id")
-            .first()
-        )
+        """The run being served (:meth:`live`); the name is kept for callers from before
+        runs were deployed explicitly, when the newest succeeded run was always live."""
+        return cls.live()
+
+    @property
+    def config(self) -> dict:
+        """The candidate configuration the run was fitted with (see ``CANDIDATES``)."""
+        return dict((self.params or {}).get("config") or {})
+
+
+class Deployment(models.Model):
+    """One activation of a run: the latest row is the run every list is served from.
+
+    A run that passes the holdout gate is deployed by the pipeline; staff deploy any kept run
+    by hand (rollback, or a rejected run activated anyway). The rows are the history of what
+    was live when, and who switched it."""
+
+    run = models.ForeignKey(RecomputeRun, on_delete=models.CASCADE, related_name="deployments")
+    activated_at = models.DateTimeField(default=timezone.now)
+    activated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    note = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["-pk"]
+
+    def __str__(self) -> str:
+        return f"Run #{self.run_id} live since {self.activated_at:%Y-%m-%d %H:%M}"
 
 
 class ItemSimilarity(models.Model):
@@ -368,6 +404,100 @@ class Impression(models.Model):
     session_key = models.CharField(max_length=64, blank=True, default="")
     products = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The experiment arm the shopper was in when the list was served (None: no experiment).
+    arm = models.ForeignKey(
+        "ExperimentArm", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+    )
 
     def __str__(self) -> str:
         return f"{self.widget} {self.recommendation_id}"
+
+
+def new_salt() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class Experiment(models.Model):
+    """An A/B test: shoppers are split between arms by traffic share, each arm served from
+    its own run, and insights compare what the arms' lists led to."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        RUNNING = "running", _("Running")
+        STOPPED = "stopped", _("Stopped")
+
+    name = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT,
+                              db_index=True)
+    # Seeds the draw, so two experiments split the same shoppers independently.
+    salt = models.CharField(max_length=32, default=new_salt, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    promoted_arm = models.ForeignKey(
+        "ExperimentArm", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        editable=False,
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExperimentArm(models.Model):
+    """One arm: the live run (no configuration, no pinned run), a pinned run, or a candidate
+    configuration whose lists every full run computes."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="arms")
+    name = models.CharField(max_length=64)
+    share = models.PositiveIntegerField(
+        default=50, help_text=_("Relative traffic share (weights, need not sum to 100)."))
+    config = models.JSONField(
+        default=dict, blank=True,
+        help_text=_('A candidate configuration, e.g. {"algorithm": "item", "k": 50}; '
+                    "empty with no pinned run: the live run."))
+    pinned_run = models.ForeignKey(
+        RecomputeRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        limit_choices_to={"status": RecomputeRun.Status.SUCCEEDED},
+    )
+    # The latest run computed for ``config`` (set by the pipeline).
+    run = models.ForeignKey(
+        RecomputeRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        editable=False,
+    )
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [models.UniqueConstraint(fields=["experiment", "name"],
+                                               name="shopreco_arm_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.experiment.name}: {self.name}"
+
+
+class Assignment(models.Model):
+    """A shopper's arm, drawn once: by user when signed in, else by the anonymous id that
+    survives sign-in (a user without an arm adopts their session's)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE,
+                                   related_name="assignments")
+    arm = models.ForeignKey(ExperimentArm, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True,
+                             blank=True, related_name="+")
+    visitor = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "user"],
+                                    condition=Q(user__isnull=False),
+                                    name="shopreco_assignment_user"),
+            models.UniqueConstraint(fields=["experiment", "visitor"],
+                                    condition=~Q(visitor=""),
+                                    name="shopreco_assignment_visitor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id or self.visitor} -> {self.arm_id}"

@@ -27,6 +27,7 @@ from shopreco import cache
 from shopreco.adapter import get_adapter
 from shopreco.conf import reco_settings
 from shopreco.models import (
+    Assignment,
     Impression,
     Interaction,
     PendingRefresh,
@@ -152,6 +153,11 @@ def export_user_data(user: Any, *, session_key: str | None = None) -> dict[str, 
         "recommendations": recommendations,
         "impressions": impressions(Impression.objects.filter(user=user)),
         "pending_refresh": pending.requested_at.isoformat() if pending else None,
+        "experiments": [
+            {"experiment": a.experiment.name, "arm": a.arm.name,
+             "since": a.created_at.isoformat()}
+            for a in Assignment.objects.filter(user=user).select_related("experiment", "arm")
+        ],
         "notes": (
             "recommendations: 'current' marks the list served now; 'reason' is the code of the "
             "explanation shown (rated, bought, carted, viewed) with the product it refers to. "
@@ -208,6 +214,10 @@ def erase_user_data(user: Any, *, session_key: str | None = None) -> dict[str, i
             ).delete()[0]
         counts["recommendations"] = Recommendation.objects.filter(user=user).delete()[0]
         counts["pending_refreshes"] = PendingRefresh.objects.filter(user=user).delete()[0]
+        counts["experiment_assignments"] = Assignment.objects.filter(user=user).delete()[0]
+        if session_key:
+            counts["experiment_assignments"] += Assignment.objects.filter(
+                user__isnull=True, visitor=session_key).delete()[0]
         transaction.on_commit(lambda: _after_user_change(user, session_key))
     logger.info("Erased shopreco data of user %s: %s", user.pk, counts)
     return counts

@@ -252,6 +252,8 @@ def _enqueue_refresh(user_id: Any) -> None:
 
 
 def _catch_up(run: RecomputeRun) -> None:
+    if run.status != RecomputeRun.Status.SUCCEEDED:  # rejected: the live run did not change
+        return
     for user_id in pipeline.catch_up(run):
         transaction.on_commit(lambda user_id=user_id: _enqueue_refresh(user_id))
 

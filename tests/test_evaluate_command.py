@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from shopreco.models import Rating, RecomputeRun
+from shopreco.models import Deployment, Rating, RecomputeRun
 
 
 def _write_ratings(path, n_users=30, n_items=15, seed=0, header=True):
@@ -123,6 +123,7 @@ def test_explanation_shares_of_the_served_run(user_factory, product_factory):
         for p in products[:4]:
             Rating.objects.create(user=u, product=p, score=3.0 + (p.pk + u.pk) % 3)
     served = RecomputeRun.objects.create(status="succeeded", finished_at=timezone.now())
+    Deployment.objects.create(run=served)
     stale = RecomputeRun.objects.create(status="failed", finished_at=timezone.now())
     # Served run: top-2 of user 0 is (rated, bought), of user 1 (rated, no reason); rank 3 is
     # outside k=2 and the failed run's rows are never counted.

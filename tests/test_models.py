@@ -9,6 +9,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from shopreco.models import (
+    Deployment,
     Interaction,
     ItemSimilarity,
     Rating,
@@ -71,6 +72,7 @@ def test_anonymous_event_keeps_session_key(product_factory):
 def _results_for(user, product, other):
     run = RecomputeRun.objects.create(status=RecomputeRun.Status.SUCCEEDED,
                                       finished_at=timezone.now())
+    Deployment.objects.create(run=run)
     ItemSimilarity.objects.create(run=run, product=product, similar_product=other, score=0.5)
     ItemSimilarity.objects.create(run=run, product=other, similar_product=product, score=0.5)
     Recommendation.objects.create(run=run, user=user, product=other, score=4.2, rank=1,
@@ -103,14 +105,20 @@ def test_deleting_a_product_leaves_no_orphans(user_factory, product_factory):
     assert not Recommendation.objects.exists() and not Interaction.objects.exists()
 
 
-def test_latest_succeeded_ignores_running_failed_and_evaluation_runs():
+def test_the_live_run_is_the_latest_deployments_not_the_newest_run():
     now = timezone.now()
     old = RecomputeRun.objects.create(status="succeeded", finished_at=now - timedelta(hours=2))
+    Deployment.objects.create(run=old)
     new = RecomputeRun.objects.create(status="succeeded", finished_at=now - timedelta(hours=1))
+    Deployment.objects.create(run=new)
+    RecomputeRun.objects.create(status="succeeded", finished_at=now)  # never deployed
     RecomputeRun.objects.create(status="running", started_at=now)
-    RecomputeRun.objects.create(status="failed", finished_at=now)
     RecomputeRun.objects.create(kind="evaluation", status="succeeded", finished_at=now)
-    assert RecomputeRun.latest_succeeded() == new
-    new.status = "failed"
-    new.save()
-    assert RecomputeRun.latest_succeeded() == old
+    assert RecomputeRun.live() == new
+    assert RecomputeRun.latest_succeeded() == new  # the old name reads the pointer too
+    Deployment.objects.create(run=old)  # a rollback
+    assert RecomputeRun.live() == old
+    new.delete()
+    assert RecomputeRun.live() == old
+    old.delete()
+    assert RecomputeRun.live() is None

@@ -9,7 +9,7 @@ registries of records: similarity methods (:data:`SIMILARITY_METHODS`) and ranki
 from .baseline import Baselines, fit_baselines
 from .ease import EASE, auto_lambda, ease_weights
 from .knn import ItemKNN, UserKNN, tfidf_weight
-from .popularity import popularity
+from .popularity import MostPopular, popularity
 from .registry import MODELS, RankingModel, ranking_model
 from .similarity import (
     SIMILARITY_METHODS,
@@ -42,6 +42,7 @@ __all__ = [
     "fit_baselines",
     "item_similarity",
     "popularity",
+    "MostPopular",
     "item_similarity_block",
     "prepare",
     "user_similarity",

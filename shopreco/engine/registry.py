@@ -5,8 +5,9 @@ evaluation read the record's fields instead of comparing names, so a new model i
 estimator class and one record here. (Similarity methods have their own registry,
 :data:`shopreco.engine.similarity.SIMILARITY_METHODS`.)
 
-Popularity is not a record: it is a score per item for the cold-start lists, not an
-estimator with ``fit`` / ``recommend_with_reasons``.
+``popular`` (:class:`~shopreco.engine.popularity.MostPopular`) offers everyone the most
+popular products: the baseline the deployment strategy's model selection holds the
+personal models to.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from .ease import EASE
 from .knn import ItemKNN, UserKNN
+from .popularity import MostPopular
 from .similarity import KINDS
 
 
@@ -65,6 +67,7 @@ MODELS: dict[str, RankingModel] = {m.name: m for m in (
     RankingModel("ease", EASE, learns_similarity=True, predicts_ratings=False),
     RankingModel("item", ItemKNN),
     RankingModel("user", UserKNN, neighbours="user"),
+    RankingModel("popular", MostPopular, predicts_ratings=False),
 )}
 
 

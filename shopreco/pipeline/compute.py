@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from django.core.exceptions import ImproperlyConfigured
 
-from shopreco.conf import reco_settings
+from shopreco.conf import CONFIG_KEYS, candidate_config, reco_settings
 from shopreco.engine import EASE, MODELS, RankingModel, prepare, ranking_model, tfidf_weight
 from shopreco.engine.similarity import (
     IMPLICIT_METHOD,
@@ -28,11 +28,15 @@ from shopreco.pipeline.matrix import REASONS, Snapshot, preferences
 
 
 def run_params() -> dict[str, Any]:
-    """Settings frozen into the run at request time, so every task of a run agrees."""
+    """Settings frozen into the run at request time, so every task of a run agrees.
+
+    With ``ALGORITHM = "auto"`` the algorithm is "auto" until the holdout gate
+    (:mod:`shopreco.pipeline.selection`) puts the chosen configuration in its place."""
     algorithm = str(reco_settings.ALGORITHM)
-    if algorithm not in MODELS:
+    if algorithm not in (*MODELS, "auto"):
         raise ImproperlyConfigured(
-            f"SHOPRECO['ALGORITHM'] = {algorithm!r}: choose one of {', '.join(MODELS)}."
+            f"SHOPRECO['ALGORITHM'] = {algorithm!r}: choose one of {', '.join(MODELS)} "
+            "or 'auto'."
         )
     k = int(reco_settings.NEIGHBOURS)
     n_similar = int(reco_settings.SIMILAR_PER_PRODUCT)
@@ -53,7 +57,33 @@ def run_params() -> dict[str, Any]:
         "ease_lambda": lam if lam == "auto" else float(lam),
         "ease_max_items": int(reco_settings.EASE_MAX_ITEMS),
         "popularity_penalty": float(reco_settings.POPULARITY_PENALTY),
+        # the deployment strategy (pipeline.selection), frozen like the rest
+        "candidates": ([candidate_config(c) for c in reco_settings.CANDIDATES]
+                       if algorithm == "auto" else [{"algorithm": algorithm}]),
+        "selection_every": max(1, int(reco_settings.SELECTION_EVERY)),
+        "holdout": {"users": 0.2, "interactions": 1, "seed": 0, **reco_settings.HOLDOUT},
+        "gate_metric": str(reco_settings.GATE_METRIC),
+        "gate_tolerance": (None if reco_settings.GATE_TOLERANCE is None
+                           else float(reco_settings.GATE_TOLERANCE)),
     }
+
+
+def with_config(params: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with a candidate configuration's values in place (see ``CANDIDATES``);
+    the configuration itself is kept as ``params["config"]``."""
+    out = {**params, "config": dict(config)}
+    for key, value in config.items():
+        out[CONFIG_KEYS[key][0]] = value
+    out["stored_neighbours"] = max(int(out["k"]), int(out["similar_per_product"]))
+    out.pop("method", None)  # resolved again for the new configuration
+    return out
+
+
+def config_of(params: dict[str, Any]) -> dict[str, Any]:
+    """The full configuration ``params`` fit with: every key a candidate may set, so two
+    runs compare equal exactly when they fit the same model."""
+    return {key: params[name] for key, (name, _) in sorted(CONFIG_KEYS.items())
+            if name in params}
 
 
 def model_of(params: dict[str, Any]) -> RankingModel:

@@ -30,6 +30,9 @@ from django.utils import timezone
 from shopreco import cache
 from shopreco.conf import get_product_model, reco_settings
 from shopreco.models import (
+    Deployment,
+    Experiment,
+    ExperimentArm,
     ItemSimilarity,
     Preference,
     Recommendation,
@@ -306,9 +309,12 @@ def drop_withdrawn_users(run_id: int, since: Any) -> int:
         run_id=run_id, user_id__in=withdrawn)._raw_delete(using)
 
 
-def activate(run_id: int, values: dict[str, Any], product_keys: Sequence[Any] = (),
-             user_keys: Sequence[Any] = ()) -> bool:
-    """running -> succeeded in one transaction: from its commit on, serving reads this run.
+def complete(run_id: int, values: dict[str, Any], product_keys: Sequence[Any] = (),
+             user_keys: Sequence[Any] = (), *, deploy: bool = True,
+             note: str = "passed the holdout gate") -> bool:
+    """running -> succeeded (and deployed: from the commit on, serving reads this run), or,
+    with ``deploy=False``, running -> rejected: the results are kept for staff to inspect
+    and activate anyway, and the live run keeps serving. One transaction either way.
 
     Rows of products and users deleted while the run computed are dropped in the same
     transaction (:func:`drop_orphans`), so the run goes live without them.
@@ -316,27 +322,75 @@ def activate(run_id: int, values: dict[str, Any], product_keys: Sequence[Any] = 
     with transaction.atomic(using=_db()):
         locked = RecomputeRun.objects.filter(
             pk=run_id, status=RecomputeRun.Status.RUNNING
-        ).select_for_update().values_list("started_at", "created_at").first()
+        ).select_for_update().values_list("started_at", "created_at", "kind").first()
         if locked is None:
             return False
         drop_orphans(run_id, product_keys, user_keys)
         drop_withdrawn_users(run_id, since=locked[0] or locked[1])
+        now = timezone.now()
         updated = RecomputeRun.objects.filter(
             pk=run_id, status=RecomputeRun.Status.RUNNING
         ).update(
-            status=RecomputeRun.Status.SUCCEEDED,
-            stage="done",
+            status=RecomputeRun.Status.SUCCEEDED if deploy else RecomputeRun.Status.REJECTED,
+            stage="done" if deploy else "rejected",
             progress=100.0,
-            finished_at=timezone.now(),
-            heartbeat_at=timezone.now(),
+            finished_at=now,
+            heartbeat_at=now,
             **values,
         )
-        if updated:
-            # Now for this process (and tests, which never commit), and again after the
-            # commit, in case a request re-read the old run in between.
-            cache.forget_served_run()
-            transaction.on_commit(cache.forget_served_run, using=_db())
+        if updated and deploy and locked[2] == RecomputeRun.Kind.FULL:
+            _deploy(run_id, None, note)
     return bool(updated)
+
+
+def activate(run_id: int, values: dict[str, Any], product_keys: Sequence[Any] = (),
+             user_keys: Sequence[Any] = ()) -> bool:
+    """running -> succeeded and deployed (:func:`complete`)."""
+    return complete(run_id, values, product_keys, user_keys, deploy=True)
+
+
+def _deploy(run_id: int, by: Any, note: str) -> Deployment:
+    deployment = Deployment.objects.create(run_id=run_id, activated_by=by, note=note[:255])
+    # Now for this process (and tests, which never commit), and again after the commit, in
+    # case a request re-read the old pointer in between. Cached lists are keyed by run, so
+    # the switch leaves none stale.
+    cache.forget_served_run()
+    transaction.on_commit(cache.forget_served_run, using=_db())
+    return deployment
+
+
+class NotActivatable(ValueError):
+    """The run cannot go live (the message says why, for staff)."""
+
+
+def deploy(run_id: int, by: Any = None, note: str = "") -> Deployment:
+    """Serve run ``run_id`` from the next request on: a rollback to an older run, or a run
+    the holdout gate rejected, activated anyway. Staff's action (admin, command, API); who
+    and when are recorded. Only a finished full run with its results can go live, and not
+    one that read data a shopper has since erased."""
+    with transaction.atomic(using=_db()):
+        run = RecomputeRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            raise NotActivatable(f"Run #{run_id} does not exist (it may have been pruned).")
+        if run.kind != RecomputeRun.Kind.FULL:
+            raise NotActivatable(f"Run #{run_id} is an {run.get_kind_display().lower()}, "
+                                 "not a full recompute: it has no lists to serve.")
+        if run.status not in (RecomputeRun.Status.SUCCEEDED, RecomputeRun.Status.REJECTED):
+            raise NotActivatable(f"Run #{run_id} is {run.get_status_display().lower()}: "
+                                 "only a succeeded or rejected run can go live.")
+        if predates_erasure(run):
+            raise NotActivatable(f"Run #{run_id} read data a shopper has since erased: it "
+                                 "can no longer be served.")
+        live = RecomputeRun.live()
+        if live is not None and live.pk == run.pk:
+            raise NotActivatable(f"Run #{run_id} is already live.")
+        if not note:
+            note = ("activated by staff despite the holdout gate"
+                    if run.status == RecomputeRun.Status.REJECTED else "activated by staff")
+        if run.status == RecomputeRun.Status.REJECTED:
+            RecomputeRun.objects.filter(pk=run.pk).update(
+                status=RecomputeRun.Status.SUCCEEDED, stage="done")
+        return _deploy(run.pk, by if getattr(by, "pk", None) else None, note)
 
 
 def latest_erasure() -> Any:
@@ -352,24 +406,51 @@ def predates_erasure(run: RecomputeRun) -> bool:
     return erased is not None and read is not None and read < erased
 
 
+def kept_for_experiments() -> set[int]:
+    """Runs a running experiment serves (pinned, or computed for an arm's configuration)."""
+    ids: set[int] = set()
+    for pinned, computed in ExperimentArm.objects.filter(
+            experiment__status=Experiment.Status.RUNNING).values_list("pinned_run", "run"):
+        ids.update(pk for pk in (pinned, computed) if pk is not None)
+    return ids
+
+
 def prune(keep: int | None = None) -> list[int]:
-    """Delete all but the newest ``KEEP_RUNS`` finished full runs, and every finished run
-    that read its data before the latest erasure (never the served one: a run computed
-    after the erasure replaces it, and the next prune takes it)."""
+    """Delete old runs with their rows and files:
+
+    - succeeded full runs beyond the newest ``KEEP_RUNS`` (the live one always kept, and any
+      a running experiment serves);
+    - rejected and failed runs, and arm runs no experiment serves any more, once older than
+      ``FAILED_RUN_RETENTION_DAYS`` (rejected ones stay that long for staff to inspect or
+      activate anyway);
+    - every finished run that read its data before the latest erasure (never the live one:
+      a run computed after the erasure replaces it, and the next prune takes it).
+    """
     keep = int(reco_settings.KEEP_RUNS if keep is None else keep)
-    serving = RecomputeRun.latest_succeeded()
-    finished = RecomputeRun.objects.filter(
-        kind=RecomputeRun.Kind.FULL,
-        status__in=[RecomputeRun.Status.SUCCEEDED, RecomputeRun.Status.FAILED],
+    live = RecomputeRun.live()
+    protected = kept_for_experiments() | ({live.pk} if live is not None else set())
+    succeeded = RecomputeRun.objects.filter(
+        kind=RecomputeRun.Kind.FULL, status=RecomputeRun.Status.SUCCEEDED,
     ).order_by("-created_at", "-pk")
-    old = [pk for pk in finished.values_list("pk", flat=True)[max(keep, 1):]]
+    old = [pk for pk in succeeded.values_list("pk", flat=True)[max(keep, 1):]]
+    cutoff = timezone.now() - timedelta(days=float(reco_settings.FAILED_RUN_RETENTION_DAYS))
+    done = RecomputeRun.objects.exclude(status__in=ACTIVE).exclude(
+        kind=RecomputeRun.Kind.EVALUATION)
+    expired = done.filter(
+        Q(status__in=[RecomputeRun.Status.REJECTED, RecomputeRun.Status.FAILED])
+        | Q(kind=RecomputeRun.Kind.ARM)
+    ).filter(Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff))
+    old += [pk for pk in expired.values_list("pk", flat=True) if pk not in old]
     erased = latest_erasure()
+    predating: set[int] = set()
     if erased is not None:
-        old += [pk for pk in finished.filter(
+        predating = set(done.filter(
             Q(started_at__lt=erased) | Q(started_at__isnull=True, created_at__lt=erased)
-        ).values_list("pk", flat=True) if pk not in old]
-    if serving is not None and serving.pk in old:
-        old.remove(serving.pk)
+        ).values_list("pk", flat=True))
+        old += sorted(predating - set(old))
+    # an experiment's run is kept, unless it read erased data (privacy comes first)
+    old = [pk for pk in old if (live is None or pk != live.pk)
+           and (pk not in protected or pk in predating)]
     for pk in old:
         prefix = _prefix(pk)
         delete_results(pk)  # in chunks of one run: keeps each DELETE bounded

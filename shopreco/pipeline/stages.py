@@ -43,7 +43,7 @@ from shopreco.models import (
     Recommendation,
     RecomputeRun,
 )
-from shopreco.pipeline import compute, files, refresh, runs, storage, writer
+from shopreco.pipeline import compute, files, refresh, runs, selection, storage, writer
 from shopreco.pipeline.matrix import Snapshot, load_snapshot
 from shopreco.pipeline.runs import RecomputeInProgress, RunAborted
 
@@ -52,7 +52,8 @@ log = logging.getLogger("shopreco.pipeline")
 ProgressCallback = Callable[[str, float], None]
 
 # Progress (percent) at the start of each stage.
-STAGES = {"load": 0.0, "similarities": 10.0, "recommendations": 50.0, "write": 85.0}
+STAGES = {"load": 0.0, "holdout": 5.0, "similarities": 10.0, "recommendations": 50.0,
+          "write": 85.0}
 # Users active while the run computed get a refresh after activation, at most this many.
 MAX_CATCH_UP_REFRESHES = 10000
 
@@ -82,7 +83,19 @@ def start_run(run_id: int) -> dict[str, Any] | None:
     t0 = time.time()
     run = RecomputeRun.objects.get(pk=run_id)
     params = {**compute.run_params(), **run.params}
-    snap = load_snapshot()
+    snap = load_snapshot(times=True)
+    t_loaded = time.time()
+    if run.kind == RecomputeRun.Kind.FULL:
+        runs.beat(run_id, stage="holdout", progress=STAGES["holdout"])
+        outcome = selection.select(snap, params, RecomputeRun.live(), previous=list(
+            RecomputeRun.objects.filter(kind=RecomputeRun.Kind.FULL, finished_at__isnull=False)
+            .exclude(status=RecomputeRun.Status.FAILED).order_by("-pk")[:20]))
+        params = {**outcome.params, "gate": {"deploy": outcome.deploy,
+                                             "reason": outcome.reason}}
+        runs.merge_json(run_id, "metrics", {"holdout": outcome.report})
+    else:  # an experiment arm's lists: its configuration is given, not chosen
+        params = compute.with_config(params, params.get("config") or {})
+    t_holdout = time.time()
     params["method"] = compute.resolve_method(params, snap)
     run.params = params
     storage.save_bytes(files.run_file(run, files.SNAPSHOT), snap.to_bytes())
@@ -96,11 +109,14 @@ def start_run(run_id: int) -> dict[str, Any] | None:
     t1 = time.time()
     runs.beat(
         run_id, stage="similarities", progress=STAGES["similarities"], params=params,
+        algorithm=params["algorithm"],
         snapshot=files.run_file(run, files.SNAPSHOT),
         counts={"users": snap.n_users, "products": snap.n_products,
                 "ratings": snap.n_ratings, "events": snap.n_events,
                 "sessions": int(snap.R.shape[0] - snap.n_users)},
-        timings={"load": round(t1 - t0, 3), "_t0": t0, "_load_end": t1},
+        timings={"load": round((t_loaded - t0) + (t1 - t_holdout), 3),
+                 "holdout": round(t_holdout - t_loaded, 3),
+                 "_t0": t0, "_load_end": t1},
     )
     plan["params"] = params
     return plan
@@ -242,18 +258,27 @@ def finish_run(run_id: int) -> RecomputeRun:
         "coverage": round(recommended / snap.n_products, 4) if snap.n_products else 0.0,
         "users_with_recommendations": int(np.unique(recs.users).size),
     }
-    if not runs.activate(run_id, {"counts": counts, "metrics": metrics}, product_keys=pkeys,
-                         user_keys=ukeys):
+    gate = params.get("gate") or {}
+    deploy = bool(gate.get("deploy", True))
+    values: dict[str, Any] = {"counts": counts, "metrics": metrics}
+    if not deploy:
+        values["error"] = f"Not deployed by the holdout gate: {gate.get('reason', '')}"
+    if not runs.complete(run_id, values, product_keys=pkeys, user_keys=ukeys, deploy=deploy):
         raise RunAborted(run_id)
     t_end = time.time()  # the activation commit: the run is served from here on
     timings = {
         "load": tm.get("load", round(load_end - t0, 3)),
+        "holdout": tm.get("holdout", 0.0),
         "similarities": round(sim_end - load_end, 3),
         "recommendations": round(rec_end - sim_end, 3),
         "write": round(t_end - rec_end, 3),
         "total": round(t_end - t0, 3),
     }
     RecomputeRun.objects.filter(pk=run_id).update(timings=timings)
+    if not deploy:
+        log.warning("shopreco run #%s rejected by the holdout gate: %s", run_id,
+                    gate.get("reason", ""))
+        return RecomputeRun.objects.get(pk=run_id)
     log.info("shopreco run #%s succeeded in %.1f s: %s", run_id, timings["total"], counts)
     transaction.on_commit(lambda: _warm_neighbour_lists(run_id, written, snap, pkeys))
     return RecomputeRun.objects.get(pk=run_id)
@@ -310,7 +335,8 @@ def housekeeping(run_id: int | None = None) -> dict[str, Any]:
     its duration is recorded as the run's ``timings["housekeeping"]``."""
     t0 = time.time()
     run = RecomputeRun.objects.filter(pk=run_id).first() if run_id is not None else None
-    if run is not None and run.status == RecomputeRun.Status.SUCCEEDED:
+    if run is not None and run.status in (RecomputeRun.Status.SUCCEEDED,
+                                          RecomputeRun.Status.REJECTED):
         storage.delete_run_files(run.pk, keep=tuple(
             files.run_file(run, base).rsplit("/", 1)[-1]
             for base in (files.SNAPSHOT, files.SIMILARITY, files.EASE_PARTS)),

@@ -10,7 +10,7 @@ from django.db.models import Model, QuerySet
 
 from shopreco import cache
 from shopreco.conf import get_product_model, reco_settings
-from shopreco.models import Interaction, Preference, RecomputeRun
+from shopreco.models import Deployment, Interaction, Preference
 
 _MEMO_ATTR = "_shopreco_memo"
 
@@ -132,17 +132,14 @@ def _state_sql(connection: Any) -> str:
     spends longer compiling it (two correlated subqueries) than the database runs it.
     Identifiers come from model metadata; values are bound parameters."""
     qn = connection.ops.quote_name
-    run_table = qn(RecomputeRun._meta.db_table)
-    run_id = qn(RecomputeRun._meta.pk.column)
-    run_kind = qn(RecomputeRun._meta.get_field("kind").column)
-    run_status = qn(RecomputeRun._meta.get_field("status").column)
-    run_finished = qn(RecomputeRun._meta.get_field("finished_at").column)
+    table = qn(Deployment._meta.db_table)
+    run = qn(Deployment._meta.get_field("run").column)
+    pk = qn(Deployment._meta.pk.column)
     pref_table = qn(Preference._meta.db_table)
     pref_value = qn(Preference._meta.get_field("personalize").column)
     pref_user = qn(Preference._meta.get_field("user").column)
     return (
-        f"SELECT (SELECT {run_id} FROM {run_table} WHERE {run_kind} = %s AND {run_status} = %s"
-        f" ORDER BY {run_finished} DESC, {run_id} DESC LIMIT 1),"
+        f"SELECT (SELECT {run} FROM {table} ORDER BY {pk} DESC LIMIT 1),"
         f" (SELECT {pref_value} FROM {pref_table} WHERE {pref_user} = %s LIMIT 1)"
     )
 
@@ -152,8 +149,8 @@ def state(user: Any, request: Any) -> tuple[int | None, bool]:
 
     For a signed-in shopper ONE query reads both: a changed preference takes effect on the
     next request. Anyone else needs only the run id, which the cache keeps until a run is
-    activated (:func:`shopreco.cache.served_run`). The run is the latest succeeded full run
-    (RecomputeRun.latest_succeeded()'s order)."""
+    activated (:func:`shopreco.cache.served_run`). The run is the latest deployment's
+    (:meth:`RecomputeRun.live`)."""
     scratch = memo(request)
     user_pk = user.pk if is_user(user) else None
     cached = scratch.get(("state", user_pk))
@@ -164,11 +161,9 @@ def state(user: Any, request: Any) -> tuple[int | None, bool]:
         if found:
             scratch[("state", None)] = (run_id, True)
             return run_id, True
-    connection = connections[router.db_for_read(RecomputeRun)]
+    connection = connections[router.db_for_read(Deployment)]
     with connection.cursor() as cursor:
-        cursor.execute(_state_sql(connection), [
-            RecomputeRun.Kind.FULL.value, RecomputeRun.Status.SUCCEEDED.value, user_pk,
-        ])
+        cursor.execute(_state_sql(connection), [user_pk])
         run_id, pers = cursor.fetchone()
     found = (run_id, pers is None or bool(pers))
     cache.remember_served_run(run_id)
@@ -178,7 +173,7 @@ def state(user: Any, request: Any) -> tuple[int | None, bool]:
 
 
 def active_run_id(request: Any = None) -> int | None:
-    """Id of the run being served (the latest succeeded full run), memoised per request."""
+    """Id of the run being served (the latest deployment's), memoised per request."""
     return state(None, request)[0]
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from shopreco.adapter import DefaultAdapter
 from shopreco.models import (
+    Deployment,
     Impression,
     Interaction,
     Rating,
@@ -97,6 +98,8 @@ def shop(db, product_factory, user_factory, settings):
         metrics={"coverage": 0.4}, timings={"total": 41.5},
         created_at=now - timedelta(hours=2, minutes=1),
     )
+
+    Deployment.objects.create(run=full)
     RecomputeRun.objects.create(
         kind="full", status="failed", error="Traceback...\nValueError: boom",
         created_at=now - timedelta(hours=1),

@@ -10,7 +10,14 @@ from decimal import Decimal
 import pytest
 
 from shopreco import insights
-from shopreco.models import Impression, Interaction, Rating, Recommendation, RecomputeRun
+from shopreco.models import (
+    Deployment,
+    Impression,
+    Interaction,
+    Rating,
+    Recommendation,
+    RecomputeRun,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -142,6 +149,7 @@ def test_last_runs_and_offline_series(shop):
 def test_served_run_is_the_latest_succeeded_full_run(shop):
     newer = RecomputeRun.objects.create(kind="full", status="succeeded",
                                         finished_at=shop["now"])
+    Deployment.objects.create(run=newer)
     assert insights.most_recommended() == []  # the newer run has no rows
     assert insights.long_tail_share() is None
     assert insights.most_recommended(run=shop["full"])

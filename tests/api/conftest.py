@@ -12,7 +12,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from shopreco.models import ItemSimilarity, Recommendation, RecomputeRun
+from shopreco.models import Deployment, ItemSimilarity, Recommendation, RecomputeRun
 
 API = "/api/reco/"
 
@@ -86,6 +86,7 @@ def shop(product_factory, category_factory, alice) -> Shop:
     run = RecomputeRun.objects.create(
         status=RecomputeRun.Status.SUCCEEDED, started_at=now, finished_at=now, progress=100
     )
+    Deployment.objects.create(run=run)
     p = products
     rows = [
         (ItemSimilarity.Kind.SIMILAR, p[0], p[1], 0.9),

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from shopreco.models import Deployment
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -57,6 +59,7 @@ def demo_shop(category_factory, product_factory, django_user_model):
     ]
     run = RecomputeRun.objects.create(status=RecomputeRun.Status.SUCCEEDED,
                                       finished_at=timezone.now())
+    Deployment.objects.create(run=run)
     ItemSimilarity.objects.bulk_create([
         ItemSimilarity(run=run, kind=kind, product=a, similar_product=b,
                        score=1.0 / (1 + abs(i - j)))

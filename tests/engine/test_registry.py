@@ -191,7 +191,7 @@ def test_the_toy_record_is_gone_after_the_test():
 
 # ---------------------------------------------------------------------- ranking models
 def test_the_model_registry():
-    assert list(MODELS) == ["ease", "item", "user"]
+    assert list(MODELS) == ["ease", "item", "user", "popular"]
     assert all(name == m.name for name, m in MODELS.items())
     ease, item, user = MODELS["ease"], MODELS["item"], MODELS["user"]
     assert (ease.estimator, item.estimator, user.estimator) == (EASE, ItemKNN, UserKNN)
@@ -200,8 +200,8 @@ def test_the_model_registry():
     assert user.neighbours == "user" and not user.ranks_with_similarity and user.sharded
     from shopreco.conf import ALGORITHMS
 
-    assert ALGORITHMS == tuple(MODELS)
-    with pytest.raises(ValueError, match="ease, item, user") as err:
+    assert ALGORITHMS == (*MODELS, "auto")
+    with pytest.raises(ValueError, match="ease, item, user, popular") as err:
         ranking_model("svd")
     assert "svd" in str(err.value)
     with pytest.raises(ValueError, match="neighbours"):

@@ -14,6 +14,7 @@ from django.db import models
 
 from shopreco.conf import get_product_model
 from shopreco.models import (
+    Deployment,
     Interaction,
     ItemSimilarity,
     Rating,
@@ -58,6 +59,7 @@ def test_create_read_and_cascade(user, django_user_model):
     Interaction.objects.create(user=user, product=a, kind="view")
     Interaction.objects.create(session_key="s1", product=b, kind="cart")
     run = RecomputeRun.objects.create(status=RecomputeRun.Status.SUCCEEDED)
+    Deployment.objects.create(run=run)
     ItemSimilarity.objects.create(run=run, product=a, similar_product=b, score=0.5)
     ItemSimilarity.objects.create(run=run, product=b, similar_product=c, score=0.4)
     ItemSimilarity.objects.create(run=run, kind="also_bought", product=c, similar_product=a,

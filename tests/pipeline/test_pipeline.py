@@ -103,8 +103,8 @@ def test_full_run_in_process_produces_served_results(shop, ratings, events):
     run = pipeline.run_full_recompute()
     assert run.status == RecomputeRun.Status.SUCCEEDED
     assert RecomputeRun.latest_succeeded() == run
-    assert set(run.timings) == {"load", "similarities", "recommendations", "write", "total",
-                                "housekeeping"}
+    assert set(run.timings) == {"load", "holdout", "similarities", "recommendations", "write",
+                                "total", "housekeeping"}
     assert run.counts["users"] == len(users)
     assert run.counts["recommendations"] == Recommendation.objects.filter(run=run).count() > 0
     assert run.counts["similarities"] == ItemSimilarity.objects.filter(run=run).count()

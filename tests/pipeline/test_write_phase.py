@@ -63,13 +63,14 @@ def _refs(run: RecomputeRun, pk) -> dict[str, int]:
 
 def _activate_after(action, monkeypatch):
     """Run ``action(run_id)`` after the run wrote its rows, just before it activates."""
-    real_activate = runs.activate
+    real_complete = runs.complete
 
-    def activate_after_action(run_id, values, product_keys=(), user_keys=()):
+    def complete_after_action(run_id, values, product_keys=(), user_keys=(), **kwargs):
         action(run_id)
-        return real_activate(run_id, values, product_keys=product_keys, user_keys=user_keys)
+        return real_complete(run_id, values, product_keys=product_keys, user_keys=user_keys,
+                             **kwargs)
 
-    monkeypatch.setattr(runs, "activate", activate_after_action)
+    monkeypatch.setattr(runs, "complete", complete_after_action)
 
 
 def _rewrite_lists_of(run_id, user) -> None:
@@ -263,12 +264,12 @@ def test_housekeeping_follows_the_activation_commit_and_is_timed_apart(shop, mon
     monkeypatch.setattr(writer, "vacuum_analyze", lambda *models: seen.append("vacuum"))
     run = pipeline.run_full_recompute()
     # pruned once the run was live and its write/total were final; then VACUUM ANALYZE
-    assert seen == [(RecomputeRun.Status.SUCCEEDED,
-                     {"load", "similarities", "recommendations", "write", "total"}), "vacuum"]
-    assert set(run.timings) == {"load", "similarities", "recommendations", "write", "total",
-                                "housekeeping"}
+    stages = {"load", "holdout", "similarities", "recommendations", "write", "total"}
+    assert seen == [(RecomputeRun.Status.SUCCEEDED, stages), "vacuum"]
+    assert set(run.timings) == stages | {"housekeeping"}
     assert run.timings["total"] == pytest.approx(
-        sum(run.timings[k] for k in ("load", "similarities", "recommendations", "write")),
+        sum(run.timings[k] for k in ("load", "holdout", "similarities", "recommendations",
+                                     "write")),
         abs=0.05)
 
 

@@ -11,6 +11,10 @@ import pytest
 from django.utils import timezone
 
 from shopreco.models import (
+    Assignment,
+    Deployment,
+    Experiment,
+    ExperimentArm,
     Impression,
     Interaction,
     PendingRefresh,
@@ -37,7 +41,9 @@ def footprint(user_factory, product_factory):
     old_run = RecomputeRun.objects.create(
         status=RecomputeRun.Status.SUCCEEDED, finished_at=now - timedelta(days=1)
     )
+    Deployment.objects.create(run=old_run)
     run = RecomputeRun.objects.create(status=RecomputeRun.Status.SUCCEEDED, finished_at=now)
+    Deployment.objects.create(run=run)
 
     def make(user=None) -> Footprint:
         user = user or user_factory()
@@ -58,10 +64,13 @@ def footprint(user_factory, product_factory):
             )
         Impression.objects.create(widget="for-you", user=user, products=[products[3].pk])
         PendingRefresh.objects.get_or_create(user=user)  # the rating signal may have made it
+        experiment = Experiment.objects.create(name="Footprint", status="running")
+        arm = ExperimentArm.objects.create(experiment=experiment, name="A")
+        Assignment.objects.create(experiment=experiment, arm=arm, user=user)
         return Footprint(
             user=user, products=products, run=run,
             rows={"ratings": 2, "events": 3, "recommendations": 3, "impressions": 1,
-                  "pending_refreshes": 1},
+                  "pending_refreshes": 1, "experiment_assignments": 1},
         )
 
     return make

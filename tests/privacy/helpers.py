@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shopreco.models import (
+    Assignment,
     Impression,
     Interaction,
     PendingRefresh,
@@ -20,6 +21,7 @@ def count_rows(user) -> dict[str, int]:
         "recommendations": Recommendation.objects.filter(user=user).count(),
         "impressions": Impression.objects.filter(user=user).count(),
         "pending_refreshes": PendingRefresh.objects.filter(user=user).count(),
+        "experiment_assignments": Assignment.objects.filter(user=user).count(),
     }
 
 

@@ -29,13 +29,18 @@ EXPORT_SECTION = {
     "Impression": "impressions",
     "Preference": "preferences",
     "PendingRefresh": "pending_refresh",
+    "Assignment": "experiments",
 }
+# Staff's own records, not shoppers' data: who deployed a run (the audit trail of the shop).
+STAFF_RECORDS = {"Deployment"}
 KEPT_ON_ERASURE = {"Preference"}  # the opt-out must survive an erasure
 
 
 def user_models():
     user_model = apps.get_model(settings.AUTH_USER_MODEL)
     for model in apps.get_app_config("shopreco").get_models():
+        if model.__name__ in STAFF_RECORDS:
+            continue
         for field in model._meta.get_fields():
             if field.concrete and field.is_relation and field.related_model is user_model:
                 yield model, field.name

@@ -17,6 +17,7 @@ from django.test import Client
 from django.utils import timezone
 
 from shopreco.models import (
+    Deployment,
     Impression,
     Interaction,
     ItemSimilarity,
@@ -39,6 +40,7 @@ def products(product_factory) -> list:
     items = [product_factory(f"Item {i}") for i in range(4)]
     run = RecomputeRun.objects.create(status=RecomputeRun.Status.SUCCEEDED,
                                       finished_at=timezone.now())
+    Deployment.objects.create(run=run)
     ItemSimilarity.objects.bulk_create(
         ItemSimilarity(run=run, kind=kind, product=a, similar_product=b, score=0.5)
         for kind in ("similar", "also_bought") for a in items for b in items if a != b

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from shopreco.models import ItemSimilarity, Rating, Recommendation, RecomputeRun
+from shopreco.models import Deployment, ItemSimilarity, Rating, Recommendation, RecomputeRun
 
 EVIL = '<script>alert("pwn")</script>'
 
@@ -36,6 +36,7 @@ def shop(user_factory, product_factory, category_factory, django_user_model) -> 
     staff = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
     run = RecomputeRun.objects.create(status=RecomputeRun.Status.SUCCEEDED,
                                       finished_at=timezone.now())
+    Deployment.objects.create(run=run)
     alice_rating = Rating.objects.create(user=alice, product=evil, score=5)
     Rating.objects.create(user=bob, product=products[0], score=4)
     alice_only = products[8:11]

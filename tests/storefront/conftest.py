@@ -8,6 +8,8 @@ import pytest
 from django.core.cache import caches
 from django.utils import timezone
 
+from shopreco.models import Deployment
+
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
@@ -28,6 +30,7 @@ def shop(db, category_factory, product_factory, user_factory):
     run = RecomputeRun.objects.create(
         status=RecomputeRun.Status.SUCCEEDED, finished_at=timezone.now()
     )
+    Deployment.objects.create(run=run)
     sims = []
     for i, a in enumerate(p):
         for j, b in enumerate(p):

@@ -12,6 +12,7 @@ from django.utils import timezone
 from shopreco import cache as shopreco_cache
 from shopreco import services
 from shopreco.models import (
+    Deployment,
     Impression,
     Interaction,
     Preference,
@@ -176,6 +177,7 @@ def test_no_run_yet_still_serves(shop, make_request):
 def test_only_latest_succeeded_run_is_read(shop, make_request):
     newer = RecomputeRun.objects.create(status=RecomputeRun.Status.SUCCEEDED,
                                         finished_at=timezone.now() + timedelta(seconds=5))
+    Deployment.objects.create(run=newer)
     RecomputeRun.objects.create(status=RecomputeRun.Status.RUNNING)
     Recommendation.objects.create(run=newer, user=shop.alice, product=shop.products[5],
                                   score=1, rank=1, reason="bought",
@@ -189,6 +191,7 @@ def test_new_run_invalidates_cached_lists(shop, make_request):
     first = services.recommended_for(shop.alice, 2, request=make_request(shop.alice))
     newer = RecomputeRun.objects.create(status=RecomputeRun.Status.SUCCEEDED,
                                         finished_at=timezone.now() + timedelta(seconds=5))
+    Deployment.objects.create(run=newer)
     Recommendation.objects.create(run=newer, user=shop.alice, product=shop.products[5],
                                   score=1, rank=1, reason="rated",
                                   reason_product=shop.products[1])
@@ -205,6 +208,7 @@ def test_new_run_neighbours_served_right_after_activation(shop, make_request):
     assert pks(before) == [shop.products[1].pk, shop.products[2].pk]
     newer = RecomputeRun.objects.create(status=RecomputeRun.Status.SUCCEEDED,
                                         finished_at=timezone.now() + timedelta(seconds=5))
+    Deployment.objects.create(run=newer)
     ItemSimilarity.objects.create(run=newer, kind="similar", product=shop.products[0],
                                   similar_product=shop.products[9], score=0.7)
     after = services.similar_products(shop.products[0], 2, request=make_request())

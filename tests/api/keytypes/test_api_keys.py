@@ -14,7 +14,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from shopreco.conf import get_product_model
-from shopreco.models import Interaction, ItemSimilarity, Rating, RecomputeRun
+from shopreco.models import Deployment, Interaction, ItemSimilarity, Rating, RecomputeRun
 
 pytestmark = pytest.mark.django_db
 KIND = settings.SHOPRECO_PRODUCT_MODEL.split(".")[0]
@@ -39,6 +39,7 @@ def products():
     else:
         items = [model.objects.create(name=f"Item {i}") for i in range(4)]
     run = RecomputeRun.objects.create(status="succeeded", finished_at=timezone.now())
+    Deployment.objects.create(run=run)
     for other, score in ((items[1], 0.9), (items[2], 0.5)):
         ItemSimilarity.objects.create(run=run, product=items[0], similar_product=other,
                                       score=score)
