@@ -49,12 +49,13 @@ DEFAULTS: dict[str, Any] = {
     # are held out; every candidate and the live run's configuration are fitted on the rest
     # and their lists scored on them. A run whose GATE_METRIC is more than GATE_TOLERANCE
     # (relative) below the live configuration's is rejected: the live run keeps serving.
-    "HOLDOUT": {"users": 0.2, "interactions": 1, "seed": 0},
+    "HOLDOUT": {"users": 0.5, "interactions": 3, "seed": 0},
     "GATE_METRIC": "ndcg@10",
     "GATE_TOLERANCE": 0.05,
     # "auto" compares the candidates every Nth full run; the runs between refit the
-    # configuration chosen last (bounding the cost of selection).
-    "SELECTION_EVERY": 1,
+    # configuration chosen last (bounding the cost of selection: each comparison fits every
+    # candidate once more).
+    "SELECTION_EVERY": 4,
     # Rejected and failed runs (and runs of experiment arms no longer served) are pruned
     # this many days after they finished.
     "FAILED_RUN_RETENTION_DAYS": 7,

@@ -165,3 +165,35 @@ def test_every_option_has_a_check():
     unchecked = [key for key in DEFAULTS if f'"{key}"' not in source]
     assert unchecked == []
 
+
+
+@pytest.mark.parametrize("options,fragment", [
+    ({"CANDIDATES": []}, "non-empty list"),
+    ({"CANDIDATES": [{"algorithm": "svd"}]}, "'algorithm' must be one of"),
+    ({"CANDIDATES": [{"algorithm": "ease", "lamda": 10}]}, "unknown key(s) 'lamda'"),
+    ({"CANDIDATES": [{"algorithm": "item", "k": "50"}]}, "'k' must be a number"),
+    ({"CANDIDATES": [{"algorithm": "item", "k": 2.5}]}, "'k' must be a number"),
+    ({"CANDIDATES": [{"algorithm": "item", "similarity": "jaccard"}]}, "'similarity' must be"),
+    ({"CANDIDATES": [{"algorithm": "ease", "lambda": -1}]}, "'lambda' must be > 0"),
+    ({"HOLDOUT": {"users": 1.5}}, "share in (0, 1]"),
+    ({"HOLDOUT": {"interactions": 0}}, "positive integer"),
+    ({"HOLDOUT": {"users": 0.5, "days": 3}}, "must be a dict with"),
+    ({"GATE_METRIC": "rmse"}, "such as 'ndcg@10'"),
+    ({"GATE_METRIC": "ndcg"}, "such as 'ndcg@10'"),
+    ({"GATE_TOLERANCE": 5}, "share from 0 to 1"),
+    ({"SELECTION_EVERY": 0}, "positive integer"),
+    ({"FAILED_RUN_RETENTION_DAYS": "7"}, "positive integer"),
+])
+def test_deployment_options_are_checked(options, fragment):
+    found = messages(SHOPRECO=options)
+    assert found and all(m.id in ("shopreco.E011", "shopreco.E007") for m in found)
+    assert any(fragment in m.msg for m in found), [m.msg for m in found]
+
+
+def test_deployment_options_accept_what_the_pipeline_runs():
+    assert ids(SHOPRECO={
+        "ALGORITHM": "auto", "GATE_METRIC": "recall@20", "GATE_TOLERANCE": None,
+        "CANDIDATES": [{"algorithm": "ease", "lambda": 200}, {"algorithm": "popular"},
+                       {"algorithm": "item", "similarity": "cosine", "k": 50},
+                       {"algorithm": "user", "k": 30}],
+        "HOLDOUT": {"users": 1, "interactions": 2, "seed": 4}}) == []

@@ -17,7 +17,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
-from django.db.models import Model, QuerySet
+from django.db.models import Model, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -30,6 +30,7 @@ from shopreco.admin.charts import percent
 from shopreco.conf import get_product_model, reco_settings
 from shopreco.insights import metric_value, run_duration
 from shopreco.models import (
+    Deployment,
     Impression,
     Interaction,
     ItemSimilarity,
@@ -38,6 +39,7 @@ from shopreco.models import (
     Recommendation,
     RecomputeRun,
 )
+from shopreco.pipeline import runs
 
 logger = logging.getLogger(__name__)
 
@@ -275,11 +277,46 @@ def _pretty_json(value: Any) -> str:
     )
 
 
+def holdout_table(run: RecomputeRun) -> dict | None:
+    """The holdout comparison of a full run for its page: one row per configuration (the
+    candidates and the live run's), its metrics, which was chosen, which is live, and the
+    gate's decision in a sentence. None when the run has no holdout report."""
+    report = (run.metrics or {}).get("holdout")
+    if not report:
+        return None
+    key = report.get("metric", "ndcg@10")
+    cut = key.partition("@")[2] or "10"
+    columns = [key] + [m for m in (f"precision@{cut}", f"recall@{cut}", f"hit_rate@{cut}",
+                                   "coverage") if m != key]
+    rows = [{"label": row["label"], "chosen": row.get("chosen"), "live": row.get("live"),
+             "candidate": row.get("candidate", True),
+             "values": [row["metrics"].get(c) for c in columns]}
+            for row in report.get("rows", [])]
+    if run.status == RecomputeRun.Status.REJECTED:
+        decision = _("Rejected: %(reason)s.") % {"reason": report.get("rejected", "")}
+    elif "skipped" in report:
+        decision = _("No comparison: %(why)s; %(chosen)s went live.") % {
+            "why": report["skipped"], "chosen": report.get("chosen", run.algorithm)}
+    else:
+        tolerance = report.get("tolerance")
+        decision = _("%(chosen)s chosen by %(metric)s on the latest interactions of "
+                     "%(users)s shoppers held out%(gate)s.") % {
+            "chosen": report.get("chosen", run.algorithm), "metric": key,
+            "users": report.get("users", 0),
+            "gate": "" if tolerance is None else _(
+                "; it passed the gate (no more than %(tol)s below the live run's)") % {
+                "tol": percent(tolerance)}}
+    return {"columns": columns, "rows": rows, "decision": decision,
+            "seconds": report.get("seconds")}
+
+
 def run_name(run: RecomputeRun) -> str:
     """A run's name for people, e.g. "Recompute run #8": ``str(run)`` ("Run #8 (full,
     succeeded)") repeats the status that the sentence around it already says."""
     if run.kind == RecomputeRun.Kind.EVALUATION:
         return _("Evaluation run #%(pk)s") % {"pk": run.pk}
+    if run.kind == RecomputeRun.Kind.ARM:
+        return _("Experiment arm run #%(pk)s") % {"pk": run.pk}
     return _("Recompute run #%(pk)s") % {"pk": run.pk}
 
 
@@ -289,6 +326,10 @@ def run_sentence(run: RecomputeRun) -> str:
     name = run_name(run)
     if run.status == RecomputeRun.Status.SUCCEEDED:
         return _("%(run)s succeeded.") % {"run": name}
+    if run.status == RecomputeRun.Status.REJECTED:
+        reason = ((run.metrics or {}).get("holdout") or {}).get("rejected", "")
+        return _("%(run)s was not deployed: the holdout gate rejected it (%(reason)s). The "
+                 "live run keeps serving.") % {"run": name, "reason": reason}
     if run.status == RecomputeRun.Status.FAILED:
         error = (run.error or "").strip().splitlines()
         if error:
@@ -311,6 +352,7 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
         "run_number",
         "kind",
         "status_badge",
+        "live",
         "stage",
         "progress_bar",
         "duration_display",
@@ -320,6 +362,7 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
     )
     list_display_links = ("run_number",)
     list_filter = ("kind", "status", "created_at")
+    actions = ["activate_selected"]
     ordering = ("-created_at", "-id")
     fields = (
         "kind",
@@ -355,6 +398,42 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
             obj.status,
             obj.get_status_display(),
         )
+
+    @admin.display(description=_("live"), boolean=True)
+    def live(self, obj: RecomputeRun) -> bool:
+        return obj.pk == getattr(obj, "live_run", None)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        latest = Deployment.objects.order_by("-pk").values("run_id")[:1]
+        return super().get_queryset(request).annotate(live_run=Subquery(latest))
+
+    @admin.action(description=_("Serve the selected run (rollback or activate anyway)"))
+    def activate_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        if queryset.count() != 1:
+            self.message_user(request, _("Select exactly one run to serve."), messages.WARNING)
+            return
+        self._activate(request, queryset.get())
+
+    def _activate(self, request: HttpRequest, run: RecomputeRun) -> None:
+        try:
+            runs.deploy(run.pk, by=request.user)
+        except runs.NotActivatable as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, _("%(run)s is live from the next request on.") % {
+            "run": run_name(run)}, messages.SUCCESS)
+
+    def activate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST from the run page: serve this run."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        run = get_object_or_404(RecomputeRun, pk=object_id)
+        self._activate(request, run)
+        return HttpResponseRedirect(self._progress_url(run))
 
     @admin.display(description=_("progress"), ordering="progress")
     def progress_bar(self, obj: RecomputeRun) -> str:
@@ -416,6 +495,11 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
                 "<path:object_id>/progress/",
                 wrap(self.progress_view),
                 name="shopreco_recomputerun_progress",
+            ),
+            path(
+                "<path:object_id>/activate/",
+                wrap(self.activate_view),
+                name="shopreco_recomputerun_activate",
             ),
             *super().get_urls(),
         ]
@@ -501,6 +585,7 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
         """One admin message per outcome, with a link to the run's progress page."""
         level = {
             RecomputeRun.Status.FAILED: messages.ERROR,
+            RecomputeRun.Status.REJECTED: messages.WARNING,
             RecomputeRun.Status.SUCCEEDED: messages.SUCCESS,
         }.get(run.status, messages.INFO)
         self.message_user(
@@ -516,6 +601,7 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         run = get_object_or_404(RecomputeRun, pk=object_id)
         active = run.status in (RecomputeRun.Status.PENDING, RecomputeRun.Status.RUNNING)
+        live = RecomputeRun.live()
         context = {
             **self.admin_site.each_context(request),
             **self.run_buttons_context(request),
@@ -526,7 +612,19 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
             "active": active,
             "duration": run_duration(run),
             "counts": _figures(run.counts),
-            "metrics": _figures(run.metrics),
+            "metrics": _figures({k: v for k, v in (run.metrics or {}).items()
+                                 if k != "holdout"}),
+            "holdout": holdout_table(run),
+            "deployments": list(run.deployments.select_related("activated_by")
+                                .order_by("-pk")[:10]),
+            "is_live": live is not None and live.pk == run.pk,
+            "can_activate": (self.has_run_permission(request)
+                             and run.kind == RecomputeRun.Kind.FULL
+                             and run.status in (RecomputeRun.Status.SUCCEEDED,
+                                                RecomputeRun.Status.REJECTED)
+                             and (live is None or live.pk != run.pk)),
+            "activate_url": reverse(f"{self.admin_site.name}:shopreco_recomputerun_activate",
+                                    args=[run.pk]),
             "timings": _figures(run.timings),
             "progress": max(0.0, min(100.0, float(run.progress or 0))),
             "change_url": reverse(

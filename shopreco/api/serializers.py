@@ -375,15 +375,23 @@ class RunSerializer(serializers.ModelSerializer):
     """A recompute (or evaluation) run: status, progress, counts, metrics, timings."""
 
     duration = serializers.SerializerMethodField()
+    live = serializers.SerializerMethodField()
 
     class Meta:
         model = RecomputeRun
         fields = [
-            "id", "kind", "status", "algorithm", "params", "stage", "progress", "counts",
-            "metrics", "timings", "error", "created_at", "started_at", "finished_at",
+            "id", "kind", "status", "live", "algorithm", "params", "stage", "progress",
+            "counts", "metrics", "timings", "error", "created_at", "started_at", "finished_at",
             "heartbeat_at", "duration",
         ]
         read_only_fields = fields
+
+    @extend_schema_field({"type": "boolean"})
+    def get_live(self, run: RecomputeRun) -> bool:
+        """Whether shoppers are served from this run now (the latest deployment's). A
+        ``rejected`` run failed the holdout gate (``metrics.holdout`` says why)."""
+        live = self.context.setdefault("_live_run", RecomputeRun.live())
+        return live is not None and live.pk == run.pk
 
     @extend_schema_field({"type": "number", "nullable": True})
     def get_duration(self, run: RecomputeRun) -> float | None:

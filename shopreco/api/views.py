@@ -30,6 +30,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status, viewsets
 from rest_framework.authentication import CSRFCheck
+from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ParseError, PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -61,6 +62,7 @@ from shopreco.api.serializers import (
 from shopreco.api.throttling import DEFAULT_THROTTLES, EVENT_THROTTLES
 from shopreco.conf import get_product_model, reco_settings
 from shopreco.models import Rating, RecomputeRun
+from shopreco.pipeline import runs
 
 ERRORS = {
     400: OpenApiResponse(description="Invalid input; the message names the field."),
@@ -496,7 +498,8 @@ class RecomputeView(ShopRecoAPIView):
     retrieve=extend_schema(responses={200: RunSerializer, 404: ERRORS[404], **AUTH_ERRORS}),
 )
 class RunViewSet(viewsets.ReadOnlyModelViewSet):
-    """Staff: recompute and evaluation runs, newest first."""
+    """Staff: recompute and evaluation runs, newest first; ``activate/`` puts a kept run live
+    (a rollback, or a run the holdout gate rejected)."""
 
     serializer_class = RunSerializer
     permission_classes = [IsStaff]
@@ -505,6 +508,26 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     parser_classes = PARSERS  # a session's CSRF check parses a POST body, even here
     pagination_class = Pagination
     queryset = RecomputeRun.objects.order_by("-created_at", "-id")
+
+    @extend_schema(
+        summary="Serve this run from the next request on",
+        description="A rollback to an older kept run, or a run the holdout gate rejected, "
+                    "activated anyway. Who and when are recorded.",
+        request=None,
+        responses={200: RunSerializer, 404: ERRORS[404], **AUTH_ERRORS,
+                   409: OpenApiResponse(description="The run cannot go live (the detail "
+                                                    "says why): not a finished full run, "
+                                                    "already live, or it read erased data.")},
+    )
+    @action(detail=True, methods=["post"])
+    def activate(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        try:
+            runs.deploy(run.pk, by=request.user)
+        except runs.NotActivatable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        run.refresh_from_db()
+        return Response(RunSerializer(run).data)
 
 
 class UserRecommendationsView(ShopRecoAPIView):

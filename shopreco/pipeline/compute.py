@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from django.core.exceptions import ImproperlyConfigured
 
-from shopreco.conf import CONFIG_KEYS, candidate_config, reco_settings
+from shopreco.conf import CONFIG_KEYS, DEFAULTS, candidate_config, reco_settings
 from shopreco.engine import EASE, MODELS, RankingModel, prepare, ranking_model, tfidf_weight
 from shopreco.engine.similarity import (
     IMPLICIT_METHOD,
@@ -61,7 +61,7 @@ def run_params() -> dict[str, Any]:
         "candidates": ([candidate_config(c) for c in reco_settings.CANDIDATES]
                        if algorithm == "auto" else [{"algorithm": algorithm}]),
         "selection_every": max(1, int(reco_settings.SELECTION_EVERY)),
-        "holdout": {"users": 0.2, "interactions": 1, "seed": 0, **reco_settings.HOLDOUT},
+        "holdout": {**DEFAULTS["HOLDOUT"], **reco_settings.HOLDOUT},
         "gate_metric": str(reco_settings.GATE_METRIC),
         "gate_tolerance": (None if reco_settings.GATE_TOLERANCE is None
                            else float(reco_settings.GATE_TOLERANCE)),

@@ -29,7 +29,8 @@ from shopreco import pipeline, tasks
 from shopreco.management.commands._text import counted
 from shopreco.models import RecomputeRun
 
-FINISHED = (RecomputeRun.Status.SUCCEEDED, RecomputeRun.Status.FAILED)
+FINISHED = (RecomputeRun.Status.SUCCEEDED, RecomputeRun.Status.REJECTED,
+            RecomputeRun.Status.FAILED)
 
 
 class Command(BaseCommand):
@@ -85,6 +86,8 @@ class Command(BaseCommand):
             raise CommandError(f"Recompute failed: {exc}") from exc
         reporter.close()
         self._summary(run)
+        if run.status == RecomputeRun.Status.REJECTED:
+            raise CommandError(f"Run #{run.pk} was rejected by the holdout gate.", returncode=1)
 
     def _requested(self, run: RecomputeRun, *, following: bool) -> str:
         """What ``--async`` did, in a sentence, and how to follow the run from here."""
@@ -111,6 +114,8 @@ class Command(BaseCommand):
         if run.status == RecomputeRun.Status.FAILED:
             raise CommandError(f"Run #{run.pk} failed: {run.error}", returncode=1)
         self._summary(run)
+        if run.status == RecomputeRun.Status.REJECTED:
+            raise CommandError(f"Run #{run.pk} was rejected by the holdout gate.", returncode=1)
 
     def _summary(self, run: RecomputeRun) -> None:
         c, t = run.counts, run.timings
@@ -123,10 +128,34 @@ class Command(BaseCommand):
             f"{counted(c.get('similarities', 0), 'similarity', 'similarities')}, "
             f"{counted(c.get('recommendations', 0), 'recommendation')} "
             f"in {t.get('total', 0):.1f} s "
-            f"(load {t.get('load', 0):.1f}, similarities {t.get('similarities', 0):.1f}, "
+            f"(load {t.get('load', 0):.1f}, holdout {t.get('holdout', 0):.1f}, "
+            f"similarities {t.get('similarities', 0):.1f}, "
             f"recommendations {t.get('recommendations', 0):.1f}, write {t.get('write', 0):.1f})"
             + (f"; then housekeeping {t['housekeeping']:.1f} s" if "housekeeping" in t else "")
         ))
+        self._gate(run)
+
+    def _gate(self, run: RecomputeRun) -> None:
+        """What the holdout gate decided, in a sentence (and what to do about a rejection)."""
+        holdout = (run.metrics or {}).get("holdout") or {}
+        if not holdout:
+            return
+        chosen = holdout.get("chosen", run.algorithm)
+        if run.status == RecomputeRun.Status.REJECTED:
+            live = holdout.get("live_run")
+            self.stdout.write(self.style.WARNING(
+                f"Not deployed: {holdout.get('rejected', 'the holdout gate rejected it')}. "
+                f"Run #{live} keeps serving. To serve run #{run.pk} anyway: "
+                f"`manage.py shopreco_activate {run.pk}`."))
+        elif "skipped" in holdout:
+            self.stdout.write(f"Live now ({chosen}); holdout comparison skipped: "
+                              f"{holdout['skipped']}.")
+        else:
+            key = holdout.get("metric", "ndcg@10")
+            scores = ", ".join(f"{row['label']} {row['metrics'].get(key, 0):.4f}"
+                               for row in holdout.get("rows", []))
+            self.stdout.write(f"Live now: {chosen}, chosen on the holdout by {key} "
+                              f"({scores}).")
 
 
 class _NoPipelineInfo(logging.Filter):
