@@ -55,9 +55,10 @@ from celery import chain, chord, current_app, shared_task
 from celery.backends.base import DisabledBackend
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError, transaction
+from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from shopreco import pipeline, privacy
+from shopreco import evaluation, pipeline, privacy
 from shopreco.conf import reco_settings
 from shopreco.models import RecomputeRun
 from shopreco.pipeline import runs
@@ -227,6 +228,23 @@ def run_full_recompute(run: RecomputeRun | None = None,
     return run
 
 
+def request_evaluation(params: dict[str, Any] | None = None) -> RecomputeRun:
+    """A pending evaluation run with ``params`` (default: the served lists, holdout
+    protocol), handed to a worker after commit, so no web request waits on it; eagerly in
+    this process when there is no broker. A refused send marks it failed."""
+    run = evaluation.new_run(params or evaluation.evaluation_params(), pending=True)
+    run_id = run.pk
+
+    def refused(exc: Exception) -> None:
+        log.error("could not enqueue evaluation run #%s: %s", run_id, exc)
+        RecomputeRun.objects.filter(pk=run_id, status=RecomputeRun.Status.PENDING).update(
+            status=RecomputeRun.Status.FAILED, stage="failed",
+            error=f"could not enqueue: {exc}")
+
+    transaction.on_commit(lambda: _enqueue(evaluate, [run_id], refused=refused))
+    return run
+
+
 def request_user_refresh(user_id: Any) -> None:
     """Outbox row now, ``refresh_user`` after commit; debounced per user. Never waits on a
     worker nor on the broker: the task is sent from a background thread, and if the broker
@@ -375,6 +393,21 @@ def activate_run(self, run_id: int) -> int | None:
         return None
     _after_activation(run)
     return run.pk
+
+
+@shared_task(name="shopreco.tasks.evaluate", soft_time_limit=1800, time_limit=1900, **COMMON)
+def evaluate(self, run_id: int) -> int | None:
+    """Evaluate the shop's served lists with the options stored on the pending run."""
+    claimed = RecomputeRun.objects.filter(pk=run_id, status=RecomputeRun.Status.PENDING,
+                                          kind=RecomputeRun.Kind.EVALUATION).update(
+        status=RecomputeRun.Status.RUNNING, started_at=timezone.now(), stage="evaluate")
+    if not claimed:  # redelivered, or gone
+        return None
+    try:
+        evaluation.run_evaluation(RecomputeRun.objects.get(pk=run_id))
+    except evaluation.EvaluationError as exc:  # recorded on the run; not a task failure
+        log.info("evaluation run #%s: %s", run_id, exc)
+    return run_id
 
 
 @shared_task(name="shopreco.tasks.housekeeping", soft_time_limit=1800, time_limit=1900,

@@ -8,7 +8,6 @@ no full result count, and filters whose choices come from settings rather than `
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.core.management import call_command
 from django.db.models import Model, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -549,35 +547,22 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
         return HttpResponseRedirect(self._progress_url(run))
 
     def evaluate_view(self, request: HttpRequest) -> HttpResponse:
-        """POST: runs ``manage.py shopreco_evaluate`` on the shop's data, in this request."""
+        """POST: an evaluation of the served lists, run by a worker (``tasks.evaluate``);
+        the run's progress page follows it, as for a recompute."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_run_permission(request):
             raise PermissionDenied
-        before = (
-            RecomputeRun.objects.filter(kind=RecomputeRun.Kind.EVALUATION)
-            .order_by("-id")
-            .values_list("id", flat=True)
-            .first()
-            or 0
-        )
-        out = io.StringIO()
         try:
-            call_command("shopreco_evaluate", stdout=out, stderr=out)
-        except Exception as exc:  # CommandError (e.g. too few ratings) or a failure
-            logger.exception("shopreco: evaluation failed")
+            run = tasks.request_evaluation()
+        except Exception as exc:  # shown to the operator instead of a 500
+            logger.exception("shopreco: evaluation request failed")
             self.message_user(
-                request, _("Evaluation failed: %(error)s") % {"error": exc}, messages.ERROR
+                request, _("Could not start an evaluation: %(error)s") % {"error": exc},
+                messages.ERROR,
             )
             return self._back(request)
-        run = (
-            RecomputeRun.objects.filter(kind=RecomputeRun.Kind.EVALUATION, id__gt=before)
-            .order_by("-id")
-            .first()
-        )
-        if run is None:
-            self.message_user(request, _("Evaluation finished."), messages.SUCCESS)
-            return self._back(request)
+        run.refresh_from_db()  # eager (no broker): it has run already
         self._report_run(request, run, _("See its metrics"))
         return HttpResponseRedirect(self._progress_url(run))
 

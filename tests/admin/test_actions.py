@@ -96,15 +96,21 @@ def test_actions_need_post_and_permission(shop, staff_client, client, user_facto
     assert RecomputeRun.objects.count() == count
 
 
-def test_evaluate_now_stores_an_evaluation_run_with_metrics(shop, staff_client):
+def test_evaluate_now_is_a_task_followed_on_the_progress_page(
+        shop, staff_client, django_capture_on_commit_callbacks):
+    """The web request only queues the evaluation (a worker runs it: here Celery is eager,
+    after the commit), and sends the operator to the run's progress page."""
     before = set(RecomputeRun.objects.values_list("pk", flat=True))
-    response = staff_client.post(reverse(EVALUATE))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(reverse(EVALUATE))
     run = RecomputeRun.objects.exclude(pk__in=before).get()
     assert run.kind == "evaluation"
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:shopreco_recomputerun_progress", args=[run.pk])
-    assert run.metrics, run.error
-    assert messages_of(response)[0].startswith(f"Evaluation run #{run.pk} succeeded. <a ")
+    assert messages_of(response)[0].startswith(f"Evaluation run #{run.pk} is queued. <a ")
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.metrics, run.error
+    assert run.params["protocol"] == "holdout" and run.metrics["ndcg@10"] >= 0
     # The new evaluation becomes a point on the insights charts.
     from shopreco import insights
 

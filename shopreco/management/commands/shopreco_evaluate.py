@@ -18,17 +18,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Count
-from django.utils import timezone
 
 from shopreco import evaluation, importing
-from shopreco.adapter import get_adapter
-from shopreco.conf import ALGORITHMS, get_product_model
 from shopreco.engine import MODELS
-from shopreco.engine.evaluate import cross_validate
 from shopreco.management.commands._text import counted
-from shopreco.models import Recommendation, RecomputeRun
-from shopreco.pipeline import compute
 from shopreco.pipeline.matrix import Snapshot, load_snapshot
 
 TABLE_KEYS = [
@@ -90,38 +83,6 @@ def read_ratings_file(path: str, fmt: str) -> tuple[sp.csr_matrix, np.ndarray | 
     return R, times
 
 
-def _category_coverage(recs: np.ndarray | None, product_pks: np.ndarray) -> float | None:
-    """Share of the catalogue's categories reached by the lists ``recs`` (product indices)."""
-    field = get_adapter().category_field()
-    if not field:
-        return None
-    Product = get_product_model()
-    cat_of = dict(Product.objects.values_list("pk", field))
-    all_cats = {c for c in cat_of.values() if c is not None}
-    if not all_cats or recs is None:
-        return None
-    reached = {cat_of.get(product_pks[j].item()) for j in np.unique(recs[recs >= 0])}
-    reached.discard(None)
-    return len(reached) / len(all_cats)
-
-
-def explanation_shares(k: int) -> dict[str, float]:
-    """How often each explanation type is shown: the share of reason codes ("rated",
-    "bought", ...) among the top-k items of every personal list of the run being served.
-    Items without a reason count as "none", so the shares always add up to 1."""
-    run = RecomputeRun.latest_succeeded()
-    if run is None:
-        return {}
-    rows = (
-        Recommendation.objects.filter(run=run, rank__lte=k)
-        .values("reason")
-        .annotate(n=Count("id"))
-    )
-    counts = {(row["reason"] or "none"): row["n"] for row in rows}
-    total = sum(counts.values())
-    return {reason: n / total for reason, n in sorted(counts.items())} if total else {}
-
-
 class Command(BaseCommand):
     help = ("Evaluate the served lists on held-out data (or cross-validate rating prediction "
             "with --protocol cv) and store the figures.")
@@ -138,7 +99,7 @@ class Command(BaseCommand):
                             help="csv: user,item,rating[,timestamp] by position, optional "
                                  "header; movielens: ratings.csv, u.data or ratings.dat (or "
                                  "their directory).")
-        parser.add_argument("--algorithm", choices=ALGORITHMS, default=None,
+        parser.add_argument("--algorithm", choices=tuple(MODELS), default=None,
                             help="Model to evaluate (default: SHOPRECO['ALGORITHM']; cv: "
                                  "item).")
         parser.add_argument("--test-fraction", type=float, default=0.2)
@@ -150,20 +111,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         protocol = opts["protocol"]
-        if opts["folds"] < 2:
-            raise CommandError("--folds must be at least 2")
-        if opts["k"] < 1:
-            raise CommandError("--k must be at least 1")
-        if not 0 < opts["test_fraction"] < 1:
-            raise CommandError("--test-fraction must be between 0 and 1")
-        if opts["last_n"] < 1:
-            raise CommandError("--last-n must be at least 1")
-        if protocol == "cv" and opts["algorithm"] and not (
-                MODELS[opts["algorithm"]].predicts_ratings):
-            predicting = [name for name, model in MODELS.items() if model.predicts_ratings]
-            raise CommandError(f"--protocol cv measures rating prediction: --algorithm "
-                               f"{' or '.join(predicting)} ({opts['algorithm']} ranks, it "
-                               f"does not predict ratings)")
+        try:
+            params = evaluation.evaluation_params(
+                protocol, k=opts["k"], seed=opts["seed"], test_fraction=opts["test_fraction"],
+                last_n=opts["last_n"], folds=opts["folds"], algorithm=opts["algorithm"],
+                source=str(opts["ratings"]) if opts["ratings"] else "shop")
+        except evaluation.EvaluationError as exc:
+            raise CommandError(str(exc)) from None
         timed = protocol in ("temporal", "next-item")
         product_pks = None
         if opts["ratings"]:
@@ -172,72 +126,21 @@ class Command(BaseCommand):
                 raise CommandError(f"--protocol {protocol} needs a timestamp on every line "
                                    f"of {opts['ratings']}")
             snap = Snapshot.from_ratings(R, times)
-            source = str(opts["ratings"])
         else:
             snap = load_snapshot(times=timed)
             product_pks = snap.product_pks
-            source = "shop"
+        source = params["source"]
         if snap.R.nnz < max(opts["folds"] * 2, 4):
             raise CommandError(f"not enough data to evaluate: {snap.R.nnz} ratings/"
                                f"interactions")
-        params = {key: opts[key] for key in ("protocol", "seed", "k")}
-        params["source"] = source
-        if protocol == "cv":
-            params["folds"] = opts["folds"]
-            params["algorithm"] = opts["algorithm"] or "item"
-            name = MODELS[params["algorithm"]].estimator.__name__
-        else:
-            params.update(test_fraction=opts["test_fraction"], last_n=opts["last_n"])
-            run_params = compute.run_params()
-            if opts["algorithm"]:
-                run_params["algorithm"] = opts["algorithm"]
-            params["algorithm"] = run_params["algorithm"]
-            name = f"served:{run_params['algorithm']}"
-        run = RecomputeRun.objects.create(
-            kind=RecomputeRun.Kind.EVALUATION, status=RecomputeRun.Status.RUNNING,
-            algorithm=name, params=params, started_at=timezone.now(),
-        )
-        folds = None
+        run = evaluation.new_run(params)
         try:
-            if protocol == "cv":
-                cls = MODELS[params["algorithm"]].estimator
-                result = cross_validate(cls, snap.R, folds=opts["folds"], seed=opts["seed"],
-                                        k=opts["k"])
-                folds = result.pop("folds")
-                counts = {key: result.pop(key) for key in ("n_users", "n_items", "n_ratings")}
-                timings = {key: result.pop(key) for key in list(result)
-                           if key.endswith("_time")}
-                recs = None
-                if product_pks is not None:
-                    recs, _ = cls().fit(snap.R).recommend(np.arange(snap.n_users), n=opts["k"])
-            else:
-                result = evaluation.evaluate(
-                    snap, protocol, k=opts["k"], test_fraction=opts["test_fraction"],
-                    last_n=opts["last_n"], seed=opts["seed"], params=run_params,
-                    return_lists=True)
-                params["method"] = result["params"].get("method")
-                recs = result.pop("lists")
-                counts, timings = result["counts"], result["timings"]
-                result = dict(result["metrics"])
-            if product_pks is not None:
-                result["category_coverage"] = _category_coverage(recs, product_pks)
-                result["explanations"] = explanation_shares(opts["k"])
+            run = evaluation.run_evaluation(run, snap, product_pks)
         except evaluation.EvaluationError as exc:
-            self._failed(run, exc)
             raise CommandError(str(exc)) from None
-        except Exception as exc:
-            self._failed(run, exc)
-            raise
-        metrics = result
-        run.status = RecomputeRun.Status.SUCCEEDED
-        run.params = params
-        run.metrics = metrics
-        run.timings = timings
-        run.counts = counts
-        run.stage = "done"
-        run.progress = 100.0
-        run.finished_at = timezone.now()
-        run.save()
+        params, metrics, timings, counts, folds = (run.params, run.metrics, run.timings,
+                                                   run.counts, run.folds)
+        name = run.algorithm
         if opts["json"]:
             payload = {"run": run.pk, "params": params, "counts": counts, "metrics": metrics,
                        "timings": timings}
@@ -266,10 +169,3 @@ class Command(BaseCommand):
             for reason, share in shares.items():
                 self.stdout.write(f"  {reason:<22} {share:.1%}")
         self.stdout.write(f"Stored as evaluation run #{run.pk}.")
-
-    @staticmethod
-    def _failed(run: RecomputeRun, exc: BaseException) -> None:
-        run.status = RecomputeRun.Status.FAILED
-        run.error = str(exc)
-        run.finished_at = timezone.now()
-        run.save()
