@@ -152,6 +152,39 @@ def last_runs(limit: int = 10, kind: str = RecomputeRun.Kind.FULL) -> list[RunSu
 
 
 @dataclass
+class SelectionRow:
+    """One full run's holdout comparison: the gate metric of each configuration scored."""
+
+    run: RecomputeRun
+    metric: str
+    chosen: str
+    live: str | None
+    values: dict[str, float]  # configuration label -> gate metric
+    decision: str  # "deployed", "rejected" or why nothing was compared
+
+
+def selection_history(limit: int = 12) -> tuple[list[str], list[SelectionRow]]:
+    """(configuration labels, rows): the holdout comparisons of the newest full runs, newest
+    first, so an owner sees which model won when, and by how much."""
+    out: list[SelectionRow] = []
+    labels: list[str] = []
+    runs = RecomputeRun.objects.filter(kind=RecomputeRun.Kind.FULL,
+                                       metrics__has_key="holdout").order_by("-pk")[:limit]
+    for run in runs:
+        report = run.metrics["holdout"]
+        key = report.get("metric", "ndcg@10")
+        values = {row["label"]: row["metrics"].get(key) for row in report.get("rows", [])}
+        for label in values:
+            if label not in labels:
+                labels.append(label)
+        decision = ("rejected" if run.status == RecomputeRun.Status.REJECTED
+                    else report.get("skipped") or run.status)
+        out.append(SelectionRow(run=run, metric=key, chosen=report.get("chosen", ""),
+                                live=report.get("live"), values=values, decision=decision))
+    return labels, out
+
+
+@dataclass
 class MetricPoint:
     run: RecomputeRun
     at: datetime

@@ -113,6 +113,10 @@ class InsightsView(TemplateView):
         )
 
         concentration = insights.served_concentration(served)
+        selection_labels, selection = insights.selection_history()
+        for row in selection:
+            row.url = self._url("shopreco_recomputerun_progress", row.run.pk)
+            row.cells = [row.values.get(label) for label in selection_labels]
 
         try:
             buttons = self.admin_site.get_model_admin(RecomputeRun).run_buttons_context(request)
@@ -132,6 +136,8 @@ class InsightsView(TemplateView):
             "since": since,
             "runs": runs,
             "served": served,
+            "selection": selection,
+            "selection_labels": selection_labels,
             "offline_charts": offline_charts,
             "evaluation": evaluations[0] if evaluations else None,
             "evaluation_setup": evaluation_setup,

@@ -105,6 +105,9 @@ def test_admin_run_page_shows_the_comparison_and_activates(two_runs, django_user
     assert "Serve this run anyway" in html and "popular" in html
     listing = client.get(reverse("admin:shopreco_recomputerun_changelist")).content.decode()
     assert "Rejected" in listing
+    insights_page = client.get(reverse("admin:shopreco_insights")).content.decode()
+    assert "Model selection on the holdout" in insights_page
+    assert f"#{worse.pk}</a>" in insights_page and "rejected" in insights_page
     response = client.post(reverse("admin:shopreco_recomputerun_activate", args=[worse.pk]),
                            follow=True)
     assert "is live from the next request on" in response.content.decode()
