@@ -35,6 +35,9 @@ class RankingModel:
       batches score with the stored parts.
     - ``predicts_ratings``: it has rating prediction, so a cross-validation of RMSE applies
       (EASE only ranks).
+    - ``personal_from_similarity``: its personal lists are sums over the stored item
+      similarity (item kNN), so scoring them needs that similarity; the others' need only
+      their own fit (the holdout gate then skips the "similar" lists it does not score).
     """
 
     name: str
@@ -42,6 +45,7 @@ class RankingModel:
     neighbours: str = "item"
     learns_similarity: bool = False
     predicts_ratings: bool = True
+    personal_from_similarity: bool = True
 
     def __post_init__(self) -> None:
         if self.neighbours not in KINDS:
@@ -64,10 +68,12 @@ class RankingModel:
 
 # SHOPRECO["ALGORITHM"] -> model, in the order settings and errors list them.
 MODELS: dict[str, RankingModel] = {m.name: m for m in (
-    RankingModel("ease", EASE, learns_similarity=True, predicts_ratings=False),
+    RankingModel("ease", EASE, learns_similarity=True, predicts_ratings=False,
+                 personal_from_similarity=False),
     RankingModel("item", ItemKNN),
-    RankingModel("user", UserKNN, neighbours="user"),
-    RankingModel("popular", MostPopular, predicts_ratings=False),
+    RankingModel("user", UserKNN, neighbours="user", personal_from_similarity=False),
+    RankingModel("popular", MostPopular, predicts_ratings=False,
+                 personal_from_similarity=False),
 )}
 
 

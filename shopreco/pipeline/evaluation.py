@@ -110,15 +110,24 @@ def _subset(snap: Snapshot, keep: np.ndarray) -> Snapshot:
                     times=None if snap.times is None else snap.times[keep])
 
 
-def fit(snap: Snapshot, params: dict[str, Any]) -> tuple[Any, sp.csr_matrix]:
-    """The run's model and its stored similar lists, as a recompute computes them."""
+def fit(snap: Snapshot, params: dict[str, Any], *,
+        personal_only: bool = False) -> tuple[Any, sp.csr_matrix]:
+    """The run's model and its stored similar lists, as a recompute computes them.
+
+    ``personal_only``: only the personal lists will be scored (the holdout gate), so the
+    similar lists are computed only for a model whose personal lists sum over them (item
+    kNN); for the others the returned similarity is empty."""
     params["method"] = compute.resolve_method(params, snap)
+    model_record = compute.model_of(params)
     shared = compute.prepared(snap, params)
-    parts = [compute.similarity_block(snap, params, a, b, shared=shared, n_jobs=None)
-             for a, b in compute.blocks_for(snap, params)]
-    S = compute.assemble(parts, snap.n_products)
+    if personal_only and not model_record.personal_from_similarity:
+        S = sp.csr_matrix((snap.n_products, snap.n_products))
+    else:
+        parts = [compute.similarity_block(snap, params, a, b, shared=shared, n_jobs=None)
+                 for a, b in compute.blocks_for(snap, params)]
+        S = compute.assemble(parts, snap.n_products)
     # a model whose weights are the similarity (EASE) scores with its stored parts
-    ease_parts = shared.parts() if compute.model_of(params).learns_similarity else None
+    ease_parts = shared.parts() if model_record.learns_similarity else None
     model = compute.fit_model(snap, S, params, ease_parts=ease_parts,
                               user_rows=(0, snap.n_users))
     return model, S

@@ -78,7 +78,7 @@ def candidates(params: dict[str, Any],
 
 def _score(train: Snapshot, test: Any, users: np.ndarray, params: dict[str, Any],
            k: int) -> dict[str, float]:
-    model, _ = fit(train, params)
+    model, _ = fit(train, params, personal_only=True)
     recs = personal_lists(model, train, params, users, k)
     out = list_metrics(recs, test[users], train.R, train.n_users, k)
     return {key: round(float(v), 6) for key, v in out.items()}
