@@ -11,6 +11,7 @@ from django.utils.safestring import SafeString
 from shopreco import cache
 from shopreco.conf import reco_settings
 from shopreco.models import new_recommendation_id
+from shopreco.serving import kinds
 from shopreco.serving.lists import materialise, plan, served
 from shopreco.serving.products import load_products
 from shopreco.serving.types import RecoList
@@ -29,7 +30,8 @@ def widget_html(widget: str, render: Callable[[RecoList], Any], *, variant: str,
     request, are exactly the ones it shows (so a product that became unavailable is never
     shown), and it is dropped whenever a product is edited. ``variant`` names the template
     and title. The recommendation id is fresh on every render. ``render`` must return
-    escaped HTML (a rendered template)."""
+    escaped HTML (a rendered template). A kind that is never padded (also-bought) renders
+    nothing at all when it has nothing to list."""
     p = plan(widget, limit=limit, product=product, user=user, request=request,
              category=category)
     store = cache.store()
@@ -56,6 +58,8 @@ def widget_html(widget: str, render: Callable[[RecoList], Any], *, variant: str,
     rec_id = new_recommendation_id()
     reco = materialise(p, cands, objs=objs, checked=load - rejected, rejected=rejected,
                        rec_id=rec_id)
+    if not reco.items and not kinds.get(widget).padded:
+        return SafeString("")  # no box at all rather than an empty one (also-bought)
     html = str(render(RecoList(widget=reco.widget, items=reco.items, source=reco.source,
                                recommendation_id=RECOMMENDATION_ID_PLACEHOLDER)))
     # Stored as a format string: literal braces doubled, the id a replacement field, so
