@@ -65,7 +65,7 @@ def widget_html(widget: str, render: Callable[[RecoList], Any], *, variant: str,
     reco = materialise(p, cands, objs=objs, checked=load - rejected, rejected=rejected,
                        rec_id=rec_id)
     if not reco.items and not kind.padded:
-        return SafeString("")  # no box at all rather than an empty one (also-bought)
+        return format_html("{}", "")  # no box at all rather than an empty one (also-bought)
     html = str(render(RecoList(widget=reco.widget, items=reco.items, source=reco.source,
                                recommendation_id=RECOMMENDATION_ID_PLACEHOLDER)))
     # Stored as a format string: literal braces doubled, the id a replacement field, so

@@ -101,7 +101,7 @@ def _widget(context: template.Context, widget: str, template_name: str | None,
     except DatabaseError:
         logger.exception("shopreco widget %r: database error, rendered empty", widget)
         if not serving.LIST_KINDS[widget].padded:
-            return SafeString("")
+            return format_html("{}", "")  # no box (also-bought is never padded)
         reco = serving.RecoList(widget=widget, recommendation_id=new_recommendation_id(),
                                 items=[], source="unavailable")
         return _render(context, reco, template_name, title)
