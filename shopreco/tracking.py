@@ -50,6 +50,9 @@ def _remember(request: Any, product_pk: Any, recommendation_id: str) -> bool:
     if session is None:
         return False
     memory = dict(session.get(SESSION_ATTRIBUTION_KEY) or {})
+    if memory and next(reversed(memory)) == str(product_pk) \
+            and memory[str(product_pk)] == recommendation_id:
+        return True  # already the latest click remembered: no session write
     memory.pop(str(product_pk), None)
     memory[str(product_pk)] = recommendation_id
     while len(memory) > SESSION_ATTRIBUTION_MAX:

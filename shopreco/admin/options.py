@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model, QuerySet, Subquery
+from django.db.models import Model, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -228,9 +228,18 @@ class ImpressionAdmin(ReadOnlyAdmin):
         return len(obj.products or [])
 
 
+def _relevance(obj: Model) -> str:
+    """A stored score as a relevance in [0, 1] within its list (score / the list's best), as
+    the storefront and the API show it; the model's raw score is in the tooltip."""
+    best = getattr(obj, "_best_score", None)
+    value = obj.score / best if best and best > 0 and obj.score > 0 else 0.0
+    return format_html('<span title="{}">{}</span>', _("model score %(score)s") % {
+        "score": f"{obj.score:.4g}"}, f"{min(value, 1.0):.2f}")
+
+
 @admin.register(ItemSimilarity)
 class ItemSimilarityAdmin(ReadOnlyAdmin):
-    list_display = ("product", "kind", "similar_product", "score", "run")
+    list_display = ("product", "kind", "similar_product", "relevance", "run")
     list_filter = ("kind", "run")
     raw_id_fields = ("run", "product", "similar_product")
     list_select_related = ("product", "similar_product", "run")
@@ -240,15 +249,37 @@ class ItemSimilarityAdmin(ReadOnlyAdmin):
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         return [*product_search_fields("product"), *product_search_fields("similar_product")]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The best score of each row's list: one index lookup per row shown.
+        best = ItemSimilarity.objects.filter(
+            run=OuterRef("run"), kind=OuterRef("kind"), product=OuterRef("product"),
+        ).order_by("-score").values("score")[:1]
+        return super().get_queryset(request).annotate(_best_score=Subquery(best))
+
+    @admin.display(description=_("relevance"), ordering="score")
+    def relevance(self, obj: ItemSimilarity) -> str:
+        return _relevance(obj)
+
 
 @admin.register(Recommendation)
 class RecommendationAdmin(SearchByUserAndProduct, ReadOnlyAdmin):
-    list_display = ("user", "rank", "product", "score", "reason", "reason_product", "run")
+    list_display = ("user", "rank", "product", "relevance", "reason", "reason_product", "run")
     list_filter = ("run", ReasonFilter)
     raw_id_fields = ("run", "user", "product", "reason_product")
     list_select_related = ("user", "product", "reason_product", "run")
     show_full_result_count = False
     ordering = ("run", "user", "rank")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The best score of each row's list (the user's list in that run).
+        best = Recommendation.objects.filter(
+            run=OuterRef("run"), user=OuterRef("user"),
+        ).order_by("-score").values("score")[:1]
+        return super().get_queryset(request).annotate(_best_score=Subquery(best))
+
+    @admin.display(description=_("relevance"), ordering="score")
+    def relevance(self, obj: Recommendation) -> str:
+        return _relevance(obj)
 
 
 def _display_value(value: Any) -> str:

@@ -272,13 +272,23 @@ class ProductSerializer(serializers.Serializer):
 
 
 class RecoItemSerializer(serializers.Serializer):
-    """One recommended product with its score and the human-readable reason."""
+    """One recommended product with its relevance and the human-readable reason."""
 
-    score = serializers.FloatField()
+    score = serializers.FloatField(
+        min_value=0.0, max_value=1.0,
+        help_text="Relevance within this list, from 1.0 (the list's best item) down to 0: the "
+        "model's score divided by the best score of the same source in the list; popular "
+        "padding is scaled below the item before it. Not comparable across lists, and not a "
+        "rating.",
+    )
     reason = serializers.CharField(allow_blank=True)
     reason_kind = serializers.CharField(
         help_text="Why the product is listed: "
         + ", ".join(dict.fromkeys(r.kind for r in Reason)) + "."
+    )
+    source = serializers.CharField(
+        help_text="Where this item came from: the list's own candidates (similar, "
+        "also_bought, personal, recent) or padding with popular products (popular).",
     )
 
     def get_fields(self) -> dict[str, serializers.Field]:
@@ -292,7 +302,9 @@ class RecoListSerializer(serializers.Serializer):
 
     recommendation_id = serializers.CharField()
     source = serializers.CharField(
-        help_text="Where the list came from: personal, recent, popular, ... (cold-start chain)."
+        help_text="Where the list's first item came from: similar, also_bought, personal, "
+        "recent or popular (the cold-start chain); none for an empty list (an also-bought "
+        "list of a product nobody bought with another: never padded)."
     )
     results = RecoItemSerializer(many=True, source="items")
 

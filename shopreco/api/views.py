@@ -265,7 +265,9 @@ class SimilarProductsView(ShopRecoAPIView):
 
 
 class AlsoBoughtView(ShopRecoAPIView):
-    """"Customers who bought this also bought": co-purchases, then popular products."""
+    """"Customers who bought this also bought": co-purchases only, never padded with popular
+    products. A product nobody bought with another answers 200 with an empty ``results``
+    (``source`` "none"): show nothing rather than an empty box."""
 
     permission_classes = [AllowAny]
 

@@ -4,7 +4,8 @@ Template tags, the REST API and admin previews all call these functions, so ever
 the same business rules (Gorse once leaked hidden items because one serving path skipped a
 filter): adapter availability, owned products excluded, optional category and exclude list,
 no product twice on one page, and a cold-start chain that never leaves a widget empty while
-the catalogue has available products.
+the catalogue has available products (except also-bought, never padded with popular
+products), and the shown ``score``: a relevance in [0, 1] within the list.
 
 Modules: :mod:`~.request` (who, the served run, opt-out), :mod:`~.kinds` (the registry of list
 kinds), :mod:`~.candidates` and :mod:`~.popularity` (where candidates come from),

@@ -42,34 +42,36 @@ def neighbours(run_id: int, kind: str, product_pk: Any,
 
 def product_candidates(product: Any, kind: str, run_id: int | None, viewer: Viewer, n: int,
                        category: Any, skip: set, objs: dict,
-                       need: int | None = None) -> list[Candidate]:
-    """Neighbours of ``product`` plus the popular fill (same category first), as the first
-    ``n`` candidates that pass every filter (at least ``need`` of them, the rest being spares
-    for page de-duplication): the neighbour list and both popularity rankings come from the
-    cache in one round trip, then one query loads the first candidates (the stored
-    neighbours, then at most ``n`` popular ones) and keeps those that pass every filter."""
+                       need: int | None = None, fill: bool = True) -> list[Candidate]:
+    """Neighbours of ``product`` plus, with ``fill``, the popular fill (same category first),
+    as the first ``n`` candidates that pass every filter (at least ``need`` of them, the rest
+    being spares for page de-duplication): the neighbour list and both popularity rankings
+    come from the cache in one round trip, then one query loads the first candidates (the
+    stored neighbours, then at most ``n`` popular ones) and keeps those that pass every
+    filter. Without ``fill`` (also-bought) only the neighbours are read, and a product without
+    any costs no product query at all."""
     need = n if need is None else need
     code = Reason.ALSO_BOUGHT if kind == ItemSimilarity.Kind.ALSO_BOUGHT else Reason.SIMILAR
     code = code.value
-    same = category_key_of(product) if category is None else None
-    cats = ([same] if same is not None else []) + [category]
+    same = category_key_of(product) if category is None and fill else None
+    cats = (([same] if same is not None else []) + [category]) if fill else []
     nb_key = cache.neighbour_key(run_id, kind, product.pk) if run_id is not None else None
-    got = rankings(cats, also=[nb_key] if nb_key else [])
+    got = rankings(cats, also=[nb_key] if nb_key else []) if cats or nb_key else {}
     found = neighbours(run_id, kind, product.pk, got.get(nb_key)) if nb_key else []
     scores = {pk: score for pk, score in found if pk not in skip}
-    fill: dict[Any, tuple[float, str]] = {}
+    padding: dict[Any, tuple[float, str]] = {}
     for cat in cats:  # n fill candidates at most: usually the neighbours are enough
         for pk, score, pop_code in got[cache.ranking_key(cat)][: n * 2]:
-            if len(fill) >= n:
+            if len(padding) >= n:
                 break
             if pk not in skip and pk not in scores:
-                fill.setdefault(pk, (score, pop_code))
-    chosen = load_in_order(list(scores) + list(fill), need, viewer, category, objs,
+                padding.setdefault(pk, (score, pop_code))
+    chosen = load_in_order(list(scores) + list(padding), need, viewer, category, objs,
                            spare=n - need)
     objs[product.pk] = product
     return [
         Candidate(pk, scores[pk], code, product.pk, code) if pk in scores
-        else Candidate(pk, fill[pk][0], fill[pk][1], None, "popular")
+        else Candidate(pk, padding[pk][0], padding[pk][1], None, "popular")
         for pk in chosen
     ]
 

@@ -27,6 +27,9 @@ class ListKind:
     ``needs_product`` is about one product (the page's); one with ``per_viewer`` caches its
     candidates per viewer and run (product kinds are built from shared per-run neighbour
     lists and re-checked on every request anyway, so a per-viewer copy would save nothing).
+    A kind with ``padded`` False is never filled up with popular products: with too few
+    candidates of its own it is short, or empty (its widget then renders nothing), because
+    padding would claim something untrue (also-bought: nobody bought those together).
     """
 
     name: str
@@ -34,19 +37,20 @@ class ListKind:
     template: str
     needs_product: bool = False
     per_viewer: bool = True
+    padded: bool = True
 
 
-def _neighbours_of(kind: str) -> Callable[[Plan, dict], list[Candidate]]:
+def _neighbours_of(kind: str, *, fill: bool = True) -> Callable[[Plan, dict], list[Candidate]]:
     def step(plan: Plan, objs: dict) -> list[Candidate]:
         return product_candidates(plan.product, kind, plan.run_id, plan.viewer, plan.n,
                                   plan.category, plan.skip, objs,
-                                  need=plan.limit + len(plan.shown))
+                                  need=plan.limit + len(plan.shown - plan.skip), fill=fill)
     return step
 
 
 def _for_you(plan: Plan, objs: dict) -> list[Candidate]:
     """The personal list, then neighbours of recent activity while it is too short."""
-    need = plan.limit + len(plan.shown)
+    need = plan.limit + len(plan.shown - plan.skip)
     cands = [c for c in personal_candidates(plan.viewer, plan.run_id, plan.n, plan.category,
                                             objs) if c.pk not in plan.skip]
     if len(cands) < need:
@@ -80,6 +84,7 @@ register(ListKind("similar", _neighbours_of(ItemSimilarity.Kind.SIMILAR),
                   "shopreco/widgets/similar.html", needs_product=True, per_viewer=False))
 register(ListKind("for-you", _for_you, "shopreco/widgets/for_you.html"))
 register(ListKind("popular", _nothing, "shopreco/widgets/popular.html"))
-register(ListKind("also-bought", _neighbours_of(ItemSimilarity.Kind.ALSO_BOUGHT),
-                  "shopreco/widgets/also_bought.html", needs_product=True, per_viewer=False))
+register(ListKind("also-bought", _neighbours_of(ItemSimilarity.Kind.ALSO_BOUGHT, fill=False),
+                  "shopreco/widgets/also_bought.html", needs_product=True, per_viewer=False,
+                  padded=False))
 

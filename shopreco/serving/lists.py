@@ -1,8 +1,9 @@
 """The one serving path every list takes, whoever asks (tags, API, admin previews):
 
 plan (who, which run, what to skip, the cache key) -> candidates (the kind's own step, then
-the popular fill) -> load the products with every filter re-applied -> reasons -> the served
-list, its page de-duplication and its impression.
+the popular fill unless the kind is not ``padded``) -> load the products with every filter
+re-applied -> reasons and relevance -> the served list, its page de-duplication and its
+impression.
 
 Query budget per list (checked by tests): one request-level "state" query (active run id and
 the user's preference, memoised on the request), one query for the list (products joined
@@ -57,12 +58,13 @@ def materialise(plan: Plan, cands: list[Candidate] | None, *, log: bool = True,
     availability and ownership check on this request."""
     widget, limit, viewer = plan.widget, plan.limit, plan.viewer
     product, category, skip, shown, n = plan.product, plan.category, plan.skip, plan.shown, plan.n
+    kind = kinds.get(widget)
     objs = dict(objs or {})
     unchecked = set(objs) - set(checked)  # reason products: shown by name, never as items
     if cands is None:
-        need = limit + len(shown)
-        cands = kinds.get(widget).candidates(plan, objs)
-        if len(cands) < need:
+        need = limit + len(shown - skip)
+        cands = kind.candidates(plan, objs)
+        if kind.padded and len(cands) < need:
             have = skip | {c.pk for c in cands}
             cands += popular_candidates(viewer, n - len(cands), category, have, objs)
         if use_cache:
@@ -84,7 +86,7 @@ def materialise(plan: Plan, cands: list[Candidate] | None, *, log: bool = True,
     if reasons:
         objs.update(load_products((), also=reasons))
     chosen = chosen[:limit]
-    if len(chosen) < limit:
+    if len(chosen) < limit and kind.padded:
         # Page de-dup or a stale cache ate the margin: top up from the popular ranking.
         have = skip | shown | {c.pk for c in chosen}
         chosen += popular_candidates(viewer, limit - len(chosen), category, have, objs)
@@ -92,17 +94,43 @@ def materialise(plan: Plan, cands: list[Candidate] | None, *, log: bool = True,
     items = [
         RecoItem(
             product=objs[c.pk],
-            score=c.score,
+            score=rel,
             reason=reason_text(c.code, objs[c.pk], objs.get(c.reason_pk)),
             reason_kind=reason_kind(c.code),
             reason_product=objs.get(c.reason_pk),
+            source=c.source,
+            raw_score=c.score,
         )
-        for c in chosen
+        for c, rel in zip(chosen, relevance(chosen), strict=True)
     ]
-    source = chosen[0].source if chosen else "popular"
+    source = chosen[0].source if chosen else "none"
     rec_id = rec_id or new_recommendation_id()
     served(plan, [c.pk for c in chosen], rec_id, log=log)
     return RecoList(widget=widget, recommendation_id=rec_id, items=items, source=source)
+
+
+def relevance(cands: list[Candidate]) -> list[float]:
+    """Each item's ``score`` as shown: its relevance within the list, in [0, 1].
+
+    Model scores mean nothing to shoppers and differ in scale per source (a neighbour's
+    cosine, a personal list's EASE score, a popularity count), so the list is cut into runs of
+    one source, in list order. In the first run each item gets its score divided by the run's
+    best (the list's top item is 1.0); a later run, e.g. the popular padding after a product's
+    neighbours, is scaled the same way and then multiplied by the relevance of the item just
+    before it, so padding never reads as more relevant than the list's own items. Negative
+    scores count as 0; a run whose scores are all 0 gets the ceiling throughout (no signal
+    to tell its items apart)."""
+    out: list[float] = []
+    ceiling, start = 1.0, 0
+    while start < len(cands):
+        end = start
+        while end < len(cands) and cands[end].source == cands[start].source:
+            end += 1
+        scores = [max(float(c.score), 0.0) for c in cands[start:end]]
+        best = max(scores)
+        out += [round(ceiling * (s / best if best > 0 else 1.0), 4) for s in scores]
+        ceiling, start = out[-1], end
+    return out
 
 
 def served(plan: Plan, pks: list, rec_id: str, *, log: bool) -> None:
@@ -136,7 +164,9 @@ def similar_products(product: Any, limit: Any = None, *, user: Any = None, reque
 
 def also_bought(product: Any, limit: Any = None, *, user: Any = None, request: Any = None,
                 exclude: Iterable[Any] = ()) -> RecoList:
-    """"Customers who bought this also bought": co-purchase neighbours, then popular."""
+    """"Customers who bought this also bought": co-purchase neighbours only, never padded
+    with popular products; empty (``source`` "none") for a product nobody bought with
+    another."""
     return serve("also-bought", limit=limit, product=product, user=user, request=request,
                  exclude=exclude)
 

@@ -52,6 +52,16 @@ class Plan:
         return self._key
 
 
+def cart_of(request: Any) -> list | None:
+    """The adapter's ``cart_products(request)`` as primary keys, asked once per request (a
+    host's cart may cost a query, and every widget of the page needs it)."""
+    scratch = memo(request)
+    if "cart" not in scratch:
+        cart = get_adapter().cart_products(request)
+        scratch["cart"] = None if cart is None else [to_pk(pk) for pk in cart]
+    return scratch["cart"]
+
+
 def make_plan(widget: str, *, limit: Any, product: Any = None, user: Any = None,
               request: Any = None, category: Any = None, exclude: Iterable[Any] = (),
               dedupe: bool = True, ignore_gpc: bool = False) -> Plan:
@@ -65,15 +75,16 @@ def make_plan(widget: str, *, limit: Any, product: Any = None, user: Any = None,
     if not allowed:
         viewer = Viewer()  # popular lists only, nothing personal, nothing tracked
     elif request is not None and viewer.identified:
-        cart = get_adapter().cart_products(request)
-        viewer.cart = None if cart is None else [to_pk(pk) for pk in cart]
+        viewer.cart = cart_of(request)
     run_id = state(viewer.user, request)[0]
     scratch = memo(request)
     shown: set = scratch.get("shown", set()) if dedupe else set()
     skip = {to_pk(x) for x in exclude}
     if product is not None:
         skip.add(product.pk)
-    n = limit + len(shown) + 4
+    # Spares for page de-dup: products already shown that could be candidates (the page's
+    # own product, declared by shopreco_track_view, is skipped anyway).
+    n = limit + len(shown - skip) + 4
     key_parts = (widget, getattr(product, "pk", ""), viewer.key, run_id,
                  cache.category_pk(category), sorted(map(str, skip)), n)
     return Plan(widget, limit, viewer, allowed, run_id, scratch, shown, skip, n, key_parts,

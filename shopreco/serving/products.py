@@ -46,16 +46,17 @@ def owned_exclusions(qs: QuerySet, path: str, viewer: Viewer) -> QuerySet:
         return qs
     subs = viewer.owned_subqueries
     if subs is None:  # built once per viewer: the same subqueries serve every query
-        owned_kinds = list(reco_settings.OWNED_EVENT_KINDS)
-        subs = [viewer.events().filter(kind__in=owned_kinds).values("product")]
+        events = Q(kind__in=list(reco_settings.OWNED_EVENT_KINDS))
+        if viewer.cart is None and CART_KIND in reco_settings.EVENT_WEIGHTS:
+            # The cart events in the same subquery as the owned ones: one pass over the
+            # shopper's events (their index), not two.
+            since = timezone.now() - timedelta(days=CART_DAYS)
+            events |= Q(kind=CART_KIND, created_at__gte=since)
+        subs = [viewer.events().filter(events).values("product")]
         if viewer.user is not None:
             subs.append(Rating.objects.filter(user=viewer.user).values("product"))
         if viewer.cart is not None:
             subs.append(list(viewer.cart))
-        elif CART_KIND in reco_settings.EVENT_WEIGHTS:
-            since = timezone.now() - timedelta(days=CART_DAYS)
-            subs.append(viewer.events().filter(kind=CART_KIND, created_at__gte=since)
-                        .values("product"))
         viewer.owned_subqueries = subs
     owned = Q()
     for sub in subs:

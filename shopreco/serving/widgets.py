@@ -11,6 +11,7 @@ from django.utils.safestring import SafeString
 from shopreco import cache
 from shopreco.conf import reco_settings
 from shopreco.models import new_recommendation_id
+from shopreco.serving import kinds
 from shopreco.serving.lists import materialise, plan, served
 from shopreco.serving.products import load_products
 from shopreco.serving.types import RecoList
@@ -29,11 +30,16 @@ def widget_html(widget: str, render: Callable[[RecoList], Any], *, variant: str,
     request, are exactly the ones it shows (so a product that became unavailable is never
     shown), and it is dropped whenever a product is edited. ``variant`` names the template
     and title. The recommendation id is fresh on every render. ``render`` must return
-    escaped HTML (a rendered template)."""
+    escaped HTML (a rendered template). A kind that is never padded (also-bought) renders
+    nothing at all when it has nothing to list."""
     p = plan(widget, limit=limit, product=product, user=user, request=request,
              category=category)
+    kind = kinds.get(widget)
     store = cache.store()
-    html_key = cache.list_key("html", p.key, variant, cache.catalogue_version())
+    catalogue = p.memo.get("catalogue")  # one round trip per page, not one per widget
+    if catalogue is None:
+        catalogue = p.memo["catalogue"] = cache.catalogue_version()
+    html_key = cache.list_key("html", p.key, variant, catalogue)
     use_html = bool(reco_settings.CACHE_WIDGET_HTML)
     got = store.get_many([p.key, html_key] if use_html else [p.key])
     cands, cached = got.get(p.key), got.get(html_key)
@@ -49,13 +55,17 @@ def widget_html(widget: str, render: Callable[[RecoList], Any], *, variant: str,
                              also={c.reason_pk for c in chosen} - load - {None, page})
         rejected = {pk for pk in load if pk not in objs or not objs[pk]._shopreco_ok}
         picks = [c.pk for c in chosen if c.pk in load and c.pk not in rejected][: p.limit]
-        if picks == cached["pks"] and len(picks) == p.limit:
+        # A short list is complete for a kind that is never padded (also-bought): nothing
+        # would top it up; a padded one is re-rendered to fill up.
+        if picks == cached["pks"] and (len(picks) == p.limit or not kind.padded):
             rec_id = new_recommendation_id()
             served(p, picks, rec_id, log=True)
             return format_html(cached["html"], rec=rec_id)
     rec_id = new_recommendation_id()
     reco = materialise(p, cands, objs=objs, checked=load - rejected, rejected=rejected,
                        rec_id=rec_id)
+    if not reco.items and not kind.padded:
+        return format_html("{}", "")  # no box at all rather than an empty one (also-bought)
     html = str(render(RecoList(widget=reco.widget, items=reco.items, source=reco.source,
                                recommendation_id=RECOMMENDATION_ID_PLACEHOLDER)))
     # Stored as a format string: literal braces doubled, the id a replacement field, so

@@ -66,6 +66,7 @@ def _render(context: template.Context, reco: serving.RecoList, template_name: st
             "price": adapter.get_price(item.product),
             "reason": item.reason,
             "reason_kind": item.reason_kind,
+            "source": item.source,
             "score": item.score,
         }
         for item in reco.items
@@ -99,6 +100,8 @@ def _widget(context: template.Context, widget: str, template_name: str | None,
             variant=variant, request=request, **kwargs)
     except DatabaseError:
         logger.exception("shopreco widget %r: database error, rendered empty", widget)
+        if not serving.LIST_KINDS[widget].padded:
+            return format_html("{}", "")  # no box (also-bought is never padded)
         reco = serving.RecoList(widget=widget, recommendation_id=new_recommendation_id(),
                                 items=[], source="unavailable")
         return _render(context, reco, template_name, title)

@@ -6,6 +6,7 @@ import re
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db.models import F
 from django.urls import reverse
 
 from shopreco.models import Interaction, ItemSimilarity, Rating, Recommendation
@@ -191,3 +192,23 @@ def test_progress_page_rounds_metrics(shop, staff_client):
         reverse("admin:shopreco_recomputerun_progress", args=[run.pk])).content.decode()
     assert "0.9877" in html and "0.987654321" not in html
     assert "12026" in html and "[1, 2]" in html
+
+
+def test_result_tables_show_relevance_within_the_list_not_raw_scores(shop, staff_client):
+    """Stored scores are on the model's scale (12.18 next to 1-5 ratings meant nothing): the
+    admin shows score / the list's best, as the storefront and the API do."""
+    user = shop["users"][0]
+    Recommendation.objects.filter(user=user).update(score=F("score") * 12.18)  # 12.18, 6.09...
+    response = staff_client.get(reverse("admin:shopreco_recommendation_changelist"),
+                                {"user__id__exact": user.pk})
+    html = response.content.decode()
+    cells = re.findall(r'<td class="field-relevance"><span title="model score ([^"]+)">'
+                       r'([^<]+)</span>', html)
+    assert cells == [("12.18", "1.00"), ("6.09", "0.50"), ("4.06", "0.33")]
+    a, b, c = shop["products"][:3]
+    for similar, score in ((b, 0.8), (c, 0.2)):
+        ItemSimilarity.objects.create(run=shop["full"], kind="similar", product=a,
+                                      similar_product=similar, score=score)
+    html = staff_client.get(reverse("admin:shopreco_itemsimilarity_changelist")).content.decode()
+    assert sorted(re.findall(r'field-relevance"><span title="[^"]+">([^<]+)<', html)) == [
+        "0.25", "1.00"]

@@ -12,6 +12,10 @@ from tests.api.conftest import API, pks
 pytestmark = pytest.mark.django_db
 
 
+def pks_of(body: dict) -> list:
+    return [r["product"]["pk"] for r in body["results"]]
+
+
 def similar_url(product) -> str:
     return f"{API}products/{product.pk}/similar/"
 
@@ -26,8 +30,10 @@ def test_similar_lists_neighbours_by_score_without_unavailable(anon, shop):
     assert pks(response) == [p[1].pk, p[2].pk, p[3].pk, p[4].pk]
     assert shop.hidden.pk not in pks(response)
     first = body["results"][0]
-    assert first["score"] == pytest.approx(0.9)
-    assert first["reason_kind"] == "similar"
+    # Relevance within the list: the model's score over the best one shown (0.9).
+    assert [r["score"] for r in body["results"]] == pytest.approx(
+        [1.0, 0.8 / 0.9, 0.7 / 0.9, 0.6 / 0.9], abs=1e-4)
+    assert first["reason_kind"] == "similar" and first["source"] == "similar"
     assert "P0" in first["reason"]
     assert set(first["product"]) >= {"pk", "name", "url", "price", "image", "category"}
     assert first["product"]["name"] == "P1"
@@ -60,6 +66,32 @@ def test_also_bought(anon, shop):
     assert response.status_code == 200
     assert pks(response) == [p[4].pk, p[5].pk]
     assert response.json()["results"][0]["reason_kind"] == "also_bought"
+    assert [r["score"] for r in response.json()["results"]] == pytest.approx([1.0, 0.8])
+
+
+def test_also_bought_is_never_padded_with_popular_products(anon, shop):
+    p = shop.products
+    body = anon.get(f"{API}products/{p[0].pk}/also-bought/", {"limit": 6}).json()
+    assert pks_of(body) == [p[4].pk, p[5].pk]  # short rather than padded
+    assert {(r["source"], r["reason_kind"]) for r in body["results"]} == {
+        ("also_bought", "also_bought")}
+    response = anon.get(f"{API}products/{p[1].pk}/also-bought/")  # no co-purchases
+    assert response.status_code == 200
+    assert response.json()["results"] == [] and response.json()["source"] == "none"
+
+
+def test_padding_is_labelled_popular_and_ranked_below_the_lists_own_items(anon, shop):
+    p = shop.products
+    body = anon.get(similar_url(p[0]), {"limit": 7}).json()
+    results = body["results"]
+    own = [r for r in results if r["source"] == "similar"]
+    padding = [r for r in results if r["source"] == "popular"]
+    assert [r["product"]["pk"] for r in own] == [p[1].pk, p[2].pk, p[3].pk, p[4].pk]
+    assert len(padding) == 3 and results[4:] == padding  # after the neighbours
+    assert {r["reason_kind"] for r in padding} <= {"popular", "trending"}
+    scores = [r["score"] for r in results]
+    assert scores[0] == 1.0 and all(0.0 <= s <= 1.0 for s in scores)
+    assert scores == sorted(scores, reverse=True)  # padding never above the neighbours
 
 
 @pytest.mark.parametrize("endpoint", ["similar", "also-bought"])

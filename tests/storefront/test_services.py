@@ -49,8 +49,9 @@ def test_unavailable_product_never_shown(shop, make_request, path, flag):
     for _ in range(2):  # uncached, then cached
         reco = serve(path, shop, make_request(shop.alice), limit=9)
         assert hidden.pk not in pks(reco)
-        # 9 available products; a product page never recommends the product itself.
-        assert len(reco) == (8 if path in ("similar", "also-bought") else 9)
+        # 9 available products; a product page never recommends the product itself; also
+        # bought lists Book 0's two co-purchases only, never padded.
+        assert len(reco) == {"similar": 8, "also-bought": 2}.get(path, 9)
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)
@@ -70,7 +71,7 @@ def test_bought_and_rated_products_excluded(shop, make_request, path):
     Rating.objects.create(user=shop.alice, product=rated, score=4)
     reco = serve(path, shop, make_request(shop.alice), limit=8)
     assert bought.pk not in pks(reco) and rated.pk not in pks(reco)
-    assert len(reco) == (7 if path in ("similar", "also-bought") else 8)
+    assert len(reco) == {"similar": 7, "also-bought": 2}.get(path, 8)
 
 
 def test_owned_kept_when_setting_off(shop, make_request, settings):
@@ -106,13 +107,32 @@ def test_similar_ranks_by_score_and_explains(shop, make_request):
     assert reco.items[0].reason_product == shop.products[0]
 
 
-def test_also_bought_reason_then_popular_fill(shop, make_request):
+def test_also_bought_lists_co_purchases_only_never_popular_padding(shop, make_request):
     reco = services.also_bought(shop.products[0], 4, request=make_request())
-    assert pks(reco)[:2] == [shop.products[6].pk, shop.products[7].pk]
+    assert pks(reco) == [shop.products[6].pk, shop.products[7].pk]  # short, not padded
     assert reco.items[0].reason == "Customers who bought Book 0 also bought this"
-    assert reco.items[0].reason_kind == "also_bought"
-    assert {i.reason_kind for i in reco.items[2:]} <= {"popular", "trending"}
-    assert len(reco) == 4
+    assert {(i.reason_kind, i.source) for i in reco} == {("also_bought", "also_bought")}
+    assert reco.source == "also_bought"
+
+
+def test_also_bought_of_a_product_without_co_purchases_is_empty(shop, make_request):
+    reco = services.also_bought(shop.products[1], 4, request=make_request(shop.alice))
+    assert reco.items == [] and reco.source == "none"
+    assert not Impression.objects.exists()  # nothing shown, nothing logged
+
+
+def test_similar_is_padded_with_popular_products_labelled_as_such(shop, make_request):
+    from shopreco.models import ItemSimilarity
+
+    ItemSimilarity.objects.filter(product=shop.products[0], kind="similar").exclude(
+        similar_product=shop.products[1]).delete()
+    reco = services.similar_products(shop.products[0], 4, request=make_request())
+    assert len(reco) == 4 and reco.items[0].product == shop.products[1]
+    assert reco.items[0].source == "similar" and reco.items[0].reason_kind == "similar"
+    padding = reco.items[1:]
+    assert {i.source for i in padding} == {"popular"}
+    assert {i.reason_kind for i in padding} <= {"popular", "trending"}
+    assert all(i.reason.startswith(("Popular", "New in", "From our")) for i in padding)
 
 
 def test_new_user_cold_start_chain(shop, make_request, user_factory):
@@ -170,8 +190,10 @@ def test_new_product_gets_exposure_in_popular(shop, make_request, product_factor
 
 def test_no_run_yet_still_serves(shop, make_request):
     RecomputeRun.objects.all().delete()
-    for path in ALL_PATHS:
+    for path in ("similar", "for-you", "popular"):
         assert len(serve(path, shop, make_request(shop.alice), limit=5)) == 5
+    # no run: no co-purchases known, and also-bought is never padded
+    assert len(serve("also-bought", shop, make_request(shop.alice), limit=5)) == 0
 
 
 def test_only_latest_succeeded_run_is_read(shop, make_request):

@@ -20,6 +20,10 @@ TAGS = {
 }
 
 
+# Book 0 has two co-purchases; also-bought is never padded with popular products.
+SHOWN = {"also-bought": 2}
+
+
 def render(source, request, **ctx):
     return Template("{% load shopreco %}" + source).render(RequestContext(request, ctx))
 
@@ -32,10 +36,11 @@ def test_markup_contract(shop, make_request, widget):
     rec_id = root.group(2)
     items = re.findall(r'data-shopreco-product="(\d+)" data-shopreco-recommendation="(\w+)"',
                        html)
-    assert len(items) == 3 and {r for _, r in items} == {rec_id}
+    n = SHOWN.get(widget, 3)
+    assert len(items) == n and {r for _, r in items} == {rec_id}
     for pk, _ in items:
         assert f'href="/p/{pk}/?rec={rec_id}"' in html
-    assert html.count('alt="') == 3 and "<h2" in html
+    assert html.count('alt="') == n and "<h2" in html
     assert Impression.objects.get(recommendation_id=rec_id).products == [int(pk) for pk, _ in items]
 
 
@@ -96,7 +101,7 @@ def test_at_most_three_queries_per_widget(shop, make_request, widget,
         first_of_run = attempt == 0 and widget in ("similar", "also-bought")
         with django_assert_max_num_queries(4 if first_of_run else 3):
             html = render(TAGS[widget], request, product=shop.products[0])
-        assert html.count("data-shopreco-product=") == 3
+        assert html.count("data-shopreco-product=") == SHOWN.get(widget, 3)
 
 
 def test_two_product_widgets_share_request_state(shop, make_request,
@@ -114,3 +119,40 @@ def test_two_product_widgets_share_request_state(shop, make_request,
     request = make_request(shop.alice)
     with django_assert_max_num_queries(5):  # 1 state + 2 x (list + impression)
         render(TAGS["similar"] + TAGS["also-bought"], request, product=shop.products[0])
+
+
+def test_also_bought_without_co_purchases_renders_nothing_other_widgets_never_empty(
+        shop, make_request):
+    """Also-bought is never padded: a product nobody bought with another gets no box at all
+    (no heading over an empty list), every time; the other widgets still fill up with
+    popular products, labelled as such."""
+    lonely = shop.products[1]  # similar neighbours, no co-purchases
+    for _ in range(2):  # uncached, then with the neighbour list cached
+        html = render(TAGS["also-bought"], make_request(shop.alice), product=lonely)
+        assert html.strip() == ""
+    assert not Impression.objects.filter(widget="also-bought").exists()
+    ItemSimilarity.objects.filter(product=lonely).delete()  # nothing of its own at all
+    for widget in ("similar", "for-you", "popular"):
+        html = render(TAGS[widget], make_request(shop.alice), product=lonely)
+        assert html.count("data-shopreco-product=") == 3, widget
+    html = render(TAGS["similar"], make_request(shop.alice), product=lonely)
+    assert html.count('data-shopreco-source="popular"') == 3
+    reasons = re.findall(r'class="shopreco-reason">([^<]*)<', html)
+    assert len(reasons) == 3 and "liked" not in html
+    assert all(r.startswith(("Popular", "New in", "From our")) for r in reasons), reasons
+
+
+def test_relevance_is_relative_to_the_best_item_and_padding_scaled_below():
+    from shopreco.serving.lists import relevance
+    from shopreco.serving.types import Candidate
+
+    def c(score, source):
+        return Candidate(1, score, "x", None, source)
+
+    assert relevance([]) == []
+    assert relevance([c(12.18, "personal"), c(6.09, "personal")]) == [1.0, 0.5]
+    # padding's own scale (popularity counts), under the last neighbour's 0.5
+    assert relevance([c(0.8, "similar"), c(0.4, "similar"), c(30.0, "popular"),
+                      c(15.0, "popular")]) == [1.0, 0.5, 0.5, 0.25]
+    assert relevance([c(2.0, "recent"), c(-1.0, "recent")]) == [1.0, 0.0]  # negative: 0
+    assert relevance([c(0.0, "popular"), c(0.0, "popular")]) == [1.0, 1.0]  # no signal
