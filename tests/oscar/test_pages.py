@@ -130,3 +130,11 @@ def test_the_api_serves_oscar_products(client, shop):
 def test_the_set_up_passes_the_system_checks(capsys):
     call_command("check", "--fail-level", "WARNING")
     assert Interaction.objects.count() == 0  # nothing written by a check
+
+
+def test_the_checks_name_what_is_off(settings):
+    from shopreco.contrib.oscar.checks import check_oscar_setup
+
+    settings.SHOPRECO = {"ADAPTER": "shopreco.adapter.DefaultAdapter"}
+    settings.SHOPRECO_PRODUCT_MODEL = "catalog.Product"
+    assert {m.id for m in check_oscar_setup()} == {"shopreco_oscar.E001", "shopreco_oscar.W002"}
