@@ -18,6 +18,8 @@ FLOORS = {
     "tracking": 5, "privacy": 5, "evaluation": 5,
     "tasks": 6, "services": 6, "middleware": 6, "templatetags": 6, "views": 6,
     "api": 7, "admin": 7, "management": 7, "signals": 7, "urls": 7, "apps": 7,
+    # Optional integrations with other apps (django-oscar): they may import any of shopreco.
+    "contrib": 8,
 }
 
 
@@ -70,6 +72,19 @@ def test_no_import_runs_up_a_floor():
             if room(target) in FLOORS and FLOORS[room(target)] > FLOORS[room(module)]:
                 up.append(f"{module} -> {target}")
     assert up == []
+
+
+def test_the_core_never_imports_contrib():
+    """Not even inside a function: the core must work without the integrated frameworks."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if "contrib" in path.relative_to(PACKAGE).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.name} -> {n}" for n in names if n.startswith("shopreco.contrib")]
+    assert found == []
 
 
 def test_no_import_circles():
