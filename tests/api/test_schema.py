@@ -28,6 +28,7 @@ OPERATIONS = {
     ("GET", "ratings/"), ("POST", "ratings/"), ("GET", "ratings/{id}/"),
     ("PUT", "ratings/{id}/"), ("PATCH", "ratings/{id}/"), ("DELETE", "ratings/{id}/"),
     ("POST", "recompute/"), ("GET", "runs/"), ("GET", "runs/{id}/"),
+    ("POST", "runs/{id}/activate/"),
     ("GET", "users/{id}/recommendations/"), ("GET", "me/export/"), ("DELETE", "me/data/"),
     ("GET", "me/preferences/"), ("PUT", "me/preferences/"),
 }

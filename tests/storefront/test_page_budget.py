@@ -100,7 +100,7 @@ def test_a_heavy_rater_pays_no_extra_query_for_an_empty_also_bought(
     from django.utils import timezone
 
     from shopreco import services
-    from shopreco.models import RecomputeRun
+    from shopreco.models import Deployment, RecomputeRun
 
     films = category_factory("Films")
     products = [product_factory(f"Film {i}", category=films) for i in range(40)]
@@ -112,6 +112,7 @@ def test_a_heavy_rater_pays_no_extra_query_for_an_empty_also_bought(
     for product in products[:16]:
         Rating.objects.create(user=heavy, product=product, score=5)
     run = RecomputeRun.objects.create(status="succeeded", finished_at=timezone.now())
+    Deployment.objects.create(run=run)
     page_product = products[30]
     ItemSimilarity.objects.bulk_create([
         ItemSimilarity(run=run, kind="similar", product=page_product,
