@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         "`ALGORITHM=\"auto\"` with the default `CANDIDATES` "
         f"({', '.join(c['algorithm'] for c in DEFAULTS['CANDIDATES'])}): each candidate and "
         f"the live configuration fitted on the training part and scored on the latest "
-        f"interaction of {report.get('users', 0)} sampled shoppers, then the winner fitted "
-        f"on all data. Load average at start: {load_start}.",
+        f"interactions of {report.get('users', 0)} sampled shoppers "
+        f"({report.get('held_out', 0)} held out, `HOLDOUT` = {DEFAULTS['HOLDOUT']}), then the "
+        f"winner fitted on all data. Load average at start: {load_start}.",
         "",
         common.md_table(["", "median total (s)", "median holdout stage (s)"], [
             ["EASE, gate skipped", f"{base:.2f}", "0"],
