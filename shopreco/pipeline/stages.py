@@ -87,9 +87,18 @@ def start_run(run_id: int) -> dict[str, Any] | None:
     t_loaded = time.time()
     if run.kind == RecomputeRun.Kind.FULL:
         runs.beat(run_id, stage="holdout", progress=STAGES["holdout"])
-        outcome = selection.select(snap, params, RecomputeRun.live(), previous=list(
+        live = RecomputeRun.live()
+        outcome = selection.select(snap, params, live, previous=list(
             RecomputeRun.objects.filter(kind=RecomputeRun.Kind.FULL, finished_at__isnull=False)
             .exclude(status=RecomputeRun.Status.FAILED).order_by("-pk")[:20]))
+        if not outcome.deploy and live is not None and runs.predates_erasure(live):
+            # the live run holds data a shopper erased: it must be replaced, whatever the
+            # scores say (privacy comes before the gate)
+            outcome.deploy = True
+            outcome.report["overruled"] = (f"the live run #{live.pk} read data erased since; "
+                                           "this run replaces it: " + outcome.reason)
+            outcome.report.pop("rejected", None)
+            outcome.reason = ""
         params = {**outcome.params, "gate": {"deploy": outcome.deploy,
                                              "reason": outcome.reason}}
         runs.merge_json(run_id, "metrics", {"holdout": outcome.report})

@@ -138,3 +138,20 @@ def test_a_pending_run_is_gated_by_the_settings_it_was_requested_with(demo_shop)
     assert run.params["candidates"] == [{"algorithm": "popular"}]
     done = pipeline.run_full_recompute(run)
     assert done.status == RecomputeRun.Status.REJECTED
+
+
+def test_a_run_replacing_one_that_holds_erased_data_goes_live_whatever_its_score(demo_shop):
+    """Privacy comes before the gate: after an erasure, the follow-up run must replace the
+    live run (which read the erased rows), even when it scores worse."""
+    from django.contrib.auth import get_user_model
+
+    from shopreco import privacy
+
+    live = recompute(ALGORITHM="ease")
+    shopper = get_user_model().objects.filter(shopreco_ratings__isnull=False).first()
+    privacy.erase_user_data(shopper)
+    follow_up = recompute(**POPULAR_ONLY)
+    assert follow_up.status == RecomputeRun.Status.SUCCEEDED
+    assert RecomputeRun.live() == follow_up
+    assert f"#{live.pk} read data erased since" in follow_up.metrics["holdout"]["overruled"]
+    assert not RecomputeRun.objects.filter(pk=live.pk).exists()  # pruned by housekeeping
