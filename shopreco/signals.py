@@ -21,6 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
+from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -87,7 +88,9 @@ def run_changed(sender: Any, **kwargs: Any) -> None:
 @receiver(post_save, sender=ExperimentArm, dispatch_uid="shopreco.arm_saved")
 @receiver(post_delete, sender=ExperimentArm, dispatch_uid="shopreco.arm_deleted")
 def experiment_changed(sender: Any, **kwargs: Any) -> None:
+    # Now, and again after the commit: a request may re-read the old rows in between.
     cache.forget_running_experiments()
+    transaction.on_commit(cache.forget_running_experiments)
 
 
 @receiver(user_logged_in, dispatch_uid="shopreco.user_logged_in")
