@@ -518,7 +518,9 @@ def wilson_interval(successes: int, trials: int, z: float = Z95) -> Estimate:
     denom = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half))
+    low = 0.0 if k == 0 else max(0.0, centre - half)  # exact at the ends (no rounding dust)
+    high = 1.0 if k == trials else min(1.0, centre + half)
+    return Estimate(p, low, high)
 
 
 def mean_interval(values: list[float], n: int, z: float = Z95) -> Estimate:
