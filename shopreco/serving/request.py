@@ -241,6 +241,7 @@ def viewer_arm(user: Any, request: Any, running: list | None = None
             if visitor:
                 arm = experiments.assign(running, visitor=visitor)
     scratch[key] = arm
+    scratch["arms"] = True
     return arm
 
 
@@ -249,7 +250,10 @@ def served_arm_id(user: Any, request: Any) -> int | None:
     the impression of a list: read from the request memo, never a query."""
     if request is None:
         return None
-    arm = memo(request).get(_arm_key(user, request)[1])
+    scratch = memo(request)
+    if not scratch.get("arms"):  # no experiment ran on this request: leave request.user be
+        return None
+    arm = scratch.get(_arm_key(user, request)[1])
     return arm.id if arm is not None else None
 
 
