@@ -20,6 +20,9 @@ Key families (all under ``shopreco:``, in ``SHOPRECO["CACHE_ALIAS"]``):
 - ``served-run``: the id of the run being served, so anonymous requests need no query to
   find it. Dropped whenever a run is activated, saved or deleted; kept briefly in a cache
   private to one process, which other processes' activations cannot reach.
+- ``experiments``: the running A/B experiments with their arms, shares and runs (an empty
+  list: none runs), read together with ``served-run``. Dropped with it, and whenever an
+  experiment or an arm is saved or deleted; kept as briefly in a private cache.
 
 An outage of the cache is a miss, never an error (:class:`Guarded`, :func:`store`): reads
 find nothing, so lists come from the database; writes, locks and invalidations do nothing.
@@ -64,6 +67,7 @@ OUTAGE_RETRY_SECONDS = 5.0
 RANKINGS_KNOWN_KEY = "shopreco:pop-known"  # no category key looks like it
 CATALOGUE_VERSION_KEY = "shopreco:catalogue"
 SERVED_RUN_KEY = "shopreco:served-run"
+EXPERIMENTS_KEY = "shopreco:experiments"
 # How long a served run id is trusted in a cache private to one process (a run activated by
 # a worker clears only the worker's own copy); a shared cache is cleared by the activation.
 SERVED_RUN_PRIVATE_TIMEOUT = 5
@@ -316,6 +320,38 @@ def forget_served_run() -> None:
     fails its caller (an activation must not be undone by a cache outage); a cache that
     cannot be reached cannot serve a stale id either, and a private one expires it soon."""
     store().delete(SERVED_RUN_KEY)
+    forget_running_experiments()  # an arm may have served the run (or a deleted pinned run)
+
+
+# --- running experiments --------------------------------------------------------------------
+
+
+def served_state() -> tuple[bool, int | None, bool, list | None]:
+    """(found, run id, found, running experiments) in one round trip: what an anonymous
+    request needs before any list, so a shop with no experiment running pays nothing more."""
+    got = store().get_many([SERVED_RUN_KEY, EXPERIMENTS_KEY])
+    run = got.get(SERVED_RUN_KEY)
+    experiments = got.get(EXPERIMENTS_KEY)
+    return (run is not None, None if run is None else run["run"],
+            experiments is not None, experiments)
+
+
+def running_experiments() -> list | None:
+    """The running experiments as last read from the database (a list of dicts, see
+    :func:`shopreco.serving.experiments.load_running`); None when not cached."""
+    return store().get(EXPERIMENTS_KEY)
+
+
+def remember_running_experiments(experiments: list) -> None:
+    timeout = (SERVED_RUN_PRIVATE_TIMEOUT if is_private()
+               else int(reco_settings.CACHE_TIMEOUT))
+    store().set(EXPERIMENTS_KEY, list(experiments), timeout=timeout)
+
+
+def forget_running_experiments() -> None:
+    """An experiment, an arm or an arm's run changed: the next request reads the database.
+    Never fails its caller."""
+    store().delete(EXPERIMENTS_KEY)
 
 
 # --- products a list is about -----------------------------------------------------------------

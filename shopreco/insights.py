@@ -35,6 +35,8 @@ from shopreco.engine.evaluate import gini
 from shopreco.models import (
     CART_KIND,
     VIEW_KIND,
+    Assignment,
+    ExperimentArm,
     Impression,
     Interaction,
     Rating,
@@ -492,3 +494,221 @@ def long_tail_share(run: RecomputeRun | None = None, head_fraction: float = 0.2)
         if row["product"] not in head:
             tail += row["n"]
     return _ratio(tail, total)
+
+
+# --- A/B experiments ---------------------------------------------------------------------------
+#
+# Per arm of an experiment, from its rows:
+#
+# * **visitors**: shoppers assigned to the arm (``Assignment`` rows; a visitor who signed in
+#   and adopted their arm is one row, so one visitor);
+# * **impressions**: lists served in the arm (``Impression.arm``);
+# * **click-through**: impressions with at least one click (a ``view`` event carrying the
+#   list's recommendation id) / impressions; **clicks** counts every such view;
+# * **add-to-cart** and **conversion**: visitors with a cart event / a purchase
+#   (``OWNED_EVENT_KINDS``) carrying one of the arm's recommendation ids, per visitor;
+# * **revenue per visitor**: those purchases priced by the adapter's ``get_price``, per
+#   visitor (a visitor without one counts 0).
+#
+# Proportions have Wilson 95% intervals; revenue per visitor the normal approximation
+# (mean +- 1.96 standard errors). Each arm is compared to the first arm (the control) by a
+# two-sided two-proportion z-test on click-through, add-to-cart and conversion.
+
+Z95 = 1.959963984540054
+
+
+@dataclass
+class Estimate:
+    """A rate or mean with its 95% interval (None when there is nothing to estimate)."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass
+class Comparison:
+    """A two-proportion z-test of an arm against the control: z, two-sided p, the
+    difference of the rates (arm - control)."""
+
+    z: float
+    p: float
+    difference: float
+
+    @property
+    def significant(self) -> bool:
+        return self.p < 0.05
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> Estimate:
+    """The rate ``successes / trials`` with its Wilson score interval: unlike the normal
+    approximation it stays inside [0, 1] and is honest for small counts and rates near 0,
+    which click and purchase rates are."""
+    if trials <= 0:
+        return Estimate(None)
+    k = min(max(successes, 0), trials)
+    p = k / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    low = 0.0 if k == 0 else max(0.0, centre - half)  # exact at the ends (no rounding dust)
+    high = 1.0 if k == trials else min(1.0, centre + half)
+    return Estimate(p, low, high)
+
+
+def mean_interval(values: list[float], n: int, z: float = Z95) -> Estimate:
+    """The mean over ``n`` units of ``values`` (the nonzero ones; the other units count 0),
+    with a normal-approximation interval from the sample standard deviation."""
+    if n <= 0:
+        return Estimate(None)
+    total = sum(values)
+    mean = total / n
+    if n < 2:
+        return Estimate(mean)
+    squares = sum(v * v for v in values)
+    variance = max(0.0, (squares - n * mean * mean) / (n - 1))
+    half = z * math.sqrt(variance / n)
+    return Estimate(mean, mean - half, mean + half)
+
+
+def two_proportion_test(k1: int, n1: int, k2: int, n2: int) -> Comparison | None:
+    """Two-sided z-test of rate 2 (``k2 / n2``) against rate 1 with the pooled standard
+    error; None when either side has no trials or the pooled rate is 0 or 1."""
+    if n1 <= 0 or n2 <= 0:
+        return None
+    k1, k2 = min(max(k1, 0), n1), min(max(k2, 0), n2)
+    pooled = (k1 + k2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return None
+    diff = k2 / n2 - k1 / n1
+    z = diff / se
+    return Comparison(z=z, p=math.erfc(abs(z) / math.sqrt(2)), difference=diff)
+
+
+@dataclass
+class ArmResult:
+    arm: Any  # ExperimentArm
+    visitors: int = 0
+    impressions: int = 0
+    clicked_impressions: int = 0
+    clicks: int = 0
+    carts: int = 0
+    carters: int = 0
+    purchases: int = 0
+    purchasers: int = 0
+    revenue: Decimal = Decimal(0)
+    unpriced_purchases: int = 0
+    revenue_by_visitor: list[float] = field(default_factory=list, repr=False)
+    comparisons: dict[str, Comparison | None] = field(default_factory=dict)
+
+    @property
+    def ctr(self) -> Estimate:
+        return wilson_interval(self.clicked_impressions, self.impressions)
+
+    @property
+    def cart_rate(self) -> Estimate:
+        return wilson_interval(self.carters, self.visitors)
+
+    @property
+    def conversion(self) -> Estimate:
+        return wilson_interval(self.purchasers, self.visitors)
+
+    @property
+    def revenue_per_visitor(self) -> Estimate:
+        return mean_interval(self.revenue_by_visitor,
+                             max(self.visitors, len(self.revenue_by_visitor)))
+
+    def counts(self, metric: str) -> tuple[int, int]:
+        """(successes, trials) of a proportion metric: "ctr", "cart_rate", "conversion"."""
+        return {
+            "ctr": (self.clicked_impressions, self.impressions),
+            "cart_rate": (self.carters, self.visitors),
+            "conversion": (self.purchasers, self.visitors),
+        }[metric]
+
+
+@dataclass
+class ExperimentResults:
+    experiment: Any  # Experiment
+    arms: list[ArmResult] = field(default_factory=list)
+
+    @property
+    def control(self) -> ArmResult | None:
+        return self.arms[0] if self.arms else None
+
+
+PROPORTION_METRICS = ("ctr", "cart_rate", "conversion")
+
+
+def _shopper(user_id: Any, session_key: str) -> str:
+    return f"u{user_id}" if user_id is not None else f"s{session_key}"
+
+
+def experiment_results(experiment: Any) -> ExperimentResults:
+    """The per-arm table of ``experiment`` (definitions above), arms in creation order, the
+    first being the control every other arm is tested against."""
+    arms = list(ExperimentArm.objects.filter(experiment=experiment).order_by("pk"))
+    results = {arm.pk: ArmResult(arm=arm) for arm in arms}
+    for row in (Assignment.objects.filter(experiment=experiment).values("arm")
+                .annotate(n=Count("id")).order_by()):
+        if row["arm"] in results:
+            results[row["arm"]].visitors = row["n"]
+    shown = Impression.objects.filter(arm__experiment=experiment)
+    for row in shown.values("arm").annotate(n=Count("id")).order_by():
+        if row["arm"] in results:
+            results[row["arm"]].impressions = row["n"]
+
+    owned = list(reco_settings.OWNED_EVENT_KINDS)
+    arm_of = Impression.objects.filter(recommendation_id=OuterRef("recommendation_id"),
+                                       arm__isnull=False)
+    events = (
+        Interaction.objects.filter(
+            recommendation_id__in=shown.values("recommendation_id"),
+            kind__in=(VIEW_KIND, CART_KIND, *owned))
+        .annotate(shown_in=Subquery(arm_of.values("arm")[:1]))
+    )
+    rows = (events.values("shown_in", "kind", "recommendation_id", "user_id", "session_key",
+                          "product")
+            .annotate(n=Count("id")).order_by())
+    lists: dict[int, set] = defaultdict(set)
+    carters: dict[int, set] = defaultdict(set)
+    buyers: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        target = results.get(row["shown_in"])
+        if target is None:
+            continue
+        who = _shopper(row["user_id"], row["session_key"])
+        if row["kind"] == VIEW_KIND:
+            target.clicks += row["n"]
+            lists[target.arm.pk].add(row["recommendation_id"])
+        elif row["kind"] == CART_KIND:
+            target.carts += row["n"]
+            carters[target.arm.pk].add(who)
+        else:
+            target.purchases += row["n"]
+            buyers[target.arm.pk][who].append((row["product"], row["n"]))
+    prices = _prices({pk for by in buyers.values() for items in by.values()
+                      for pk, _ in items})
+    for pk, target in results.items():
+        target.clicked_impressions = len(lists[pk])
+        target.carters = len(carters[pk])
+        target.purchasers = len(buyers[pk])
+        for items in buyers[pk].values():
+            spent = Decimal(0)
+            for product, n in items:
+                if prices.get(product) is None:
+                    target.unpriced_purchases += n
+                else:
+                    spent += prices[product] * n
+            target.revenue += spent
+            target.revenue_by_visitor.append(float(spent))
+    ordered = [results[arm.pk] for arm in arms]
+    if ordered:
+        control = ordered[0]
+        for target in ordered[1:]:
+            target.comparisons = {
+                metric: two_proportion_test(*control.counts(metric), *target.counts(metric))
+                for metric in PROPORTION_METRICS
+            }
+    return ExperimentResults(experiment=experiment, arms=ordered)

@@ -11,6 +11,8 @@
 - A product save or delete renews the catalogue token of cached widget HTML.
 - A run saved or deleted (an admin's edit, a test's fixture) drops the cached served run id;
   the pipeline's activation, a queryset update, drops it itself.
+- An experiment or an arm saved or deleted drops the cached running experiments.
+- At sign-in, a user without an arm in a running experiment adopts their session's.
 """
 
 from __future__ import annotations
@@ -18,13 +20,25 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.signals import user_logged_in
+from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from shopreco import cache, tasks
 from shopreco.conf import reco_settings
-from shopreco.models import VIEW_KIND, Interaction, Preference, Rating, RecomputeRun
+from shopreco.models import (
+    VIEW_KIND,
+    Experiment,
+    ExperimentArm,
+    Interaction,
+    Preference,
+    Rating,
+    RecomputeRun,
+)
+from shopreco.serving import experiments
+from shopreco.serving.request import ANONYMOUS_ID_SESSION_KEY
 
 
 @receiver(post_save, sender=Rating, dispatch_uid="shopreco.rating_saved")
@@ -67,6 +81,27 @@ def preference_saved(sender: Any, instance: Preference, **kwargs: Any) -> None:
 @receiver(post_delete, sender=RecomputeRun, dispatch_uid="shopreco.run_deleted")
 def run_changed(sender: Any, **kwargs: Any) -> None:
     cache.forget_served_run()
+
+
+@receiver(post_save, sender=Experiment, dispatch_uid="shopreco.experiment_saved")
+@receiver(post_delete, sender=Experiment, dispatch_uid="shopreco.experiment_deleted")
+@receiver(post_save, sender=ExperimentArm, dispatch_uid="shopreco.arm_saved")
+@receiver(post_delete, sender=ExperimentArm, dispatch_uid="shopreco.arm_deleted")
+def experiment_changed(sender: Any, **kwargs: Any) -> None:
+    # Now, and again after the commit: a request may re-read the old rows in between.
+    cache.forget_running_experiments()
+    transaction.on_commit(cache.forget_running_experiments)
+
+
+@receiver(user_logged_in, dispatch_uid="shopreco.user_logged_in")
+def user_logged_in_adopts_arm(sender: Any, request: Any = None, user: Any = None,
+                              **kwargs: Any) -> None:
+    """The anonymous id survives sign-in (it is kept in the session data): the arm the
+    shopper was served in before signing in stays theirs."""
+    session = getattr(request, "session", None) if request is not None else None
+    visitor = session.get(ANONYMOUS_ID_SESSION_KEY) if session is not None else None
+    if visitor and getattr(user, "pk", None) is not None:
+        experiments.adopt(user.pk, visitor)
 
 
 def product_changed(sender: Any, **kwargs: Any) -> None:

@@ -225,6 +225,7 @@ def run_full_recompute(run: RecomputeRun | None = None,
     run = pipeline.run_full_recompute(run, progress)
     _catch_up(run)
     _rerun_if_it_predates_an_erasure(run)
+    request_arm_runs(run=run)
     return run
 
 
@@ -295,6 +296,7 @@ def _after_activation(run: RecomputeRun) -> None:
     broker refuses it: it must happen)."""
     _catch_up(run)
     _rerun_if_it_predates_an_erasure(run)
+    request_arm_runs(run=run)
 
     def here(exc: Exception) -> None:
         log.error("could not enqueue housekeeping for run #%s (%s); running it here",
@@ -458,3 +460,29 @@ def refresh_rankings(self) -> int:
 def purge_old_events(self) -> int:
     """Beat: delete events older than EVENT_RETENTION_DAYS (shopreco.privacy)."""
     return privacy.purge_old_events()
+
+
+# --- experiment arms ------------------------------------------------------------------------
+
+
+@shared_task(name="shopreco.tasks.compute_arm_runs", soft_time_limit=3600, time_limit=3700,
+             **COMMON)
+def compute_arm_runs(self, experiment_id: int | None = None) -> list[int]:
+    """The runs of the configuration arms of the running experiments (or of one)."""
+    return [run.pk for run in _guard(self, None, pipeline.compute_arm_runs, experiment_id)
+            or ()]
+
+
+def request_arm_runs(experiment_id: int | None = None, *, run: RecomputeRun | None = None
+                     ) -> bool:
+    """Compute the configuration arms' lists after commit: when an experiment starts
+    (``experiment_id``) and after a full run went live (``run``; nothing after a rejected
+    run: the live lists did not change). Only when there is such an arm. If the broker
+    refuses, the arms keep their runs until the next full run asks again."""
+    if run is not None and (run.kind != RecomputeRun.Kind.FULL
+                            or run.status != RecomputeRun.Status.SUCCEEDED):
+        return False
+    if not pipeline.configuration_arms(experiment_id):
+        return False
+    transaction.on_commit(lambda: _enqueue(compute_arm_runs, [experiment_id]))
+    return True

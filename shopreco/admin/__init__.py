@@ -7,6 +7,7 @@ hooks the insights page into it. Hosts with their own ``AdminSite`` see :mod:`.s
 
 from django.contrib import admin
 
+from shopreco.admin.experiments import ExperimentAdmin
 from shopreco.admin.mixins import RecommendationPreviewAdminMixin, SimilarProductsAdminMixin
 from shopreco.admin.options import (
     ImpressionAdmin,
@@ -21,6 +22,7 @@ from shopreco.admin.sites import InsightsAdminSiteMixin, install_insights
 install_insights(admin.site)
 
 __all__ = [
+    "ExperimentAdmin",
     "ImpressionAdmin",
     "InsightsAdminSiteMixin",
     "InteractionAdmin",

@@ -5,6 +5,7 @@ The stages live in :mod:`shopreco.pipeline.stages`, the per-user refresh in
 pipeline computes and returns what must follow; :mod:`shopreco.tasks` dispatches it.
 """
 
+from shopreco.pipeline.arms import compute_arm_runs, configuration_arms
 from shopreco.pipeline.files import (
     EASE_PARTS,
     SIMILARITY,
@@ -44,8 +45,10 @@ __all__ = [
     "RunAborted",
     "assemble_similarities",
     "catch_up",
+    "compute_arm_runs",
     "compute_batch",
     "compute_block",
+    "configuration_arms",
     "create_run",
     "due_refreshes",
     "finish_run",

@@ -26,7 +26,7 @@ from shopreco.serving.plan import Plan, make_plan
 from shopreco.serving.popularity import popular_candidates
 from shopreco.serving.products import load_products
 from shopreco.serving.reasons import reason_kind, reason_text
-from shopreco.serving.request import json_pk
+from shopreco.serving.request import json_pk, served_arm_id
 from shopreco.serving.types import Candidate, RecoItem, RecoList
 
 
@@ -144,6 +144,8 @@ def served(plan: Plan, pks: list, rec_id: str, *, log: bool) -> None:
             user=plan.viewer.user if plan.allowed else None,
             session_key=plan.viewer.session_key if plan.allowed else "",
             products=[json_pk(pk) for pk in pks],
+            # the experiment arm this list was served in (decided by the plan's state)
+            arm_id=served_arm_id(plan.viewer.user, plan.request) if plan.allowed else None,
         )
         if plan.memo.get("middleware"):
             # ShopRecoMiddleware writes all impressions of the page in one INSERT afterwards.

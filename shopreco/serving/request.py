@@ -10,7 +10,8 @@ from django.db.models import Model, QuerySet
 
 from shopreco import cache
 from shopreco.conf import get_product_model, reco_settings
-from shopreco.models import Deployment, Interaction, Preference
+from shopreco.models import Deployment, Experiment, Interaction, Preference
+from shopreco.serving import experiments
 
 _MEMO_ATTR = "_shopreco_memo"
 
@@ -128,9 +129,9 @@ def viewer_from(user: Any, request: Any) -> Viewer:
 
 
 def _state_sql(connection: Any) -> str:
-    """The state query: active run id and the user's preference, hand-written because the ORM
-    spends longer compiling it (two correlated subqueries) than the database runs it.
-    Identifiers come from model metadata; values are bound parameters."""
+    """The state query: active run id, the user's preference and whether an experiment runs,
+    hand-written because the ORM spends longer compiling it (correlated subqueries) than the
+    database runs it. Identifiers come from model metadata; values are bound parameters."""
     qn = connection.ops.quote_name
     table = qn(Deployment._meta.db_table)
     run = qn(Deployment._meta.get_field("run").column)
@@ -138,42 +139,127 @@ def _state_sql(connection: Any) -> str:
     pref_table = qn(Preference._meta.db_table)
     pref_value = qn(Preference._meta.get_field("personalize").column)
     pref_user = qn(Preference._meta.get_field("user").column)
+    exp_table = qn(Experiment._meta.db_table)
+    exp_status = qn(Experiment._meta.get_field("status").column)
     return (
         f"SELECT (SELECT {run} FROM {table} ORDER BY {pk} DESC LIMIT 1),"
-        f" (SELECT {pref_value} FROM {pref_table} WHERE {pref_user} = %s LIMIT 1)"
+        f" (SELECT {pref_value} FROM {pref_table} WHERE {pref_user} = %s LIMIT 1),"
+        f" (SELECT 1 FROM {exp_table} WHERE {exp_status} = %s LIMIT 1)"
     )
 
 
-def state(user: Any, request: Any) -> tuple[int | None, bool]:
-    """(active run id, personalize preference), memoised per request.
+def _base_state(user: Any, request: Any) -> tuple[int | None, bool, list]:
+    """(live run id, personalize preference, running experiments), memoised per request.
 
-    For a signed-in shopper ONE query reads both: a changed preference takes effect on the
-    next request. Anyone else needs only the run id, which the cache keeps until a run is
-    activated (:func:`shopreco.cache.served_run`). The run is the latest deployment's
-    (:meth:`RecomputeRun.live`)."""
+    For a signed-in shopper ONE query reads all three (the experiments' arms are read from
+    the cache only when one runs). Anyone else needs no query while the cache holds the run
+    id and the running experiments (one round trip for both)."""
+    scratch = memo(request)
+    user_pk = user.pk if is_user(user) else None
+    cached = scratch.get(("base", user_pk))
+    if cached is not None:
+        return cached
+    raw = None
+    if user_pk is None:
+        found_run, run_id, found_exp, raw = cache.served_state()
+        if found_run and found_exp:
+            got = (run_id, True, experiments.running(raw) if raw else [])
+            scratch[("base", None)] = got
+            return got
+    connection = connections[router.db_for_read(Deployment)]
+    with connection.cursor() as cursor:
+        cursor.execute(_state_sql(connection), [user_pk, Experiment.Status.RUNNING.value])
+        run_id, pers, any_running = cursor.fetchone()
+    cache.remember_served_run(run_id)
+    if any_running:
+        running = experiments.running(raw)
+    else:
+        running = []
+        if user_pk is None:
+            cache.remember_running_experiments([])
+    found = (run_id, pers is None or bool(pers), running)
+    if request is not None:
+        scratch[("base", user_pk)] = found
+    return found
+
+
+def state(user: Any, request: Any) -> tuple[int | None, bool]:
+    """(served run id, personalize preference), memoised per request.
+
+    The run is the latest deployment's (:meth:`RecomputeRun.live`), unless an experiment
+    runs and the shopper of this request is in an arm that serves another run
+    (:func:`viewer_arm`): every list then follows the arm. For a signed-in shopper one query
+    reads run and preference, so a changed preference takes effect on the next request;
+    anyone else needs only the run id, which the cache keeps until a run is activated
+    (:func:`shopreco.cache.served_run`)."""
     scratch = memo(request)
     user_pk = user.pk if is_user(user) else None
     cached = scratch.get(("state", user_pk))
     if cached is not None:
         return cached
-    if user_pk is None:
-        found, run_id = cache.served_run()
-        if found:
-            scratch[("state", None)] = (run_id, True)
-            return run_id, True
-    connection = connections[router.db_for_read(Deployment)]
-    with connection.cursor() as cursor:
-        cursor.execute(_state_sql(connection), [user_pk])
-        run_id, pers = cursor.fetchone()
-    found = (run_id, pers is None or bool(pers))
-    cache.remember_served_run(run_id)
+    run_id, pers, running = _base_state(user, request)
+    if running:
+        arm = viewer_arm(user, request, running)
+        if arm is not None and arm.run_id is not None:
+            run_id = arm.run_id
+    found = (run_id, pers)
     if request is not None:
         scratch[("state", user_pk)] = found
     return found
 
 
+def _arm_key(user: Any, request: Any) -> tuple[Any, Any]:
+    """Who the experiment sees on this request: ``user`` if given, else the signed-in user,
+    else the browser's session."""
+    if not is_user(user) and request is not None:
+        user = getattr(request, "user", None)
+    return user if is_user(user) else None, ("arm", user.pk if is_user(user) else None)
+
+
+def viewer_arm(user: Any, request: Any, running: list | None = None
+               ) -> experiments.RunningArm | None:
+    """The arm of this request's shopper in the running experiments, drawn and stored on
+    their first list, memoised per request. Never enrolled: no request (a staff preview), an
+    opted-out user, a browser sending Sec-GPC (with HONOR_GPC), an anonymous client without
+    a session (nothing to key its arm by: a cookie-less client would be drawn anew on every
+    request)."""
+    if request is None:
+        return None
+    who, key = _arm_key(user, request)
+    scratch = memo(request)
+    if key in scratch:
+        return scratch[key]
+    if running is None:
+        running = _base_state(who, request)[2]
+    arm = None
+    if running and not gpc(request):
+        if who is not None:
+            if _base_state(who, request)[1]:
+                arm = experiments.assign(running, user_pk=who.pk)
+        else:
+            visitor = session_key(request)
+            if visitor:
+                arm = experiments.assign(running, visitor=visitor)
+    scratch[key] = arm
+    scratch["arms"] = True
+    return arm
+
+
+def served_arm_id(user: Any, request: Any) -> int | None:
+    """The arm already decided on this request for ``user`` (or the request's shopper), for
+    the impression of a list: read from the request memo, never a query."""
+    if request is None:
+        return None
+    scratch = memo(request)
+    if not scratch.get("arms"):  # no experiment ran on this request: leave request.user be
+        return None
+    arm = scratch.get(_arm_key(user, request)[1])
+    return arm.id if arm is not None else None
+
+
 def active_run_id(request: Any = None) -> int | None:
-    """Id of the run being served (the latest deployment's), memoised per request."""
+    """Id of the run being served to this request's shopper (the latest deployment's, or
+    their experiment arm's), memoised per request."""
     return state(None, request)[0]
 
 
@@ -194,7 +280,7 @@ def personalization_allowed(user: Any, request: Any = None) -> bool:
         user = getattr(request, "user", None)
     if not is_user(user):
         return True
-    return state(user, request)[1]
+    return _base_state(user, request)[1]
 
 
 def versions(viewer_key: str, scratch: dict) -> tuple[str, str]:
