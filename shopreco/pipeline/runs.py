@@ -364,15 +364,16 @@ class NotActivatable(ValueError):
 
 
 def deploy(run_id: int, by: Any = None, note: str = "") -> Deployment:
-    """Serve run ``run_id`` from the next request on: a rollback to an older run, or a run
-    the holdout gate rejected, activated anyway. Staff's action (admin, command, API); who
-    and when are recorded. Only a finished full run with its results can go live, and not
-    one that read data a shopper has since erased."""
+    """Serve run ``run_id`` from the next request on: a rollback to an older run, a run the
+    holdout gate rejected, activated anyway, or an experiment arm's run (promoting the arm).
+    Staff's action (admin, command, API, experiment admin); who and when are recorded. Only a
+    finished full or arm run, with its lists, can go live, and not one that read data a
+    shopper has since erased."""
     with transaction.atomic(using=_db()):
         run = RecomputeRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None:
             raise NotActivatable(f"Run #{run_id} does not exist (it may have been pruned).")
-        if run.kind != RecomputeRun.Kind.FULL:
+        if run.kind not in (RecomputeRun.Kind.FULL, RecomputeRun.Kind.ARM):
             raise NotActivatable(f"Run #{run_id} is an {run.get_kind_display().lower()}, "
                                  "not a full recompute: it has no lists to serve.")
         if run.status not in (RecomputeRun.Status.SUCCEEDED, RecomputeRun.Status.REJECTED):

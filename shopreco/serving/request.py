@@ -170,7 +170,8 @@ def _base_state(user: Any, request: Any) -> tuple[int | None, bool, list]:
     with connection.cursor() as cursor:
         cursor.execute(_state_sql(connection), [user_pk, Experiment.Status.RUNNING.value])
         run_id, pers, any_running = cursor.fetchone()
-    cache.remember_served_run(run_id)
+    if user_pk is None:  # a guest's miss: fill the cache (signed-in requests never read it)
+        cache.remember_served_run(run_id)
     if any_running:
         running = experiments.running(raw)
     else:

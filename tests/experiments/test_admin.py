@@ -155,3 +155,16 @@ def test_results_page_is_staff_only(shop, experiment, client):
                                    args=[exp.experiment.pk, exp.b.pk]))
     assert response.status_code == 302
     assert RecomputeRun.live() == shop.run_a
+
+
+def test_promote_a_configuration_arm_deploys_its_arm_run(shop, experiment, staff_client):
+    exp = experiment(b={"config": {"algorithm": "item"}})
+    arm_run = RecomputeRun.objects.create(kind=RecomputeRun.Kind.ARM, status="succeeded",
+                                          params={"config": {"algorithm": "item"}})
+    ExperimentArm.objects.filter(pk=exp.b.pk).update(run=arm_run)
+    html = _promote(staff_client, exp.experiment, exp.b).content.decode()
+    assert "promoted" in html
+    assert RecomputeRun.live() == arm_run
+    exp.experiment.refresh_from_db()
+    assert exp.experiment.status == Experiment.Status.STOPPED
+    assert exp.experiment.promoted_arm_id == exp.b.pk
