@@ -93,7 +93,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
     for key in ("NEIGHBOURS", "RECOMMENDATIONS_PER_USER", "MAX_LIMIT", "DEFAULT_LIMIT",
                 "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS", "EASE_MAX_ITEMS",
                 "SIMILAR_PER_PRODUCT", "STALE_RUN_SECONDS", "CACHE_TIMEOUT",
-                "RECENT_ITEMS_FOR_COLD_START", "EVENT_RETENTION_DAYS"):
+                "RECENT_ITEMS_FOR_COLD_START", "EVENT_RETENTION_DAYS", "RANK_LIMIT"):
         value = user.get(key, DEFAULTS[key])
         if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             errors.append(

@@ -25,7 +25,7 @@ from shopreco.serving.plan import Plan, make_plan
 from shopreco.serving.popularity import popular_candidates
 from shopreco.serving.products import load_products
 from shopreco.serving.reasons import reason_kind, reason_text
-from shopreco.serving.request import json_pk
+from shopreco.serving.request import Viewer, json_pk
 from shopreco.serving.types import Candidate, RecoItem, RecoList
 
 
@@ -109,19 +109,30 @@ def served(plan: Plan, pks: list, rec_id: str, *, log: bool) -> None:
     """Page de-dup and the impression of a list just served."""
     if plan.dedupe and plan.request is not None:
         plan.memo.setdefault("shown", set()).update(pks)
-    if log and reco_settings.LOG_IMPRESSIONS and pks:
-        impression = Impression(
-            recommendation_id=rec_id,
-            widget=plan.widget,
-            user=plan.viewer.user if plan.allowed else None,
-            session_key=plan.viewer.session_key if plan.allowed else "",
-            products=[json_pk(pk) for pk in pks],
-        )
-        if plan.memo.get("middleware"):
-            # ShopRecoMiddleware writes all impressions of the page in one INSERT afterwards.
-            plan.memo.setdefault("impressions", []).append(impression)
-        else:
-            impression.save()
+    if log:
+        record_impression(plan.memo, plan.widget, plan.viewer if plan.allowed else Viewer(),
+                          pks, rec_id)
+
+
+def record_impression(scratch: dict, widget: str, viewer: Viewer, pks: list,
+                      rec_id: str) -> None:
+    """The impression of a served list (a widget's, or a ranked listing's), so clicks and
+    purchases that carry ``rec_id`` are credited to it. ``viewer``: nobody for a shopper
+    who may not be tracked."""
+    if not reco_settings.LOG_IMPRESSIONS or not pks:
+        return
+    impression = Impression(
+        recommendation_id=rec_id,
+        widget=widget,
+        user=viewer.user,
+        session_key=viewer.session_key,
+        products=[json_pk(pk) for pk in pks],
+    )
+    if scratch.get("middleware"):
+        # ShopRecoMiddleware writes all impressions of the page in one INSERT afterwards.
+        scratch.setdefault("impressions", []).append(impression)
+    else:
+        impression.save()
 
 
 # --- the public list functions --------------------------------------------------------------
