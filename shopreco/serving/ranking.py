@@ -459,6 +459,24 @@ def clean_rank_limit(limit: Any) -> int:
     return value
 
 
+def split_listing(products: Iterable[Any], limit: int) -> tuple[list, Any]:
+    """(the first ``limit`` products, the rest): a QuerySet's rest stays unevaluated."""
+    if isinstance(products, QuerySet):
+        window = list(products[:limit])
+        return window, (products[limit:] if len(window) == limit else None)
+    products = products if isinstance(products, Sequence) else list(products)
+    return list(products[:limit]), (list(products[limit:]) or None)
+
+
+def host_order(products: Iterable[Any], limit: Any = None) -> Ranked:
+    """``products`` in the host's order as a :class:`Ranked` listing, with no query beyond
+    the host's own and no impression: what a listing shows when ranking cannot run."""
+    window, rest = split_listing(products, clean_rank_limit(limit))
+    items = [RankedItem(product=p, position=i, host_position=i, score=0.0, reason_kind="")
+             for i, p in enumerate(window, start=1)]
+    return Ranked(window, rest, items=items, recommendation_id="", personal=False, run_id=None)
+
+
 def _who(request_or_user: Any) -> tuple[Any, Any]:
     """(user or None, request or None) of a request, a DRF request, a user or None."""
     if request_or_user is None:
@@ -478,14 +496,7 @@ def rank(products: Iterable[Any], request_or_user: Any, *, limit: Any = None,
     in the host's order, a QuerySet's unevaluated. Queries: the request's state (shared
     with the page's widgets) and the shopper's history, plus the impression."""
     blend = clean_blend(blend)
-    limit = clean_rank_limit(limit)
-    if isinstance(products, QuerySet):
-        window = list(products[:limit])
-        rest = products[limit:] if len(window) == limit else None
-    else:
-        products = products if isinstance(products, Sequence) else list(products)
-        window = list(products[:limit])
-        rest = list(products[limit:]) or None
+    window, rest = split_listing(products, clean_rank_limit(limit))
     user, request = _who(request_or_user)
     viewer = Viewer(user, "" if is_user(user) else session_key(request))
     allowed = not gpc(request) and (viewer.user is None or state(viewer.user, request)[1])
