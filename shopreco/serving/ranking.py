@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from django.db.models import CharField, Count, FloatField, Max, QuerySet, Value
+from django.db.models import CharField, Count, F, FloatField, Max, QuerySet, Value
 
 from shopreco.adapter import get_adapter
 from shopreco.conf import reco_settings
@@ -199,30 +199,29 @@ def personal_scores(W: sp.csr_matrix, hist_cols: np.ndarray, hist_w: np.ndarray,
     reasons = np.full(m, -1, dtype=np.int64)
     ok = hist_cols >= 0
     hist_cols, hist_w, hist_at = hist_cols[ok], hist_w[ok], np.flatnonzero(ok)
-    if not m or not hist_cols.size:
+    known = cand_cols >= 0
+    if not known.any() or not hist_cols.size:
         return scores, reasons
-    sub = W[hist_cols]
-    lens = np.diff(sub.indptr)
-    src = np.repeat(np.arange(hist_cols.size), lens)
-    order = np.argsort(cand_cols, kind="stable")
-    sorted_c = cand_cols[order]
-    pos = np.minimum(np.searchsorted(sorted_c, sub.indices), m - 1)
-    hit = (sorted_c[pos] == sub.indices) & (sub.indices >= 0)
-    if not hit.any():
+    sub = W[hist_cols]  # the history's rows: the one gather the request pays for
+    slot = np.full(W.shape[1], -1, dtype=np.int64)
+    slot[cand_cols[known]] = np.flatnonzero(known)  # a product listed twice: its last place
+    at = np.flatnonzero(slot[sub.indices] >= 0)
+    if not at.size:
         return scores, reasons
-    target = order[pos[hit]]
-    src = src[hit]
-    contrib = sub.data[hit].astype(np.float64) * hist_w[src]
+    target = slot[sub.indices[at]]
+    src = np.searchsorted(sub.indptr, at, side="right") - 1
+    contrib = sub.data[at].astype(np.float64) * hist_w[src]
     scores = np.bincount(target, weights=contrib, minlength=m)
-    # A product listed twice gets its score in both places.
-    dup = np.flatnonzero(sorted_c[1:] == sorted_c[:-1])
-    for d in dup:
-        scores[order[d + 1]] = scores[order[d]] = max(scores[order[d]], scores[order[d + 1]])
     first = np.lexsort((-contrib, target))
     lead = np.r_[True, target[first][1:] != target[first][:-1]]
     best = first[lead]
     good = contrib[best] > 0
     reasons[target[best][good]] = hist_at[src[best][good]]
+    twice = known.copy()
+    twice[np.flatnonzero(known)] = slot[cand_cols[known]] != np.flatnonzero(known)
+    if twice.any():  # earlier places of a product listed twice take its last place's
+        where = slot[cand_cols[twice]]
+        scores[twice], reasons[twice] = scores[where], reasons[where]
     return scores, reasons
 
 
@@ -279,7 +278,7 @@ def history_rows(viewer: Viewer) -> list[tuple]:
     ).values_list("product_id", "rating", "kind", "n", "at")
     if viewer.user is not None:
         ratings = Rating.objects.filter(user=viewer.user).order_by().annotate(
-            kind_=Value("", output_field=CharField()), n=Value(1), at=Max("updated_at"),
+            kind_=Value("", output_field=CharField()), n=Value(1), at=F("updated_at"),
         ).values_list("product_id", "score", "kind_", "n", "at")
         qs = ratings.union(events, all=True)
     else:
@@ -305,12 +304,14 @@ def history_of(rows: list[tuple]) -> History:
         conf[pk] = conf.get(pk, 0.0) + w * int(n)
         c = REASONS.index(Reason.for_event(kind))
         code[pk] = min(code.get(pk, c), c)
-    pks = list(dict.fromkeys([*rated, *conf]))
+    pks = [*rated, *(pk for pk in conf if pk not in rated)]
     if not pks:
         return History([], np.zeros(0), [])
-    values = np.array([rated[pk] if pk in rated else float(pseudo_rating(np.array([conf[pk]]))[0])
-                       for pk in pks])
-    reason = np.array([RATED if pk in rated else code[pk] for pk in pks], dtype=np.int8)
+    n_rated = len(rated)
+    values = np.empty(len(pks))
+    values[:n_rated] = list(rated.values())
+    values[n_rated:] = pseudo_rating(np.array([conf[pk] for pk in pks[n_rated:]]))
+    reason = np.array([RATED] * n_rated + [code[pk] for pk in pks[n_rated:]], dtype=np.int8)
     R = sp.csr_matrix((values, np.arange(len(pks)), [0, len(pks)]), shape=(1, len(pks)))
     cell = Snapshot(R=R, reason=reason, owned=R.astype(bool), purchases=R.astype(bool),
                     user_pks=np.zeros(1, dtype=np.int64), product_pks=np.arange(len(pks)),

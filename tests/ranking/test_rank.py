@@ -224,6 +224,10 @@ def test_personal_scores_and_fusion_on_arrays():
     assert ranking.fuse(scores, 1.0).tolist() == [2, 1, 0, 3]
     assert ranking.fuse(scores, 0.0).tolist() == [0, 1, 2, 3]
     assert ranking.personal_ranks(np.array([0.0, 2.0, 2.0, 1.0])).tolist() == [4, 1, 1, 3]
+    # a product listed twice scores the same in both places
+    scores, reasons = ranking.personal_scores(
+        W, np.array([0, 1]), np.array([1.0, 0.5]), np.array([2, 1, 2]))
+    assert scores.tolist() == [1.5, 2.0, 1.5] and reasons.tolist() == [1, 0, 1]
 
 
 def test_pruning_keeps_the_largest_positive_weights():
