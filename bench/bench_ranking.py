@@ -107,12 +107,12 @@ def quality(split, snap, data: common.Ratings,
     dense = full._dense_sum(users)  # the full model's scores, every item
 
     # Each user's history as the request reads it: their most recent HISTORY_ROWS ratings
-    # as rows of (product, rating, kind, n, at), through the request's history_of.
+    # as rows of (product, rating, kind, n), through the request's history_of.
     histories = []
     for u in users.tolist():
         mine = train_rows[data.u[train_rows] == u]
         mine = mine[np.argsort(-data.timestamp[mine], kind="stable")][:ranking.HISTORY_ROWS]
-        rows = [(int(j), float(r), "", 1, None) for j, r in
+        rows = [(int(j), float(r), "", 1) for j, r in
                 zip(data.i[mine].tolist(), np.floor(data.rating[mine] + 0.5).tolist(),
                     strict=True)]
         histories.append(ranking.history_of(rows))

@@ -86,3 +86,16 @@ def test_the_template_tag_keeps_the_host_order_when_the_database_fails(
                    "{% for p in ranked %}{{ p.name }}|{% endfor %}")
     out = tpl.render(Context({"request": make_request(), "products": taste_shop.products}))
     assert out.split("|")[:-1] == [p.name for p in taste_shop.products]
+
+
+def test_a_token_client_is_ranked_as_its_user(taste_shop, user_factory, client):
+    from rest_framework.authtoken.models import Token
+
+    user = user_factory()
+    taste(user, taste_shop)
+    token = Token.objects.create(user=user)
+    response = client.get("/shop-api/products/", {"rank": "personal"},
+                          HTTP_AUTHORIZATION=f"Token {token.key}")
+    rec = response["X-Recommendation-Id"]
+    assert Impression.objects.get(recommendation_id=rec).user == user
+    assert any(name.startswith("Game") for name in names(response))

@@ -238,3 +238,38 @@ def test_pruning_keeps_the_largest_positive_weights():
     assert P[2].tolist() == [2, 0, 0, 0, 3, 0]
     assert P[4].tolist() == [0] * 6
     assert sorted(P[5].tolist()) == [0, 0, 0, 0, 4, 4]
+
+
+def test_history_is_the_most_recent_rows_with_ratings_winning(
+        taste_shop, user_factory, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from shopreco.models import Rating
+    from shopreco.serving.request import Viewer
+
+    user = user_factory()
+    now = timezone.now()
+    a, b, c = taste_shop.games[:3]
+    Interaction.objects.create(user=user, product=a, kind="view",
+                               created_at=now - timedelta(days=3))
+    Interaction.objects.create(user=user, product=b, kind="view", created_at=now)
+    Interaction.objects.create(user=user, product=b, kind="view", created_at=now)
+    Interaction.objects.create(user=user, product=b, kind="cart", created_at=now)
+    Rating.objects.create(user=user, product=c, score=2)
+    Rating.objects.filter(user=user).update(updated_at=now - timedelta(days=2))
+    Interaction.objects.create(user=user, product=c, kind="purchase",
+                               created_at=now - timedelta(days=1))
+    rows = ranking.history_rows(Viewer(user))
+    assert {tuple(row) for row in rows} == {
+        (a.pk, None, "view", 1), (b.pk, None, "view", 2), (b.pk, None, "cart", 1),
+        (c.pk, 2.0, "", 1), (c.pk, None, "purchase", 1)}
+    history = ranking.history_of(rows)
+    by_pk = dict(zip(history.pks, zip(history.weights.tolist(), history.codes, strict=True),
+                     strict=True))
+    assert by_pk[c.pk] == (0.5 + 0.5 * 0.25, "rated")  # the rating wins over the purchase
+    assert by_pk[b.pk][1] == "carted" and by_pk[b.pk][0] > by_pk[a.pk][0]
+    monkeypatch.setattr(ranking, "HISTORY_ROWS", 2)
+    recent = {pk for pk, *_ in ranking.history_rows(Viewer(user))}
+    assert recent == {b.pk}  # the two newest rows: b's view and cart (the rating is older)
