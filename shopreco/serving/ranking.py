@@ -137,34 +137,65 @@ def weights_from_parts(n: int, ease_parts: tuple | None = None,
 
 _weights: OrderedDict[int, RankWeights | None] = OrderedDict()
 _weights_lock = threading.Lock()
+_loading: set[int] = set()
+# Whether a request waits for a run's weights to be read (tests), or gets the host's order
+# while a background thread reads them (the default: the first ranked listing of a process
+# after a run goes live would otherwise wait for the read and the pruning).
+WAIT_FOR_WEIGHTS = False
 
 
-def weights_for(run_id: int) -> RankWeights | None:
+def weights_for(run_id: int, *, wait: bool | None = None) -> RankWeights | None:
     """The run's ranking weights, read from its files once per process (later requests
-    find them in memory: a run's results never change). None when the run's files are
-    gone (a pruned run): the listing keeps the host's order."""
+    find them in memory: a run's results never change). None while they are being read
+    (unless ``wait``, default :data:`WAIT_FOR_WEIGHTS`) and when the run's files are gone
+    (a pruned run): the listing keeps the host's order."""
     found = _weights.get(run_id, False)
     if found is not False:
         return found
-    with _weights_lock:  # one reader per process; the others wait for its result
-        found = _weights.get(run_id, False)
-        if found is False:
-            found = _load(run_id)
-            _weights[run_id] = found
-            while len(_weights) > KEEP_RUNS:
-                _weights.popitem(last=False)
-    return found
+    with _weights_lock:
+        if run_id in _weights or run_id in _loading:
+            return _weights.get(run_id)
+        _loading.add(run_id)
+    try:
+        run = files.get_run(run_id)  # here: the reader thread needs no database
+    except Exception:
+        with _weights_lock:
+            _loading.discard(run_id)
+        raise
+    if wait if wait is not None else WAIT_FOR_WEIGHTS:
+        _read(run)
+        return _weights.get(run_id)
+    threading.Thread(target=_read, args=(run,), daemon=True,
+                     name=f"shopreco-rank-weights-{run_id}").start()
+    return None
+
+
+def _read(run: Any) -> None:
+    """Read a run's weights into the process's memory (a failure other than missing files
+    is logged and retried by a later request)."""
+    try:
+        found = _load(run)
+    except Exception:
+        log.exception("ranking: reading the weights of run #%s failed", run.pk)
+        with _weights_lock:
+            _loading.discard(run.pk)
+        return
+    with _weights_lock:
+        _weights[run.pk] = found
+        _loading.discard(run.pk)
+        while len(_weights) > KEEP_RUNS:
+            _weights.popitem(last=False)
 
 
 def forget_weights() -> None:
     """Drop the weights this process holds (tests; a host reclaiming memory)."""
     with _weights_lock:
         _weights.clear()
+        _loading.clear()
 
 
-def _load(run_id: int) -> RankWeights | None:
+def _load(run: Any) -> RankWeights | None:
     try:
-        run = files.get_run(run_id)
         # Read directly, not through the storage cache: only the pruned weights stay.
         snap = Snapshot.from_bytes(storage.read_bytes(files.run_file(run, files.SNAPSHOT)))
         n = snap.n_products
@@ -178,10 +209,10 @@ def _load(run_id: int) -> RankWeights | None:
             W = weights_from_parts(n, similarity=files.load_run_similarity(run))
     except (FileNotFoundError, OSError, KeyError, ValueError) as exc:
         log.warning("ranking: run #%s has no readable weights (%s); listings keep the "
-                    "host's order", run_id, exc)
+                    "host's order", run.pk, exc)
         return None
     index = {pk: j for j, pk in enumerate(snap.product_pks.tolist())}
-    return RankWeights(run_id, index, W)
+    return RankWeights(run.pk, index, W)
 
 
 # --------------------------------------------------------------------------- the scores

@@ -9,11 +9,13 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _fresh_weights():
+def _fresh_weights(monkeypatch):
     """Run ids restart with every test database: weights held for another test's run #1
-    must not be taken for this one's."""
+    must not be taken for this one's. Requests wait for the weights (the background read
+    has its own test)."""
     from shopreco.serving import ranking
 
+    monkeypatch.setattr(ranking, "WAIT_FOR_WEIGHTS", True)
     ranking.forget_weights()
     yield
     ranking.forget_weights()

@@ -273,3 +273,18 @@ def test_history_is_the_most_recent_rows_with_ratings_winning(
     monkeypatch.setattr(ranking, "HISTORY_ROWS", 2)
     recent = {pk for pk, *_ in ranking.history_rows(Viewer(user))}
     assert recent == {b.pk}  # the two newest rows: b's view and cart (the rating is older)
+
+
+def test_weights_are_read_in_the_background_meanwhile_the_host_order(
+        taste_shop, user_factory, make_request, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(ranking, "WAIT_FOR_WEIGHTS", False)
+    user = gamer(user_factory, taste_shop)
+    listing = host_order(taste_shop)
+    first = shopreco.rank(listing, make_request(user), blend=1)
+    assert pks(first) == pks(listing) and not first.personal
+    for thread in threading.enumerate():
+        if thread.name.startswith("shopreco-rank-weights-"):
+            thread.join(timeout=30)
+    assert shopreco.rank(listing, make_request(user), blend=1).personal
