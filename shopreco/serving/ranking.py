@@ -578,13 +578,14 @@ def rank(products: Iterable[Any], request_or_user: Any, *, limit: Any = None,
                     weights.columns(p.pk for p in window))
     personal = bool((scores > 0).any())
     order = fuse(scores, blend) if personal else np.arange(len(window))
+    kinds = [reason_kind(code) for code in history.codes]
     items = []
-    for at, i in enumerate(order.tolist(), start=1):
-        r = int(reasons[i])
-        lifted = personal and r >= 0 and blend > 0
+    for at, (i, r, score) in enumerate(zip(order.tolist(), reasons[order].tolist(),
+                                           scores[order].tolist(), strict=True), start=1):
+        lifted = personal and r >= 0
         items.append(RankedItem(
-            product=window[i], position=at, host_position=i + 1, score=float(scores[i]),
-            reason_kind=reason_kind(history.codes[r]) if lifted else "",
+            product=window[i], position=at, host_position=i + 1, score=score,
+            reason_kind=kinds[r] if lifted else "",
             reason_pk=history.pks[r] if lifted else None))
     ranked = Ranked([it.product for it in items], rest, items=items, recommendation_id=rec_id,
                     personal=personal, run_id=run_id)
