@@ -303,29 +303,33 @@ class History:
 def _history_sql(connection: Any, signed_in: bool, n_kinds: int) -> str:
     """The history query, hand-written as the state query is (the ORM took longer to compile
     the UNION than the database to run it, and the rows' times are needed only to order
-    them). Identifiers come from model metadata; values are bound parameters."""
+    them). Identifiers come from model metadata; values (the shopper, the event kinds, the
+    row limit) are bound parameters."""
     qn = connection.ops.quote_name
-
-    def col(model: Any, name: str) -> str:
-        return qn(model._meta.get_field(name).column)
-
-    who = (f"{col(Interaction, 'user')} = %s" if signed_in else
-           f"{col(Interaction, 'user')} IS NULL AND {col(Interaction, 'session_key')} = %s")
-    events = (
-        f"SELECT {col(Interaction, 'product')} AS p, NULL AS r, {col(Interaction, 'kind')} AS k,"
-        f" COUNT(*) AS n, MAX({col(Interaction, 'created_at')}) AS t"
-        f" FROM {qn(Interaction._meta.db_table)} WHERE {who}"
-        f" AND {col(Interaction, 'kind')} IN ({', '.join(['%s'] * n_kinds)})"
-        f" GROUP BY {col(Interaction, 'product')}, {col(Interaction, 'kind')}"
-    )
+    e_table = qn(Interaction._meta.db_table)
+    e_product, e_kind, e_user, e_session, e_time = (
+        qn(Interaction._meta.get_field(name).column)
+        for name in ("product", "kind", "user", "session_key", "created_at"))
+    r_table = qn(Rating._meta.db_table)
+    r_product, r_score, r_user, r_time = (
+        qn(Rating._meta.get_field(name).column)
+        for name in ("product", "score", "user", "updated_at"))
     if signed_in:
-        ratings = (
-            f"SELECT {col(Rating, 'product')} AS p, {col(Rating, 'score')} AS r, '' AS k,"
-            f" 1 AS n, {col(Rating, 'updated_at')} AS t FROM {qn(Rating._meta.db_table)}"
-            f" WHERE {col(Rating, 'user')} = %s"
+        history = (
+            f"SELECT {r_product} AS p, {r_score} AS r, '' AS k, 1 AS n, {r_time} AS t"
+            f" FROM {r_table} WHERE {r_user} = %s"
+            " UNION ALL "
+            f"SELECT {e_product}, NULL, {e_kind}, COUNT(*), MAX({e_time}) FROM {e_table}"
+            f" WHERE {e_user} = %s AND {e_kind} IN ({', '.join(['%s'] * n_kinds)})"
+            f" GROUP BY {e_product}, {e_kind}"
         )
-        events = f"{ratings} UNION ALL {events}"
-    return f"SELECT p, r, k, n FROM ({events}) h ORDER BY t DESC LIMIT {int(HISTORY_ROWS)}"
+    else:
+        history = (
+            f"SELECT {e_product} AS p, NULL AS r, {e_kind} AS k, COUNT(*) AS n,"
+            f" MAX({e_time}) AS t FROM {e_table} WHERE {e_user} IS NULL AND {e_session} = %s"
+            f" AND {e_kind} IN ({', '.join(['%s'] * n_kinds)}) GROUP BY {e_product}, {e_kind}"
+        )
+    return "SELECT p, r, k, n FROM (" + history + ") h ORDER BY t DESC LIMIT %s"
 
 
 def history_rows(viewer: Viewer) -> list[tuple]:
@@ -336,7 +340,7 @@ def history_rows(viewer: Viewer) -> list[tuple]:
     kinds = list(reco_settings.EVENT_WEIGHTS)
     signed_in = viewer.user is not None
     params: list[Any] = [viewer.user.pk] if signed_in else []
-    params += [viewer.user.pk if signed_in else viewer.session_key, *kinds]
+    params += [viewer.user.pk if signed_in else viewer.session_key, *kinds, int(HISTORY_ROWS)]
     connection = connections[router.db_for_read(Interaction)]
     with connection.cursor() as cursor:
         cursor.execute(_history_sql(connection, signed_in, len(kinds)), params)
