@@ -8,7 +8,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["track", "__version__"]
+__all__ = ["rank", "track", "__version__"]
 
 
 def track(request: Any, product: Any, kind: str, recommendation_id: str | None = None) -> Any:
@@ -19,3 +19,14 @@ def track(request: Any, product: Any, kind: str, recommendation_id: str | None =
     from shopreco.tracking import track as _track
 
     return _track(request, product, kind, recommendation_id=recommendation_id)
+
+
+def rank(products: Any, request_or_user: Any, *, limit: Any = None, blend: Any = 0.5) -> Any:
+    """The host's ``products`` (a QuerySet or a list) ordered for the shopper of
+    ``request_or_user``: the first ``limit`` (``RANK_LIMIT``) reordered by the shopper's
+    taste fused with the host's order (``blend`` 0: the host's, 1: purely personal).
+
+    See ``shopreco.serving.ranking.rank``."""
+    from shopreco.serving.ranking import rank as _rank
+
+    return _rank(products, request_or_user, limit=limit, blend=blend)

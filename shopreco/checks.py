@@ -95,7 +95,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS", "EASE_MAX_ITEMS",
                 "SIMILAR_PER_PRODUCT", "STALE_RUN_SECONDS", "CACHE_TIMEOUT",
                 "RECENT_ITEMS_FOR_COLD_START", "EVENT_RETENTION_DAYS", "SELECTION_EVERY",
-                "FAILED_RUN_RETENTION_DAYS"):
+                "FAILED_RUN_RETENTION_DAYS", "RANK_LIMIT"):
         value = user.get(key, DEFAULTS[key])
         if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             errors.append(

@@ -100,6 +100,8 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_WIDGET_HTML": True,
     "TRENDING_HALF_LIFE_DAYS": 7.0,
     "RECENT_ITEMS_FOR_COLD_START": 10,
+    # shopreco.rank(): how many of a listing's first products are reordered per shopper.
+    "RANK_LIMIT": 200,
     # Adapter deciding availability, URLs, images, categories of the host's products.
     "ADAPTER": "shopreco.adapter.DefaultAdapter",
     # Record views automatically through the middleware ("middleware") or only via the

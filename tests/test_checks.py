@@ -81,7 +81,7 @@ def test_e006_adapter_not_importable():
                                  "DEFAULT_LIMIT", "BLOCK_SIZE", "USER_BATCH_SIZE", "KEEP_RUNS",
                                  "EASE_MAX_ITEMS", "SIMILAR_PER_PRODUCT", "STALE_RUN_SECONDS",
                                  "CACHE_TIMEOUT", "RECENT_ITEMS_FOR_COLD_START",
-                                 "EVENT_RETENTION_DAYS"])
+                                 "EVENT_RETENTION_DAYS", "RANK_LIMIT"])
 @pytest.mark.parametrize("value", [0, -3, 2.5, True, "10"])
 def test_e007_positive_integers(key, value):
     found = messages(SHOPRECO={key: value})

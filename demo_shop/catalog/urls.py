@@ -7,6 +7,7 @@ app_name = "catalog"
 urlpatterns = [
     path("", views.home, name="home"),
     path("c/<slug:slug>/", views.category, name="category"),
+    path("search/", views.search, name="search"),
     path("p/<int:pk>/", views.product, name="product"),
     path("p/<int:pk>/image.svg", views.product_image, name="product-image"),
     path("p/<int:pk>/rate/", views.rate, name="rate"),

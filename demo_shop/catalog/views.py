@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Avg, Count
+from django.db.models import Avg, Case, Count, IntegerField, Q, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -51,17 +51,51 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "catalog/home.html", {"categories": categories})
 
 
+PAGE_SIZE = 24
+
+
+def _sorted(request: HttpRequest, qs, default: str, blend: float):
+    """The listing in the chosen order: the page's own sorts, or "for-you", the shop's
+    order (``default``) blended with the shopper's taste by ``shopreco.rank``, before
+    pagination. Returns (listing, sort, recommendation id for the product links)."""
+    sort = request.GET.get("sort", default)
+    if sort == "price":
+        return qs.order_by("price", "name"), sort, ""
+    if sort == "-price":
+        return qs.order_by("-price", "name"), sort, ""
+    if sort == "for-you":
+        ranked = shopreco.rank(qs, request, blend=blend)
+        return ranked, sort, ranked.recommendation_id
+    return qs, default, ""
+
+
 def category(request: HttpRequest, slug: str) -> HttpResponse:
     cat = get_object_or_404(Category, slug=slug)
     qs = cat.products.filter(is_active=True).select_related("category").order_by("name")
-    sort = request.GET.get("sort", "name")
-    if sort == "price":
-        qs = qs.order_by("price", "name")
-    elif sort == "-price":
-        qs = qs.order_by("-price", "name")
-    page = Paginator(qs, 24).get_page(request.GET.get("page"))
+    # Alphabetical order says nothing about what a shopper wants: purely personal.
+    listing, sort, rec = _sorted(request, qs, "name", blend=1.0)
+    page = Paginator(listing, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "catalog/category.html",
-                  {"category": cat, "page": page, "sort": sort})
+                  {"category": cat, "page": page, "sort": sort, "rec": rec})
+
+
+def search(request: HttpRequest) -> HttpResponse:
+    """Products whose name or category matches every word of ``q``: names that start with
+    the query first, then by name; "Sorted for you" blends that order with the shopper's
+    taste."""
+    q = " ".join(request.GET.get("q", "").split())[:100]
+    qs = Product.objects.none()
+    if q:
+        qs = Product.objects.filter(is_active=True).select_related("category")
+        for word in q.split():
+            qs = qs.filter(Q(name__icontains=word) | Q(category__name__icontains=word))
+        qs = qs.annotate(starts=Case(When(name__istartswith=q, then=Value(0)), default=Value(1),
+                                     output_field=IntegerField())).order_by("starts", "name")
+    # The query's order matters: half of it stays (shopreco's default blend).
+    listing, sort, rec = _sorted(request, qs, "relevance", blend=0.5)
+    page = Paginator(listing, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "catalog/search.html",
+                  {"q": q, "page": page, "sort": sort, "rec": rec})
 
 
 def product(request: HttpRequest, pk: int) -> HttpResponse:

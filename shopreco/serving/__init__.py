@@ -10,7 +10,8 @@ products), and the shown ``score``: a relevance in [0, 1] within the list.
 Modules: :mod:`~.request` (who, the served run, opt-out), :mod:`~.kinds` (the registry of list
 kinds), :mod:`~.candidates` and :mod:`~.popularity` (where candidates come from),
 :mod:`~.products` (loading with every filter), :mod:`~.reasons`, :mod:`~.lists` (the one
-serving path), :mod:`~.widgets` (cached HTML). The cache itself belongs to
+serving path), :mod:`~.widgets` (cached HTML), :mod:`~.ranking` (the host's own listings
+in the shopper's order). The cache itself belongs to
 :mod:`shopreco.cache`.
 """
 
@@ -24,6 +25,7 @@ from shopreco.serving.lists import (
     similar_products,
 )
 from shopreco.serving.popularity import popularity_ranking, refresh_rankings
+from shopreco.serving.ranking import Ranked, RankedItem, rank
 from shopreco.serving.reasons import reason_text
 from shopreco.serving.request import (
     active_run_id,
@@ -37,6 +39,8 @@ __all__ = [
     "LIST_KINDS",
     "RECOMMENDATION_ID_PLACEHOLDER",
     "ListKind",
+    "Ranked",
+    "RankedItem",
     "RecoItem",
     "RecoList",
     "active_run_id",
@@ -46,6 +50,7 @@ __all__ = [
     "popular",
     "popularity_ranking",
     "preview_for_user",
+    "rank",
     "reason_text",
     "recommended_for",
     "refresh_rankings",

@@ -26,7 +26,7 @@ from shopreco.serving.plan import Plan, make_plan
 from shopreco.serving.popularity import popular_candidates
 from shopreco.serving.products import load_products
 from shopreco.serving.reasons import reason_kind, reason_text
-from shopreco.serving.request import json_pk, served_arm_id
+from shopreco.serving.request import Viewer, json_pk, served_arm_id
 from shopreco.serving.types import Candidate, RecoItem, RecoList
 
 
@@ -137,21 +137,34 @@ def served(plan: Plan, pks: list, rec_id: str, *, log: bool) -> None:
     """Page de-dup and the impression of a list just served."""
     if plan.dedupe and plan.request is not None:
         plan.memo.setdefault("shown", set()).update(pks)
-    if log and reco_settings.LOG_IMPRESSIONS and pks:
-        impression = Impression(
-            recommendation_id=rec_id,
-            widget=plan.widget,
-            user=plan.viewer.user if plan.allowed else None,
-            session_key=plan.viewer.session_key if plan.allowed else "",
-            products=[json_pk(pk) for pk in pks],
-            # the experiment arm this list was served in (decided by the plan's state)
-            arm_id=served_arm_id(plan.viewer.user, plan.request) if plan.allowed else None,
-        )
-        if plan.memo.get("middleware"):
-            # ShopRecoMiddleware writes all impressions of the page in one INSERT afterwards.
-            plan.memo.setdefault("impressions", []).append(impression)
-        else:
-            impression.save()
+    if log:
+        record_impression(plan.memo, plan.widget, plan.viewer if plan.allowed else Viewer(),
+                          pks, rec_id,
+                          # the experiment arm this list was served in (the plan's state)
+                          arm_id=(served_arm_id(plan.viewer.user, plan.request)
+                                  if plan.allowed else None))
+
+
+def record_impression(scratch: dict, widget: str, viewer: Viewer, pks: list,
+                      rec_id: str, arm_id: int | None = None) -> None:
+    """The impression of a served list (a widget's, or a ranked listing's), so clicks and
+    purchases that carry ``rec_id`` are credited to it, in the experiment arm ``arm_id``
+    when the shopper is in one. ``viewer``: nobody for a shopper who may not be tracked."""
+    if not reco_settings.LOG_IMPRESSIONS or not pks:
+        return
+    impression = Impression(
+        recommendation_id=rec_id,
+        widget=widget,
+        user=viewer.user,
+        session_key=viewer.session_key,
+        products=[json_pk(pk) for pk in pks],
+        arm_id=arm_id,
+    )
+    if scratch.get("middleware"):
+        # ShopRecoMiddleware writes all impressions of the page in one INSERT afterwards.
+        scratch.setdefault("impressions", []).append(impression)
+    else:
+        impression.save()
 
 
 # --- the public list functions --------------------------------------------------------------

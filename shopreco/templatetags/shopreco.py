@@ -23,6 +23,7 @@ from django.utils.translation import get_language
 from shopreco import serving, tracking
 from shopreco.adapter import get_adapter
 from shopreco.models import new_recommendation_id
+from shopreco.serving.ranking import host_order
 
 register = template.Library()
 logger = logging.getLogger("shopreco.templatetags")
@@ -154,6 +155,21 @@ def shopreco_widget(context: template.Context, kind: str, product: Any = None,
         raise ValueError("product: a product is required.")
     return _widget(context, kind, template, title, product=product, limit=limit,
                    category=category)
+
+
+@register.simple_tag(takes_context=True)
+def shopreco_rank(context: template.Context, products: Any, limit: Any = None,
+                  blend: Any = 0.5) -> Any:
+    """The host's ``products`` in the shopper's order:
+    ``{% shopreco_rank page_products as ranked %}{% for item in ranked.items %}``
+    (``item.product``, ``item.url`` with the listing's id, ``item.reason``). A database
+    failure keeps the host's order (logged)."""
+    request = _request(context)
+    try:
+        return serving.rank(products, request, limit=limit, blend=blend)
+    except DatabaseError:
+        logger.exception("shopreco_rank: database error, the host's order kept")
+        return host_order(products, limit)
 
 
 @register.simple_tag(takes_context=True)

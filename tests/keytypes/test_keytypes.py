@@ -163,3 +163,17 @@ def test_full_recompute_maps_results_back_to_these_keys(
             listed = similar_products(group_a[0], limit=3)
             listed = similar_products(group_a[0], limit=3)  # the cached neighbour list
         assert listed.items and all(item.product.pk in keys for item in listed.items)
+
+        # A listing in a new shopper's order: their history's keys find the run's columns.
+        import shopreco
+        from shopreco.serving import ranking
+
+        monkeypatch.setattr(ranking, "WAIT_FOR_WEIGHTS", True)
+        ranking.forget_weights()
+        fan = django_user_model.objects.create_user("fan", password="pw")
+        Rating.objects.create(user=fan, product=group_b[0], score=5)
+        Interaction.objects.create(user=fan, product=group_b[1], kind="purchase")
+        ranked = shopreco.rank(products, fan, blend=1)
+        assert ranked.personal
+        assert {p.pk for p in list(ranked)[:2]} <= {p.pk for p in group_b}
+        ranking.forget_weights()
