@@ -17,6 +17,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -105,6 +106,15 @@ def _git_head() -> str:
         return "unknown"
 
 
+_EARLIER = re.compile(r"(\s*_This section is from an earlier run \([^)]*\)\._)+\s*$")
+
+
+def _without_earlier_note(text: str) -> str:
+    """A section without the "from an earlier run" notes an assembly appended to it (the
+    next assembly adds the one that holds then)."""
+    return _EARLIER.sub("", text.rstrip()).rstrip()
+
+
 def recover_sections(names: list[str]) -> list[str]:
     """Rebuild bench/out (git-ignored, so absent in a fresh checkout) from the committed
     RESULTS.md: each bench's section and run-log row as they were assembled, so that a
@@ -130,7 +140,7 @@ def recover_sections(names: list[str]) -> list[str]:
         out = common.OUT_DIR / f"{name}.md"
         if out.exists() or name not in names:
             continue
-        out.write_text("## " + section.rstrip() + "\n")
+        out.write_text("## " + _without_earlier_note(section) + "\n")
         written = rows[name][3].removeprefix("written ").split(",")[0]
         try:
             stamp = datetime.strptime(written, "%Y-%m-%d %H:%M UTC").replace(tzinfo=UTC)
@@ -199,7 +209,7 @@ def assemble(log: dict[str, tuple[str, float]], started: float, load_start: str)
             when = datetime.fromtimestamp(section.stat().st_mtime, UTC).strftime(
                 "%Y-%m-%d %H:%M UTC")
             note = f"written {when}" + ("" if fresh else ", earlier run")
-            text = section.read_text().rstrip()
+            text = _without_earlier_note(section.read_text())
             if started and not fresh:
                 text += f"\n\n_This section is from an earlier run ({when})._"
             sections.append(text)
