@@ -11,14 +11,17 @@ __version__ = "0.1.0"
 __all__ = ["rank", "track", "__version__"]
 
 
-def track(request: Any, product: Any, kind: str, recommendation_id: str | None = None) -> Any:
+def track(request: Any, product: Any, kind: str, recommendation_id: str | None = None, *,
+          amount: Any = None) -> Any:
     """Record a shopper's event (``view``, ``cart``, ``purchase``) for the current request.
 
-    Hosts call this from their cart and checkout views; see ``shopreco.tracking.track``.
+    Hosts call this from their cart and checkout views (a purchase with ``amount``, the
+    order line's price times its quantity, for revenue figures); see
+    ``shopreco.tracking.track``.
     """
     from shopreco.tracking import track as _track
 
-    return _track(request, product, kind, recommendation_id=recommendation_id)
+    return _track(request, product, kind, recommendation_id=recommendation_id, amount=amount)
 
 
 def rank(products: Any, request_or_user: Any, *, limit: Any = None, blend: Any = 0.5) -> Any:

@@ -8,7 +8,9 @@ against the rows it came from, and reused by a host's own dashboards. Definition
 * **CTR** = clicks / impressions (lists shown); **cart rate** and **purchase rate** = carts and
   purchases per impression.
 * **revenue share** = revenue of the widget's purchases / revenue of all purchases in the window,
-  each purchase priced by the adapter's ``get_price`` (products without a price are left out).
+  each purchase at its recorded ``amount`` (``shopreco.track(..., amount=)``: the order line's
+  price times its quantity), else at the adapter's ``get_price`` (products without a price are
+  left out).
 * **long-tail share** = share of a run's recommendations whose product is outside the head: the
   top 20% of the catalogue by popularity (ratings + events), ties broken by primary key.
 * **concentration of the served lists** (top ``k`` of every personal list of a run): coverage =
@@ -26,7 +28,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from shopreco.adapter import get_adapter
@@ -312,6 +314,29 @@ class OnlineMetrics:
         return _ratio(self.attributed_revenue, self.total_revenue)
 
 
+# Purchases of a product in a group: how many, how many without a recorded amount, and the
+# sum of the recorded amounts.
+_BOUGHT = {"n": Count("id"), "unvalued": Count("id", filter=Q(amount__isnull=True)),
+           "paid": Sum("amount")}
+
+
+@dataclass
+class _Bought:
+    n: int
+    unvalued: int
+    paid: Decimal | None
+
+    def revenue(self, price: Decimal | None) -> tuple[Decimal, int]:
+        """(revenue, purchases left unpriced): recorded amounts, plus the product's price for
+        each purchase recorded without one."""
+        total = Decimal(self.paid or 0)
+        if not self.unvalued:
+            return total, 0
+        if price is None:
+            return total, self.unvalued
+        return total + price * self.unvalued, 0
+
+
 def _prices(product_ids: set) -> dict[Any, Decimal | None]:
     adapter = get_adapter()
     products = get_product_model()._default_manager.in_bulk(list(product_ids))
@@ -359,35 +384,34 @@ def online_metrics(since: datetime | None = None, until: datetime | None = None)
         target = widget(row["shown_in"])
         setattr(target, attr, getattr(target, attr) + row["n"])
 
-    # Revenue: purchases counted per product, priced once per product through the adapter.
+    # Revenue: a purchase's recorded amount, else its product's price through the adapter
+    # (counted per product, priced once per product).
     all_purchases = {
-        row["product"]: row["n"]
+        row["product"]: _Bought(row["n"], row["unvalued"], row["paid"])
         for row in events.filter(kind__in=owned).values("product")
-        .annotate(n=Count("id")).order_by()
+        .annotate(**_BOUGHT).order_by()
     }
-    by_widget: dict[str | None, dict[Any, int]] = defaultdict(dict)
+    by_widget: dict[str | None, dict[Any, _Bought]] = defaultdict(dict)
     for row in (
         attributed.filter(kind__in=owned)
         .values("shown_in", "product")
-        .annotate(n=Count("id"))
+        .annotate(**_BOUGHT)
         .order_by()
     ):
-        by_widget[row["shown_in"]][row["product"]] = row["n"]
-    prices = _prices(set(all_purchases))
+        by_widget[row["shown_in"]][row["product"]] = _Bought(row["n"], row["unvalued"],
+                                                             row["paid"])
+    prices = _prices({pk for pk, b in all_purchases.items() if b.unvalued})
 
     result = OnlineMetrics(since=since)
-    for pk, n in all_purchases.items():
-        result.total_purchases += n
-        if prices.get(pk) is None:
-            result.unpriced_purchases += n
-        else:
-            result.total_revenue += prices[pk] * n
+    for pk, bought in all_purchases.items():
+        result.total_purchases += bought.n
+        revenue, unpriced = bought.revenue(prices.get(pk))
+        result.total_revenue += revenue
+        result.unpriced_purchases += unpriced
     for name, counts in by_widget.items():
         target = widget(name)
-        target.revenue = sum(
-            (prices[pk] * n for pk, n in counts.items() if prices.get(pk) is not None),
-            Decimal(0),
-        )
+        target.revenue = sum((b.revenue(prices.get(pk))[0] for pk, b in counts.items()),
+                             Decimal(0))
     for item in stats.values():
         item.total_revenue = result.total_revenue
     result.widgets = sorted(
@@ -507,7 +531,8 @@ def long_tail_share(run: RecomputeRun | None = None, head_fraction: float = 0.2)
 #   list's recommendation id) / impressions; **clicks** counts every such view;
 # * **add-to-cart** and **conversion**: visitors with a cart event / a purchase
 #   (``OWNED_EVENT_KINDS``) carrying one of the arm's recommendation ids, per visitor;
-# * **revenue per visitor**: those purchases priced by the adapter's ``get_price``, per
+# * **revenue per visitor**: those purchases at their recorded amount, else priced by the
+#   adapter's ``get_price``, per
 #   visitor (a visitor without one counts 0).
 #
 # Proportions have Wilson 95% intervals; revenue per visitor the normal approximation
@@ -670,7 +695,7 @@ def experiment_results(experiment: Any) -> ExperimentResults:
     )
     rows = (events.values("shown_in", "kind", "recommendation_id", "user_id", "session_key",
                           "product")
-            .annotate(n=Count("id")).order_by())
+            .annotate(**_BOUGHT).order_by())
     lists: dict[int, set] = defaultdict(set)
     carters: dict[int, set] = defaultdict(set)
     buyers: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
@@ -687,20 +712,20 @@ def experiment_results(experiment: Any) -> ExperimentResults:
             carters[target.arm.pk].add(who)
         else:
             target.purchases += row["n"]
-            buyers[target.arm.pk][who].append((row["product"], row["n"]))
+            buyers[target.arm.pk][who].append(
+                (row["product"], _Bought(row["n"], row["unvalued"], row["paid"])))
     prices = _prices({pk for by in buyers.values() for items in by.values()
-                      for pk, _ in items})
+                      for pk, bought in items if bought.unvalued})
     for pk, target in results.items():
         target.clicked_impressions = len(lists[pk])
         target.carters = len(carters[pk])
         target.purchasers = len(buyers[pk])
         for items in buyers[pk].values():
             spent = Decimal(0)
-            for product, n in items:
-                if prices.get(product) is None:
-                    target.unpriced_purchases += n
-                else:
-                    spent += prices[product] * n
+            for product, bought in items:
+                revenue, unpriced = bought.revenue(prices.get(product))
+                spent += revenue
+                target.unpriced_purchases += unpriced
             target.revenue += spent
             target.revenue_by_visitor.append(float(spent))
     ordered = [results[arm.pk] for arm in arms]

@@ -107,6 +107,9 @@ class Interaction(models.Model):
     kind = models.CharField(max_length=32, validators=[EventKindValidator()])
     recommendation_id = models.CharField(max_length=64, null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # What a purchase was worth (the order line's price times its quantity) when the shop
+    # said so; revenue figures price the others at the adapter's current price.
+    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
 
     class Meta:
         indexes = [

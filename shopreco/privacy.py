@@ -107,6 +107,7 @@ def export_user_data(user: Any, *, session_key: str | None = None) -> dict[str, 
                 "product": _product_ref(e.product),
                 "type": e.kind,
                 "recommendation_id": e.recommendation_id,
+                "amount": None if e.amount is None else str(e.amount),
                 "created_at": e.created_at.isoformat(),
             }
             for e in qs.select_related("product").order_by("created_at", "pk")

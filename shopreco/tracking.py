@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.utils import timezone
@@ -83,7 +84,8 @@ def client_event_kinds() -> frozenset[str]:
 
 
 def track(request: Any, product: Any, kind: str,
-          recommendation_id: str | None = None) -> Interaction | None:
+          recommendation_id: str | None = None, *,
+          amount: Decimal | float | str | None = None) -> Interaction | None:
     """Record a view, cart or purchase (any kind in EVENT_WEIGHTS) for the current shopper.
 
     Returns None, recording nothing, when personalisation is off for this shopper (opt-out or
@@ -91,18 +93,22 @@ def track(request: Any, product: Any, kind: str,
     ``recommendation_id`` the one remembered for this product in the session (from a clicked
     recommendation) is used, so carts and purchases are credited too. An event that repeats
     one this shopper recorded for the product and kind within ``EVENT_DEDUP_SECONDS`` is not
-    stored again: the earlier event is returned (see :func:`record`)."""
-    return record(request, product, kind, recommendation_id)[0]
+    stored again: the earlier event is returned (see :func:`record`). ``amount``: what a
+    purchase was worth (line price times quantity), for revenue figures; without it they
+    price the purchase at the adapter's current price."""
+    return record(request, product, kind, recommendation_id, amount=amount)[0]
 
 
 def record(request: Any, product: Any, kind: str,
-           recommendation_id: str | None = None) -> tuple[Interaction | None, bool]:
+           recommendation_id: str | None = None, *,
+           amount: Decimal | float | str | None = None) -> tuple[Interaction | None, bool]:
     """:func:`track`, also saying whether a row was written: ``(event, True)`` for a new
     event, ``(earlier event, False)`` for a repeat within the window, ``(None, False)`` when
     the shopper is not tracked. A repeat carrying a recommendation id its earlier event lacks
     passes it on, so a click on a product seen a minute before is still credited."""
     if product is None or getattr(product, "pk", None) is None:
         raise ValueError("product: a saved product is required.")
+    amount = clean_amount(amount)
     if kind not in reco_settings.EVENT_WEIGHTS:
         raise ValueError(
             f"kind: unknown event type {kind!r}; expected one of "
@@ -134,8 +140,23 @@ def record(request: Any, product: Any, kind: str,
         product=product,
         kind=kind,
         recommendation_id=recommendation_id or None,
+        amount=amount,
     )
     return event, True
+
+
+def clean_amount(value: Any) -> Decimal | None:
+    """A purchase's worth as a Decimal of cents (None stays None); a ValueError naming
+    ``amount`` for anything that is not a finite number >= 0."""
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"amount: not a number: {value!r}.") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"amount: must be a finite number >= 0, not {value!r}.")
+    return amount.quantize(Decimal("0.01"))
 
 
 def _repeated(who: dict[str, Any], product_pk: Any, kind: str) -> Interaction | None:

@@ -228,3 +228,31 @@ def test_evaluation_setup_of_the_evaluate_command(db):
                           params={"protocol": "temporal", "folds": 5})
     assert insights.evaluation_setup(served) == ("ease", "temporal", None, "shop")
     assert insights.setup_label(("ease", "temporal", None, "shop")) == "ease · temporal"
+
+
+def test_revenue_uses_the_amount_a_purchase_was_recorded_with(db, product_factory,
+                                                              user_factory, rf):
+    """A purchase tracked with its amount (the order line's worth) counts that amount; one
+    without is priced at the product's current price."""
+    from decimal import Decimal
+
+    import shopreco
+    from shopreco.models import Impression, Interaction
+
+    cheap, dear = product_factory(price=Decimal("10.00")), product_factory(price=Decimal("80"))
+    shopper = user_factory("payer")
+    Impression.objects.create(recommendation_id="r" * 32, widget="similar",
+                              products=[cheap.pk, dear.pk])
+    request = rf.post("/checkout/")
+    request.user = shopper
+    request.session = {}
+    shopreco.track(request, cheap, "purchase", amount="25.50")  # bought at another price
+    Interaction.objects.create(user=shopper, product=dear, kind="purchase",
+                               recommendation_id="r" * 32, amount=Decimal("60.00"))
+    Interaction.objects.create(user=user_factory("other"), product=cheap, kind="purchase")
+    result = insights.online_metrics()
+    assert result.total_revenue == Decimal("25.50") + Decimal("60.00") + Decimal("10.00")
+    similar = next(w for w in result.widgets if w.widget == "similar")
+    assert similar.revenue == Decimal("60.00")
+    with pytest.raises(ValueError, match="amount"):
+        shopreco.track(request, cheap, "purchase", amount="-3")

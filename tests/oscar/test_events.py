@@ -69,6 +69,13 @@ def test_an_order_placed_by_oscar_records_purchases(make_product, make_user, pla
     assert [(e.product_id, e.user_id) for e in bought] == [(plain.pk, user.pk),
                                                            (parent.pk, user.pk)]
     assert {e.created_at for e in bought} == {order.date_placed}
+    # each purchase carries what its lines were worth (the variants' lines summed), so
+    # revenue figures use the price paid, not today's
+    worth = {}
+    for line in order.lines.all():
+        key = line.product.parent_id or line.product_id
+        worth[key] = worth.get(key, 0) + line.line_price_incl_tax
+    assert {e.product_id: e.amount for e in bought} == worth
 
 
 def test_a_guest_order_counts_for_nobody_in_particular(make_product, place_order):

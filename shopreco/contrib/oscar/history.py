@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from itertools import islice
 from typing import Any
 
@@ -45,11 +46,19 @@ def _opted_out() -> Any:
     return Preference.objects.filter(personalize=False).values("user")
 
 
-def _order_products(order: Any) -> list[Any]:
-    """The order's products (parents for variants), in line order, each once."""
+def _order_products(order: Any) -> dict[Any, Decimal | None]:
+    """The order's products (parents for variants), in line order, each once, with what
+    their lines were worth (incl. tax; None when a line has no price)."""
     rows = order.lines.filter(product__isnull=False).order_by("pk").values_list(
-        "product_id", "product__parent_id")
-    return list(dict.fromkeys(_canonical_id(pk, parent) for pk, parent in rows))
+        "product_id", "product__parent_id", "line_price_incl_tax")
+    out: dict[Any, Decimal | None] = {}
+    for pk, parent, price in rows:
+        key = _canonical_id(pk, parent)
+        if price is None or (key in out and out[key] is None):
+            out[key] = None  # a line without a price: revenue falls back to the adapter's
+        else:
+            out[key] = out.get(key, Decimal(0)) + Decimal(price)
+    return out
 
 
 def _attributions(user_id: Any, products: list[Any], until: datetime) -> dict[Any, str]:
@@ -73,7 +82,8 @@ def record_order(order: Any) -> list[Interaction]:
     if user is not None and not services.personalization_allowed(user):
         return []
     kind = purchase_kind()
-    products = _order_products(order)
+    amounts = _order_products(order)
+    products = list(amounts)
     done = set(Interaction.objects.filter(
         user_id=order.user_id, session_key="", product_id__in=products, kind=kind,
         created_at=order.date_placed).values_list("product_id", flat=True))
@@ -83,7 +93,7 @@ def record_order(order: Any) -> list[Interaction]:
     return [
         Interaction.objects.create(user=user, product=Product(pk=pk), kind=kind,
                                    created_at=order.date_placed,
-                                   recommendation_id=credit.get(pk))
+                                   recommendation_id=credit.get(pk), amount=amounts[pk])
         for pk in products if pk not in done
     ]
 
