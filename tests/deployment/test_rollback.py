@@ -44,10 +44,19 @@ def served(client: Client) -> list:
 
 
 def test_rollback_serves_the_older_runs_lists_on_the_next_request(two_runs):
-    older, newer, shopper, older_list, newer_list = two_runs
+    from django.core.cache import cache
+
+    older, newer, shopper, *_ = two_runs
     client = Client()
     client.force_login(shopper)
-    assert served(client) == newer_list
+    # what each run serves this shopper, each read with nothing cached
+    runs.deploy(older.pk)
+    cache.clear()
+    older_list = served(client)
+    runs.deploy(newer.pk)
+    cache.clear()
+    newer_list = served(client)
+    assert older_list and newer_list and older_list != newer_list
     assert served(client) == newer_list  # now from the cache
     runs.deploy(older.pk)
     assert served(client) == older_list  # the very next request: nothing stale
