@@ -17,7 +17,6 @@ Writes bench/out/erasure.md.
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,22 +32,14 @@ TARGET_SECONDS = 60.0
 def main() -> int:
     import bench_pipeline
 
-    ml_dir = common.require_data("ml-latest-small")
-    db_url = bench_pipeline._database_url()
-    common.ensure_database(db_url)
-    media = tempfile.mkdtemp(prefix="shopreco-erasure-bench-")
-    common.setup_demo_django(db_url, media)
-    bench_pipeline._load_shop(ml_dir, reload=False)
+    media = bench_pipeline.movielens_shop("erasure")
 
     from django.contrib.auth import get_user_model
     from django.db.models import Count
 
     from shopreco import pipeline, privacy, tasks
     from shopreco.models import Interaction, Rating, RecomputeRun
-    from shopreco.pipeline import runs
 
-    for stuck in RecomputeRun.objects.filter(status__in=["pending", "running"]):
-        runs.fail_run(stuck.pk, "abandoned by an earlier bench run")
     user_model = get_user_model()
     user_model.objects.filter(username="bench-erased").delete()
     counts = (Rating.objects.values("user").annotate(n=Count("id")).order_by("n")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -40,12 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import bench_pipeline
 
-    ml_dir = common.require_data("ml-latest-small")
-    db_url = bench_pipeline._database_url()
-    common.ensure_database(db_url)
-    media = tempfile.mkdtemp(prefix="shopreco-holdout-bench-")
-    common.setup_demo_django(db_url, media)
-    bench_pipeline._load_shop(ml_dir, reload=False)
+    bench_pipeline.movielens_shop("holdout")
 
     from django.test import override_settings
 
@@ -53,9 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     from shopreco.conf import DEFAULTS
     from shopreco.models import RecomputeRun
     from shopreco.pipeline import runs
-
-    for stuck in RecomputeRun.objects.filter(status__in=["pending", "running"]):
-        runs.fail_run(stuck.pk, "abandoned by an earlier bench run")
 
     def full_run(algorithm: str) -> RecomputeRun:
         with override_settings(SHOPRECO={"ALGORITHM": algorithm, "KEEP_RUNS": 2,

@@ -23,6 +23,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -157,6 +158,29 @@ def _median_row(label: str, measured: list[tuple[dict, float]]) -> list[str]:
                 statistics.median(_share(t) for t, _ in measured))
 
 
+def fail_abandoned_runs() -> None:
+    """A previous aborted bench may have left a run "running": fail it so the lock is free."""
+    from shopreco.models import RecomputeRun
+    from shopreco.pipeline import runs
+
+    for stuck in RecomputeRun.objects.filter(status__in=["pending", "running"]):
+        runs.fail_run(stuck.pk, "abandoned by an earlier bench run")
+
+
+def movielens_shop(name: str) -> str:
+    """Django on this bench's PostgreSQL database with MovieLens latest-small loaded as a shop
+    (loaded once, kept across benches), run files in a fresh folder (returned), no run left
+    pending: what the benches that run full recomputes on it (erasure, holdout) start from."""
+    ml_dir = common.require_data("ml-latest-small")
+    db_url = _database_url()
+    common.ensure_database(db_url)
+    media = tempfile.mkdtemp(prefix=f"shopreco-{name}-bench-")
+    common.setup_demo_django(db_url, media)
+    _load_shop(ml_dir, reload=False)
+    fail_abandoned_runs()
+    return media
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reload", action="store_true", help="Reload MovieLens into the DB.")
@@ -172,11 +196,8 @@ def main() -> int:
     seed_seconds = _load_shop(ml_dir, args.reload)
 
     from shopreco import pipeline
-    from shopreco.models import RecomputeRun
 
-    # A previous aborted bench may have left a run "running": fail it so the lock is free.
-    for stuck in RecomputeRun.objects.filter(status__in=["pending", "running"]):
-        pipeline.runs.fail_run(stuck.pk, "abandoned by an earlier bench run")
+    fail_abandoned_runs()
 
     load_start = common.load_average()
     local_runs: list[tuple[dict, float]] = []
