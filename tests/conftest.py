@@ -76,3 +76,18 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where every service must be present: {reason}"
+
+
+@pytest.fixture
+def make_request(rf):
+    """A GET request with a real session and the given user."""
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.db import SessionStore
+
+    def make(user=None, path="/", headers=None, **get):
+        request = rf.get(path, get, headers=headers or {})
+        request.user = user or AnonymousUser()
+        request.session = SessionStore()
+        return request
+
+    return make

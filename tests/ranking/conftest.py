@@ -43,18 +43,3 @@ def taste_shop(db, product_factory, user_factory, category_factory, settings, tm
     run = pipeline.run_full_recompute()
     return SimpleNamespace(products=products, books=products[:10], games=products[10:],
                            users=users, run=run, books_cat=books, games_cat=games)
-
-
-@pytest.fixture
-def make_request(rf):
-    """A GET request with a real session and the given user."""
-    from django.contrib.auth.models import AnonymousUser
-    from django.contrib.sessions.backends.db import SessionStore
-
-    def make(user=None, path="/", headers=None, **get):
-        request = rf.get(path, get, headers=headers or {})
-        request.user = user or AnonymousUser()
-        request.session = SessionStore()
-        return request
-
-    return make

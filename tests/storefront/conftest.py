@@ -51,18 +51,3 @@ def shop(db, category_factory, product_factory, user_factory):
     ]
     Recommendation.objects.bulk_create(recs)
     return SimpleNamespace(products=p, books=books, games=games, run=run, alice=alice)
-
-
-@pytest.fixture
-def make_request(rf):
-    """A GET request with a real session and the given user."""
-    from django.contrib.auth.models import AnonymousUser
-    from django.contrib.sessions.backends.db import SessionStore
-
-    def make(user=None, path="/", headers=None, **get):
-        request = rf.get(path, get, headers=headers or {})
-        request.user = user or AnonymousUser()
-        request.session = SessionStore()
-        return request
-
-    return make
