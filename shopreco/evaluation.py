@@ -20,7 +20,7 @@ from shopreco.conf import get_product_model
 from shopreco.engine import MODELS
 from shopreco.engine.evaluate import cross_validate
 from shopreco.models import Recommendation, RecomputeRun
-from shopreco.pipeline import compute
+from shopreco.pipeline import compute, runs
 from shopreco.pipeline.evaluation import (
     PROTOCOLS,
     EvaluationError,
@@ -140,9 +140,7 @@ def run_evaluation(run: RecomputeRun, snap: Snapshot | None = None,
             result["category_coverage"] = category_coverage(recs, product_pks)
             result["explanations"] = explanation_shares(k)
     except BaseException as exc:
-        RecomputeRun.objects.filter(pk=run.pk).update(
-            status=RecomputeRun.Status.FAILED, error=str(exc)[:5000] or type(exc).__name__,
-            stage="failed", finished_at=timezone.now())
+        runs.fail_run(run.pk, str(exc) or type(exc).__name__)
         raise
     RecomputeRun.objects.filter(pk=run.pk).update(
         status=RecomputeRun.Status.SUCCEEDED, params=params, metrics=result, timings=timings,

@@ -238,9 +238,7 @@ def request_evaluation(params: dict[str, Any] | None = None) -> RecomputeRun:
 
     def refused(exc: Exception) -> None:
         log.error("could not enqueue evaluation run #%s: %s", run_id, exc)
-        RecomputeRun.objects.filter(pk=run_id, status=RecomputeRun.Status.PENDING).update(
-            status=RecomputeRun.Status.FAILED, stage="failed",
-            error=f"could not enqueue: {exc}")
+        runs.fail_run(run_id, f"could not enqueue: {exc}")
 
     transaction.on_commit(lambda: _enqueue(evaluate, [run_id], refused=refused))
     return run
